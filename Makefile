@@ -1,0 +1,48 @@
+# Set-up and everyday targets. `make demo` and `make test` are the two commands of the README.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TORCH  := torch==2.13.0
+
+.PHONY: install demo test test-all bench bench-torchvision lint clean
+
+install: $(STAMP)
+
+# torch is pinned first so pip takes the local CPU wheel; a bare `torch` would pull a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/nas reproduce v3-large
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m ''
+
+bench: install
+	@for script in bench/*.py; do \
+		case $$script in bench/torchvision_*) continue;; esac; \
+		echo "== $$script"; $(PY) $$script || exit 1; \
+	done
+
+# The true comparison against torchvision needs a torch that torchvision imports beside
+# (large, from local disk); kept apart from .venv and from `make test`.
+TV_VENV := .venv-tv
+bench-torchvision:
+	test -x $(TV_VENV)/bin/python || $(PYTHON) -m venv $(TV_VENV)
+	test -f $(TV_VENV)/.installed || ( $(TV_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 \
+		&& $(TV_VENV)/bin/python -m pip install -q -e . && touch $(TV_VENV)/.installed )
+	$(TV_VENV)/bin/python bench/torchvision_equivalence.py
+
+lint: install
+	$(VENV)/bin/ruff check nas search_spaces latency_models tests bench
+
+clean:
+	rm -rf $(VENV) $(TV_VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Latency measurement, look-up tables and predictors (see the latency-models issue)."""

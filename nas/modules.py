@@ -1,0 +1,218 @@
+"""PyTorch layers of the networks, built from an explicit layer plan.
+
+This file imports nothing but torch: ``nas export --format py`` copies it verbatim into the
+standalone model file, so the exported model and the one ``nas.build_model`` returns are the
+same code. The module layout follows torchvision's MobileNetV3 (``features`` / ``avgpool`` /
+``classifier``, ``block`` inside each inverted residual, ``fc1``/``fc2`` inside SE), so
+torchvision's V3 weights load with ``strict=True``.
+
+A plan is a plain dict with every channel count already resolved::
+
+    {"in_ch": 3, "num_classes": 1000, "bn_eps": 0.001, "bn_momentum": 0.01,
+     "se_gate": "hardsigmoid",
+     "stem": {"out_ch": 16, "kernel": 3, "stride": 2, "act": "HS", "maxpool": False},
+     "blocks": [{"kind": "bneck", "in_ch": 16, "exp_ch": 16, "out_ch": 16, "kernel": 3,
+                 "stride": 1, "dilation": 1, "se_ch": 0, "act": "RE"}, ...],
+     "head": {"conv_ch": 960, "conv_act": "HS", "hidden_ch": 1280, "hidden_act": "HS",
+              "dropout": 0.2}}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def make_activation(name: str | None) -> nn.Module | None:
+    """RE = ReLU, HS = h-swish, RE6 = ReLU6 (the paper's NL column)."""
+    if name is None:
+        return None
+    if name == "RE":
+        return nn.ReLU(inplace=True)
+    if name == "HS":
+        return nn.Hardswish()
+    if name == "RE6":
+        return nn.ReLU6(inplace=True)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+class ConvNormAct(nn.Sequential):
+    """Conv -> BatchNorm -> activation; ``act=None`` leaves the output linear."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, *, stride: int = 1, groups: int = 1,
+                 dilation: int = 1, act: str | None, bn_eps: float, bn_momentum: float):
+        padding = (kernel - 1) // 2 * dilation
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_ch, out_ch, kernel, stride, padding, dilation=dilation, groups=groups,
+                      bias=False),
+            nn.BatchNorm2d(out_ch, eps=bn_eps, momentum=bn_momentum),
+        ]
+        activation = make_activation(act)
+        if activation is not None:
+            layers.append(activation)
+        super().__init__(*layers)
+
+
+class SqueezeExcitation(nn.Module):
+    """Squeeze-excite: ReLU inside; hard-sigmoid gate (MobileNetV3) or sigmoid (MnasNet)."""
+
+    def __init__(self, channels: int, squeeze_ch: int, gate: str = "hardsigmoid"):
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeeze_ch, 1)
+        self.fc2 = nn.Conv2d(squeeze_ch, channels, 1)
+        self.activation = nn.ReLU()
+        self.scale_activation = nn.Sigmoid() if gate == "sigmoid" else nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
+        return scale * x
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2/V3 bneck: [expand 1x1] -> depthwise -> [SE] -> linear project 1x1."""
+
+    def __init__(self, cfg: dict[str, Any], bn_eps: float, bn_momentum: float,
+                 se_gate: str = "hardsigmoid"):
+        super().__init__()
+        in_ch, exp_ch, out_ch = cfg["in_ch"], cfg["exp_ch"], cfg["out_ch"]
+        norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        layers: list[nn.Module] = []
+        if exp_ch != in_ch:
+            layers.append(ConvNormAct(in_ch, exp_ch, 1, act=cfg["act"], **norm))
+        layers.append(ConvNormAct(exp_ch, exp_ch, cfg["kernel"], stride=cfg["stride"],
+                                  dilation=cfg["dilation"], groups=exp_ch, act=cfg["act"],
+                                  **norm))
+        if cfg["se_ch"]:
+            layers.append(SqueezeExcitation(exp_ch, cfg["se_ch"], se_gate))
+        layers.append(ConvNormAct(exp_ch, out_ch, 1, act=None, **norm))
+        self.block = nn.Sequential(*layers)
+        self.use_res_connect = cfg["stride"] == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        if self.use_res_connect:
+            out = out + x
+        return out
+
+
+class DepthwiseSeparable(nn.Module):
+    """MobileNetV1: depthwise conv -> BN -> act -> pointwise conv -> BN -> act."""
+
+    def __init__(self, cfg: dict[str, Any], bn_eps: float, bn_momentum: float,
+                 se_gate: str = "hardsigmoid"):
+        super().__init__()
+        norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        in_ch = cfg["in_ch"]
+        self.block = nn.Sequential(
+            ConvNormAct(in_ch, in_ch, cfg["kernel"], stride=cfg["stride"],
+                        dilation=cfg["dilation"], groups=in_ch, act=cfg["act"], **norm),
+            ConvNormAct(in_ch, cfg["out_ch"], 1, act=cfg["act"], **norm),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    batch, channels, height, width = x.size()
+    x = x.view(batch, groups, channels // groups, height, width)
+    return x.transpose(1, 2).contiguous().view(batch, channels, height, width)
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2 unit.
+
+    Stride 1: half the channels pass through, the other half go through branch2.
+    Stride 2: branch1 (depthwise, pointwise) and branch2 (pointwise, depthwise, pointwise)
+    both see the whole input. Either way the halves are concatenated and shuffled.
+    """
+
+    def __init__(self, cfg: dict[str, Any], bn_eps: float, bn_momentum: float,
+                 se_gate: str = "hardsigmoid"):
+        super().__init__()
+        norm = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
+        in_ch, kernel, stride, act = cfg["in_ch"], cfg["kernel"], cfg["stride"], cfg["act"]
+        branch_ch = cfg["out_ch"] // 2
+        self.stride = stride
+        if stride > 1:
+            self.branch1 = nn.Sequential(
+                ConvNormAct(in_ch, in_ch, kernel, stride=stride, groups=in_ch, act=None, **norm),
+                ConvNormAct(in_ch, branch_ch, 1, act=act, **norm),
+            )
+        else:
+            self.branch1 = nn.Sequential()
+        branch2_in = in_ch if stride > 1 else branch_ch
+        self.branch2 = nn.Sequential(
+            ConvNormAct(branch2_in, branch_ch, 1, act=act, **norm),
+            ConvNormAct(branch_ch, branch_ch, kernel, stride=stride, dilation=cfg["dilation"],
+                        groups=branch_ch, act=None, **norm),
+            ConvNormAct(branch_ch, branch_ch, 1, act=act, **norm),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+BLOCK_TYPES = {"bneck": InvertedResidual, "dwsep": DepthwiseSeparable, "shuffle": ShuffleUnit}
+
+
+class Network(nn.Module):
+    """Stem -> blocks -> head conv (``features``), global pool, then ``classifier``."""
+
+    def __init__(self, plan: dict[str, Any]):
+        super().__init__()
+        eps, momentum = plan["bn_eps"], plan["bn_momentum"]
+        stem = plan["stem"]
+        stem_layer = ConvNormAct(plan["in_ch"], stem["out_ch"], stem["kernel"],
+                                 stride=stem["stride"], act=stem["act"], bn_eps=eps,
+                                 bn_momentum=momentum)
+        if stem["maxpool"]:
+            stem_layer.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+        features: list[nn.Module] = [stem_layer]
+        channels = stem["out_ch"]
+        for cfg in plan["blocks"]:
+            features.append(BLOCK_TYPES[cfg["kind"]](cfg, eps, momentum, plan["se_gate"]))
+            channels = cfg["out_ch"]
+        head = plan["head"]
+        if head["conv_ch"] is not None:
+            features.append(ConvNormAct(channels, head["conv_ch"], 1, act=head["conv_act"],
+                                        bn_eps=eps, bn_momentum=momentum))
+            channels = head["conv_ch"]
+        self.features = nn.Sequential(*features)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        classifier: list[nn.Module] = []
+        if head["hidden_ch"] is not None:
+            # V3's efficient last stage: the 1280-wide layer runs after pooling, at 1x1.
+            classifier += [nn.Linear(channels, head["hidden_ch"]),
+                           make_activation(head["hidden_act"])]
+            channels = head["hidden_ch"]
+        classifier += [nn.Dropout(p=head["dropout"], inplace=True),
+                       nn.Linear(channels, plan["num_classes"])]
+        self.classifier = nn.Sequential(*classifier)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torchvision's MobileNetV3 initialisation."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm2d):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0, 0.01)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))

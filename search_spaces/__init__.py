@@ -1,0 +1,1 @@
+"""Declarative search spaces and the seed model zoo (``search_spaces.zoo``)."""
