@@ -1,0 +1,278 @@
+"""The ``nas`` command line (``nas-search`` is ``nas search``).
+
+The CLI alone talks to the terminal. A user mistake (a missing file, malformed JSON, an unknown
+block kind or format, inconsistent channels) is answered with one red line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nas.spec import ArchSpec, SpecError
+
+app = typer.Typer(
+    name="nas",
+    help="Hardware-aware neural architecture search in the manner of MobileNetV3.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+USER_ERROR = 2
+
+
+class CliError(Exception):
+    """A message for the user; the command stops with exit code 2."""
+
+
+def fail(message: str) -> NoReturn:
+    raise CliError(message)
+
+
+def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can cause into one line and exit code 2."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (CliError, ValueError, FileNotFoundError, IsADirectoryError,
+                PermissionError) as exc:
+            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            raise typer.Exit(USER_ERROR) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", markup=True,
+                      soft_wrap=True)
+            raise typer.Exit(USER_ERROR) from None
+
+    return run
+
+
+# --------------------------------------------------------------------------- helpers
+def resolve_spec(arg: str) -> tuple[ArchSpec, dict | None]:
+    """A zoo name (or alias), or a spec/checkpoint file -> spec and weights (if any)."""
+    from nas.export import load_checkpoint
+    from search_spaces import zoo
+
+    if arg in zoo.names() or arg in zoo.ALIASES:
+        return zoo.get(arg), None
+    if Path(arg).exists():
+        return load_checkpoint(arg)
+    known = ", ".join(zoo.names())
+    fail(f"{arg!r} is neither a file nor a zoo model (known: {known})")
+
+
+def _build(spec: ArchSpec, state_dict: dict | None, seed: int):
+    from nas.build import build_model
+
+    model = build_model(spec, seed=seed)
+    if state_dict is not None:
+        try:
+            model.load_state_dict(state_dict, strict=True)
+        except RuntimeError as exc:
+            fail(f"the weights do not fit the spec ({str(exc).strip().splitlines()[0]})")
+    return model
+
+
+def _fmt_count(value: float, unit: str = "") -> str:
+    if value >= 1e9:
+        return f"{value / 1e9:.2f}G{unit}"
+    return f"{value / 1e6:.2f}M{unit}"
+
+
+def _rich_table(spec: ArchSpec, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("Input", "Operator", "exp size", "#out", "SE", "NL", "s"):
+        table.add_column(column, justify="left" if column in ("Input", "Operator") else "right")
+    for row in spec.table_rows():
+        table.add_row(
+            f"{row.input_hw}²×{row.input_ch}",
+            row.operator,
+            "-" if row.exp_size is None else str(row.exp_size),
+            "-" if row.out is None else str(row.out),
+            "✓" if row.se else "-",
+            row.nl or "-",
+            str(row.stride),
+        )
+    return table
+
+
+def _check_width(width: float) -> None:
+    if not 0 < width <= 4:
+        fail(f"--width must be in (0, 4], got {width}")
+
+
+# --------------------------------------------------------------------------- commands
+@app.command("zoo")
+@_user_errors
+def zoo_command() -> None:
+    """List the seed model zoo with params and MAdds (224x224, 1000 classes)."""
+    from nas.build import count_params
+    from nas.flops import count_madds
+    from search_spaces import zoo
+
+    table = Table(title="Model zoo (224×224, 1000 classes; MAdds via FlopCounterMode)",
+                  title_justify="left")
+    for column in ("name", "blocks", "params", "MAdds", "paper top-1", "paper MAdds"):
+        table.add_column(column, justify="left" if column == "name" else "right")
+    for name in zoo.names():
+        spec = zoo.get(name)
+        paper = zoo.PAPER_FIGURES.get((name, 1.0))
+        table.add_row(
+            name,
+            str(len(spec.blocks)),
+            f"{count_params(spec):,}",
+            _fmt_count(count_madds(spec)),
+            f"{paper.top1:.1f}%" if paper else "",
+            _fmt_count(paper.madds) if paper else "",
+        )
+    out.print(table)
+
+
+@app.command("reproduce")
+@_user_errors
+def reproduce_command(
+    model: Annotated[str, typer.Argument(help="v3-large, v3-small, or any zoo name")],
+    width: Annotated[float, typer.Option(help="width multiplier (paper: 1.0 or 0.75)")] = 1.0,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="output directory "
+                                                 "(default runs/<name>)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the initial weights")] = 0,
+) -> None:
+    """Emit a paper network: print its table, params and MAdds; write spec.json, table.md,
+    arch.txt and model.pt."""
+    from nas.build import build_model, count_params
+    from nas.export import save, write_text
+    from nas.flops import count_madds
+    from search_spaces import zoo
+
+    _check_width(width)
+    name = zoo.canonical_name(model)
+    spec = zoo.get(name, width_mult=width)
+    run_name = name if width == 1.0 else f"{name}_{round(width * 100):03d}"
+    directory = out_dir or Path("runs") / run_name
+    net = build_model(spec, seed=seed)
+    params, madds = count_params(net), count_madds(net)
+
+    out.print(_rich_table(spec, f"{name} ×{width:g}"))
+    summary = Table(show_header=True, title_justify="left")
+    for column in ("", "params", "MAdds", "top-1"):
+        summary.add_column(column, justify="right")
+    summary.add_row("this build", f"{params:,}", _fmt_count(madds), "untrained")
+    paper = zoo.PAPER_FIGURES.get((name, width))
+    if paper:
+        summary.add_row(f"paper ({paper.source})", _fmt_count(paper.params),
+                        _fmt_count(paper.madds), f"{paper.top1:.1f}%")
+    out.print(summary)
+
+    files = {
+        "spec.json": lambda p: write_text(p, spec.to_json()),
+        "table.md": lambda p: write_text(p, f"# {name} ×{width:g}\n\n" + spec.table()),
+        "arch.txt": lambda p: write_text(p, spec.to_text()),
+        "model.pt": lambda p: save(net, p),
+    }
+    for filename, write in files.items():
+        write(directory / filename)
+    out.print(f"wrote {', '.join(files)} to {directory}/")
+
+
+@app.command("table")
+@_user_errors
+def table_command(
+    spec_arg: Annotated[str, typer.Argument(metavar="SPEC", help="zoo name or spec file")],
+    width: Annotated[float | None, typer.Option(help="override the width multiplier")] = None,
+) -> None:
+    """Print the paper-style table (Input, Operator, exp size, #out, SE, NL, s) as markdown."""
+    import dataclasses
+
+    spec, _ = resolve_spec(spec_arg)
+    if width is not None:
+        _check_width(width)
+        spec = dataclasses.replace(spec, width_mult=width)
+    sys.stdout.write(spec.table())
+
+
+@app.command("export")
+@_user_errors
+def export_command(
+    spec_arg: Annotated[str, typer.Argument(metavar="SPEC",
+                                            help="zoo name, spec file or .pt checkpoint")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="pytorch, py, torchscript, onnx, "
+                                     "json, timm or table")] = "pytorch",
+    path: Annotated[Path | None, typer.Option("--out", help="output file "
+                                              "(default runs/<name>/<name><suffix>)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the weights when SPEC has none")] = 0,
+) -> None:
+    """Export a spec or trained checkpoint to another format."""
+    from nas.export import FORMATS, check_format, export
+
+    check_format(fmt)
+    spec, state_dict = resolve_spec(spec_arg)
+    target = path or Path("runs") / spec.name / f"{spec.name}{FORMATS[fmt]}"
+    needs_model = fmt in ("pytorch", "torchscript", "onnx")
+    subject = _build(spec, state_dict, seed) if needs_model else spec
+    export(subject, fmt, target)
+    note = ""
+    if needs_model and state_dict is None:
+        note = f" (weights freshly initialised with seed {seed}; export a .pt for trained ones)"
+    out.print(f"wrote {target}{note}")
+
+
+@app.command("search")
+@_user_errors
+def search_command(
+    budget: Annotated[str, typer.Option(help="latency budget, e.g. 60ms or 0.06s")] = "60ms",
+) -> None:
+    """Block-wise architecture search under a latency budget (not available yet)."""
+    from nas.search.budget import parse_budget
+
+    budget_ms = parse_budget(budget)
+    fail(f"the block search is not implemented in this version yet (budget {budget_ms:g} ms "
+         f"understood); `nas reproduce v3-large` emits the canonical networks")
+
+
+# --------------------------------------------------------------------------- entry points
+def _run(command: Any, args: list[str], prog: str) -> int:
+    try:
+        result = command.main(args=args, prog_name=prog, standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        return 130
+    except typer.TyperException as exc:
+        # Usage mistakes (unknown option, missing argument): one line, like every user error.
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err.print(f"[bold red]error:[/] {message} (see `{prog} --help`)", markup=True,
+                  soft_wrap=True)
+        return USER_ERROR
+    except Exception as exc:  # a bug of ours: say so in one line, keep the trace on request
+        if os.environ.get("NAS_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+                  f"(set NAS_DEBUG=1 to see the traceback)", markup=True, soft_wrap=True)
+        return 1
+    # Without standalone mode, click returns the exit code of typer.Exit instead of raising.
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    args = sys.argv[1:] or ["--help"]
+    sys.exit(_run(typer.main.get_command(app), args, "nas"))
+
+
+def search_main() -> None:
+    group = typer.main.get_command(app)
+    sys.exit(_run(group.commands["search"], sys.argv[1:], "nas-search"))

@@ -1,0 +1,1 @@
+"""Search: reward, strategies, runner (see the search issue)."""
