@@ -121,9 +121,10 @@ class _Line:
 
 
 def _split_parts(token: str, line: _Line, ints: str, flags: tuple[str, ...]) -> dict[str, Any]:
-    """Parse ``k3_s2_c16_se_nre``-style parts: integer letters, flags and one activation."""
+    """Parse the parts after the first of ``ir_k3_s2_c16_se_nre``: integer letters, flags and
+    one activation."""
     found: dict[str, Any] = {}
-    for part in token.split("_"):
+    for part in token.split("_")[1:]:
         match = _INT_PART.match(part)
         if part in _TOKEN_ACTS:
             key, value = "act", _TOKEN_ACTS[part]
@@ -151,7 +152,7 @@ def _parse_stem(token: str, line: _Line) -> StemSpec:
     kind, _, rest = token.partition("_")
     if kind != "conv" or not rest:
         raise line.error(f"stem token {token!r} must start with 'conv_'")
-    found = _split_parts(rest, line, ints="ksci", flags=("maxpool",))
+    found = _split_parts(token, line, ints="ksci", flags=("maxpool",))
     _require(found, "ksc", token, line)
     try:
         return StemSpec(kernel=found["k"], stride=found["s"], out_ch=found["c"], act=found["act"],
@@ -166,7 +167,7 @@ def _parse_blocks(token: str, in_ch: int, line: _Line, index: int) -> list[Block
         raise line.error(f"token {token!r}: unknown block kind {kind_token!r} "
                          f"(known: {', '.join(_TOKEN_KINDS)})")
     kind = _TOKEN_KINDS[kind_token]
-    found = _split_parts(rest, line, ints="rksxcd", flags=("se",))
+    found = _split_parts(token, line, ints="rksxcd", flags=("se",))
     _require(found, "ksxc" if kind == "bneck" else "ksc", token, line)
     repeats = found.get("r", 1)
     if not 1 <= repeats <= 64:
@@ -197,7 +198,7 @@ def _parse_head(tokens: list[str], line: _Line) -> HeadSpec:
             if layer not in ("conv", "fc") or not rest:
                 raise line.error(f"head token {token!r}: expected conv_c<n>_<act>, "
                                  f"fc_c<n>_<act> or drop<p>")
-            found = _split_parts(rest, line, ints="c", flags=())
+            found = _split_parts(token, line, ints="c", flags=())
             _require(found, "c", token, line)
             key = "conv_ch" if layer == "conv" else "hidden_ch"
             value = found["c"]

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nas.spec import ArchSpec, SpecError
+from nas.spec import ArchSpec
 
 app = typer.Typer(
     name="nas",
@@ -95,8 +95,10 @@ def _fmt_count(value: float, unit: str = "") -> str:
 
 def _rich_table(spec: ArchSpec, title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("Input", "Operator", "exp size", "#out", "SE", "NL", "s"):
-        table.add_column(column, justify="left" if column in ("Input", "Operator") else "right")
+    for column in ("Input", "Operator"):
+        table.add_column(column, no_wrap=True)
+    for column in ("exp size", "#out", "SE", "NL", "s"):
+        table.add_column(column, justify="right")
     for row in spec.table_rows():
         table.add_row(
             f"{row.input_hw}²×{row.input_ch}",
@@ -126,8 +128,9 @@ def zoo_command() -> None:
 
     table = Table(title="Model zoo (224×224, 1000 classes; MAdds via FlopCounterMode)",
                   title_justify="left")
-    for column in ("name", "blocks", "params", "MAdds", "paper top-1", "paper MAdds"):
-        table.add_column(column, justify="left" if column == "name" else "right")
+    table.add_column("name", no_wrap=True)
+    for column in ("blocks", "params", "MAdds", "paper top-1", "paper MAdds"):
+        table.add_column(column, justify="right")
     for name in zoo.names():
         spec = zoo.get(name)
         paper = zoo.PAPER_FIGURES.get((name, 1.0))

@@ -231,8 +231,11 @@ def _example_input(spec: ArchSpec, batch: int = 1, seed: int = 0) -> torch.Tenso
 
 
 def _export_torchscript(model: nn.Module, spec: ArchSpec, tmp: Path) -> None:
-    scripted = torch.jit.script(model.eval())
-    torch.jit.save(scripted, str(tmp))
+    # torch deprecates TorchScript in favour of torch.export; users asking for it still get it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model.eval())
+        torch.jit.save(scripted, str(tmp))
 
 
 def _export_onnx(model: nn.Module, spec: ArchSpec, tmp: Path) -> None:

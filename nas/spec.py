@@ -85,7 +85,8 @@ def _check_int(name: str, value: Any, low: int, high: int) -> None:
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    if isinstance(value, bool) or value not in choices:
+    # Exact types: 3.0 is not a kernel size, and True is not 1.
+    if not any(type(value) is type(choice) and value == choice for choice in choices):
         listed = ", ".join(str(c) for c in choices)
         raise SpecError(name, f"must be one of {listed}, got {value!r}")
 
@@ -214,6 +215,12 @@ class HeadSpec:
         if self.hidden_ch is not None:
             _check_channels("hidden_ch", self.hidden_ch)
         _check_choice("hidden_act", self.hidden_act, ACTIVATIONS)
+        # The activation of an absent layer means nothing: keep one canonical value, so specs
+        # that build the same network compare (and hash) equal.
+        if self.conv_ch is None:
+            _set(self, "conv_act", "HS")
+        if self.hidden_ch is None:
+            _set(self, "hidden_act", "HS")
         _set(self, "dropout", _check_float("dropout", self.dropout, 0.0, 0.99, open_low=False))
 
 
@@ -281,6 +288,12 @@ class ArchSpec:
                     f"{block.in_ch} does not match the output of {prev_name} ({prev_out})",
                 )
             prev_out, prev_name = block.out_ch, f"block {index}"
+        if self.width_mult != 1.0:
+            try:
+                self.scaled()
+            except SpecError as exc:
+                raise SpecError("width_mult", f"{self.width_mult} gives an invalid network "
+                                              f"({exc})") from None
 
     # ------------------------------------------------------------------ derived values
     @property

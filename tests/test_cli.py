@@ -1,0 +1,168 @@
+"""The command line: what a user sees, and one line with exit code 2 for every mistake."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+
+from nas.cli import _run, app
+from nas.spec import ArchSpec
+from search_spaces import zoo
+
+
+def run(args: list[str], capsys) -> tuple[int, str, str]:
+    code = _run(typer.main.get_command(app), args, "nas")
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_reproduce_writes_the_run_directory(capsys, in_tmp):
+    code, out, err = run(["reproduce", "v3-large", "--width", "0.75"], capsys)
+    assert code == 0, err
+    assert "3,993,528" in out and "154.56M" in out
+    assert "paper (MobileNetV3 Table 3)" in out and "73.3%" in out
+    directory = in_tmp / "runs" / "mobilenet_v3_large_075"
+    assert sorted(p.name for p in directory.iterdir()) == ["arch.txt", "model.pt", "spec.json",
+                                                          "table.md"]
+    spec = ArchSpec.from_json((directory / "spec.json").read_text())
+    assert spec == zoo.get("mobilenet_v3_large", width_mult=0.75)
+    assert ArchSpec.from_text((directory / "arch.txt").read_text()) == spec
+    assert "| 7²×120 | bneck 5x5 | 720 | 120 | ✓ | HS | 1 |" in (directory / "table.md").read_text()
+
+
+def test_reproduce_custom_out_dir(capsys, in_tmp):
+    code, out, _ = run(["reproduce", "v3-small", "--out", "here"], capsys)
+    assert code == 0
+    assert "2,542,856" in out
+    assert (in_tmp / "here" / "model.pt").exists()
+
+
+def test_zoo_lists_every_model(capsys):
+    code, out, _ = run(["zoo"], capsys)
+    assert code == 0
+    for name in zoo.names():
+        assert name in out
+    assert "5,483,032" in out and "7,393,996" in out and "75.2%" in out
+
+
+def test_table_from_zoo_and_from_file(capsys, in_tmp):
+    code, out, _ = run(["table", "mobilenet_v3_small"], capsys)
+    assert code == 0 and out == zoo.get("mobilenet_v3_small").table()
+    (in_tmp / "s.json").write_text(zoo.get("mobilenet_v2").to_json())
+    code, out, _ = run(["table", "s.json", "--width", "0.5"], capsys)
+    assert code == 0
+    assert out.splitlines()[2] == "| 224²×3 | conv2d 3x3 | - | 16 | - | RE6 | 2 |"
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("pytorch", ".pt"), ("py", ".py"),
+                                              ("json", ".json"), ("timm", ".txt"),
+                                              ("table", ".md"), ("torchscript", ".torchscript.pt")])
+def test_export_default_paths(capsys, in_tmp, fmt, suffix):
+    code, out, err = run(["export", "mobilenet_v3_small", "--format", fmt], capsys)
+    assert code == 0, err
+    target = in_tmp / "runs" / "mobilenet_v3_small" / f"mobilenet_v3_small{suffix}"
+    assert target.exists() and target.stat().st_size > 0
+    assert f"wrote {target.relative_to(in_tmp)}" in out
+
+
+def test_export_a_checkpoint_keeps_its_weights(capsys, in_tmp):
+    import torch
+
+    import nas
+
+    model = nas.build_model(zoo.get("mobilenet_v3_small", input_size=32), seed=7)
+    nas.save(model, in_tmp / "trained.pt")
+    code, out, _ = run(["export", "trained.pt", "-f", "pytorch", "--out", "copy.pt"], capsys)
+    assert code == 0 and "freshly initialised" not in out
+    again = nas.load(in_tmp / "copy.pt")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 again.state_dict().values(), strict=True))
+
+
+def _bad_spec_files(tmp: Path) -> dict[str, str]:
+    good = json.loads(zoo.get("mobilenet_v3_small").to_json())
+    unknown_kind = json.loads(json.dumps(good))
+    unknown_kind["blocks"][2]["kind"] = "transformer"
+    inconsistent = json.loads(json.dumps(good))
+    inconsistent["blocks"][4]["in_ch"] = 33
+    files = {
+        "malformed.json": '{"name": "x", "blocks": [',
+        "unknown_kind.json": json.dumps(unknown_kind),
+        "inconsistent.json": json.dumps(inconsistent),
+        "garbage.txt": "hello world",
+    }
+    for name, text in files.items():
+        (tmp / name).write_text(text)
+    return {
+        "malformed.json": "not valid JSON",
+        "unknown_kind.json": "block 2.kind: must be one of bneck, dwsep, shuffle",
+        "inconsistent.json": "block 4.in_ch: 33 does not match the output of block 3 (40)",
+        "garbage.txt": "the first line must be 'arch",
+    }
+
+
+@pytest.mark.parametrize("command", ["table", "export"])
+def test_bad_input_gives_one_line_and_exit_2(capsys, in_tmp, command):
+    expected = _bad_spec_files(in_tmp)
+    for filename, words in expected.items():
+        code, out, err = run([command, filename, "--out", "result.pt"] if command == "export"
+                             else [command, filename], capsys)
+        assert code == 2, filename
+        assert words in err, (filename, err)
+        assert len(err.strip().splitlines()) == 1, err
+        assert "Traceback" not in err + out
+    assert not (in_tmp / "result.pt").exists()
+    assert not (in_tmp / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["export", "missing.json"], "'missing.json' is neither a file nor a zoo model"),
+        (["export", "v3-small", "--format", "keras"], "unknown export format 'keras'"),
+        (["reproduce", "v4-huge"], "unknown zoo model 'v4-huge'"),
+        (["reproduce", "v3-large", "--width", "0"], "--width must be in (0, 4]"),
+        (["reproduce", "v3-large", "--width", "abc"], "Invalid value for '--width'"),
+        (["reproduce"], "Missing argument"),
+        (["frobnicate"], "No such command"),
+        (["table", "."], "is a directory"),
+        (["search", "--budget", "fast"], "latency budget 'fast' not understood"),
+    ],
+)
+def test_user_mistakes(capsys, in_tmp, args, words):
+    code, out, err = run(args, capsys)
+    assert code == 2
+    assert words in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (in_tmp / "runs").exists()
+
+
+def test_search_is_not_claimed(capsys):
+    code, _, err = run(["search", "--budget", "60ms"], capsys)
+    assert code == 2 and "not implemented" in err and "60 ms" in err
+
+
+@pytest.mark.skipif(shutil.which("nas") is None and not Path(sys.executable).with_name("nas")
+                    .exists(), reason="console scripts not installed")
+def test_console_scripts_are_installed(in_tmp):
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(["nas", "--help"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and "reproduce" in result.stdout
+    result = subprocess.run(["nas-search", "--budget", "6 parsecs"], capture_output=True,
+                            text=True, env=env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "error:" in result.stderr
