@@ -32,7 +32,7 @@ def make_activation(name: str | None) -> nn.Module | None:
     if name == "RE":
         return nn.ReLU(inplace=True)
     if name == "HS":
-        return nn.Hardswish()
+        return nn.Hardswish(inplace=True)
     if name == "RE6":
         return nn.ReLU6(inplace=True)
     raise ValueError(f"unknown activation {name!r}")
@@ -94,7 +94,7 @@ class InvertedResidual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.block(x)
         if self.use_res_connect:
-            out = out + x
+            out += x  # in place, as torchvision: one allocation less per block
         return out
 
 
