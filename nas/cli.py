@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nas.spec import ArchSpec
+from nas.spec import ArchSpec, TableRow
 
 app = typer.Typer(
     name="nas",
@@ -95,20 +95,13 @@ def _fmt_count(value: float, unit: str = "") -> str:
 
 def _rich_table(spec: ArchSpec, title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for column in ("Input", "Operator"):
-        table.add_column(column, no_wrap=True)
-    for column in ("exp size", "#out", "SE", "NL", "s"):
+    input_column, operator_column, *numbers = TableRow.COLUMNS
+    table.add_column(input_column, no_wrap=True)
+    table.add_column(operator_column, no_wrap=True)
+    for column in numbers:
         table.add_column(column, justify="right")
     for row in spec.table_rows():
-        table.add_row(
-            f"{row.input_hw}²×{row.input_ch}",
-            row.operator,
-            "-" if row.exp_size is None else str(row.exp_size),
-            "-" if row.out is None else str(row.out),
-            "✓" if row.se else "-",
-            row.nl or "-",
-            str(row.stride),
-        )
+        table.add_row(*row.cells())
     return table
 
 

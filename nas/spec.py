@@ -237,6 +237,20 @@ class TableRow:
     nl: str | None
     stride: int
 
+    COLUMNS = ("Input", "Operator", "exp size", "#out", "SE", "NL", "s")
+
+    def cells(self) -> list[str]:
+        """The row as the paper prints it (``-`` for empty cells)."""
+        return [
+            f"{self.input_hw}²×{self.input_ch}",
+            self.operator,
+            "-" if self.exp_size is None else str(self.exp_size),
+            "-" if self.out is None else str(self.out),
+            "✓" if self.se else "-",
+            self.nl or "-",
+            str(self.stride),
+        ]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ArchSpec:
@@ -408,21 +422,9 @@ class ArchSpec:
 
     def table(self) -> str:
         """The paper's table as markdown."""
-        lines = [
-            "| Input | Operator | exp size | #out | SE | NL | s |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in self.table_rows():
-            cells = [
-                f"{r.input_hw}²×{r.input_ch}",
-                r.operator,
-                "-" if r.exp_size is None else str(r.exp_size),
-                "-" if r.out is None else str(r.out),
-                "✓" if r.se else "-",
-                r.nl or "-",
-                str(r.stride),
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+        lines = ["| " + " | ".join(TableRow.COLUMNS) + " |",
+                 "|" + "---|" * len(TableRow.COLUMNS)]
+        lines += ["| " + " | ".join(row.cells()) + " |" for row in self.table_rows()]
         return "\n".join(lines) + "\n"
 
     # ------------------------------------------------------------------ JSON
