@@ -6,17 +6,16 @@ block kind or format, inconsistent channels) is answered with one red line and e
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from nas.cli_common import USER_ERROR, err, fail, out, resolve_spec
+from nas.cli_common import user_errors as _user_errors
 from nas.spec import ArchSpec, TableRow
 
 app = typer.Typer(
@@ -27,54 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
-
-USER_ERROR = 2
-
-
-class CliError(Exception):
-    """A message for the user; the command stops with exit code 2."""
-
-
-def fail(message: str) -> NoReturn:
-    raise CliError(message)
-
-
-def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the errors a user can cause into one line and exit code 2."""
-
-    @functools.wraps(command)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (CliError, ValueError, FileNotFoundError, IsADirectoryError,
-                PermissionError) as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
-            raise typer.Exit(USER_ERROR) from None
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", markup=True,
-                      soft_wrap=True)
-            raise typer.Exit(USER_ERROR) from None
-
-    return run
-
-
-# --------------------------------------------------------------------------- helpers
-def resolve_spec(arg: str) -> tuple[ArchSpec, dict | None]:
-    """A zoo name (or alias), or a spec/checkpoint file -> spec and weights (if any)."""
-    from nas.export import load_checkpoint
-    from search_spaces import zoo
-
-    if arg in zoo.names() or arg in zoo.ALIASES:
-        return zoo.get(arg), None
-    if Path(arg).exists():
-        return load_checkpoint(arg)
-    known = ", ".join(zoo.names())
-    fail(f"{arg!r} is neither a file nor a zoo model (known: {known})")
-
-
 def _build(spec: ArchSpec, state_dict: dict | None, seed: int):
     from nas.build import build_model
 
@@ -239,6 +190,12 @@ def search_command(
          f"understood); `nas reproduce v3-large` emits the canonical networks")
 
 
+def _register_subcommands() -> None:
+    from nas.cli_latency import app as latency_app
+
+    app.add_typer(latency_app, name="latency")
+
+
 # --------------------------------------------------------------------------- entry points
 def _run(command: Any, args: list[str], prog: str) -> int:
     try:
@@ -262,6 +219,9 @@ def _run(command: Any, args: list[str], prog: str) -> int:
         return 1
     # Without standalone mode, click returns the exit code of typer.Exit instead of raising.
     return result if isinstance(result, int) else 0
+
+
+_register_subcommands()
 
 
 def main() -> None:

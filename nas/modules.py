@@ -164,39 +164,58 @@ class ShuffleUnit(nn.Module):
 BLOCK_TYPES = {"bneck": InvertedResidual, "dwsep": DepthwiseSeparable, "shuffle": ShuffleUnit}
 
 
+def make_stem(plan: dict[str, Any]) -> nn.Sequential:
+    stem = plan["stem"]
+    layer = ConvNormAct(plan["in_ch"], stem["out_ch"], stem["kernel"], stride=stem["stride"],
+                        act=stem["act"], bn_eps=plan["bn_eps"], bn_momentum=plan["bn_momentum"])
+    if stem["maxpool"]:
+        layer.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    return layer
+
+
+def make_block(cfg: dict[str, Any], plan: dict[str, Any]) -> nn.Module:
+    return BLOCK_TYPES[cfg["kind"]](cfg, plan["bn_eps"], plan["bn_momentum"], plan["se_gate"])
+
+
+def make_head_conv(channels: int, plan: dict[str, Any]) -> nn.Module | None:
+    """The 1x1 conv after the last block (960 wide in V3-Large), or None."""
+    head = plan["head"]
+    if head["conv_ch"] is None:
+        return None
+    return ConvNormAct(channels, head["conv_ch"], 1, act=head["conv_act"],
+                       bn_eps=plan["bn_eps"], bn_momentum=plan["bn_momentum"])
+
+
+def make_classifier(channels: int, plan: dict[str, Any]) -> nn.Sequential:
+    """What follows the global pool: [hidden linear + act] -> dropout -> linear."""
+    head = plan["head"]
+    layers: list[nn.Module] = []
+    if head["hidden_ch"] is not None:
+        # V3's efficient last stage: the 1280-wide layer runs after pooling, at 1x1.
+        layers += [nn.Linear(channels, head["hidden_ch"]), make_activation(head["hidden_act"])]
+        channels = head["hidden_ch"]
+    layers += [nn.Dropout(p=head["dropout"], inplace=True),
+               nn.Linear(channels, plan["num_classes"])]
+    return nn.Sequential(*layers)
+
+
 class Network(nn.Module):
     """Stem -> blocks -> head conv (``features``), global pool, then ``classifier``."""
 
     def __init__(self, plan: dict[str, Any]):
         super().__init__()
-        eps, momentum = plan["bn_eps"], plan["bn_momentum"]
-        stem = plan["stem"]
-        stem_layer = ConvNormAct(plan["in_ch"], stem["out_ch"], stem["kernel"],
-                                 stride=stem["stride"], act=stem["act"], bn_eps=eps,
-                                 bn_momentum=momentum)
-        if stem["maxpool"]:
-            stem_layer.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
-        features: list[nn.Module] = [stem_layer]
-        channels = stem["out_ch"]
+        features: list[nn.Module] = [make_stem(plan)]
+        channels = plan["stem"]["out_ch"]
         for cfg in plan["blocks"]:
-            features.append(BLOCK_TYPES[cfg["kind"]](cfg, eps, momentum, plan["se_gate"]))
+            features.append(make_block(cfg, plan))
             channels = cfg["out_ch"]
-        head = plan["head"]
-        if head["conv_ch"] is not None:
-            features.append(ConvNormAct(channels, head["conv_ch"], 1, act=head["conv_act"],
-                                        bn_eps=eps, bn_momentum=momentum))
-            channels = head["conv_ch"]
+        head_conv = make_head_conv(channels, plan)
+        if head_conv is not None:
+            features.append(head_conv)
+            channels = plan["head"]["conv_ch"]
         self.features = nn.Sequential(*features)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        classifier: list[nn.Module] = []
-        if head["hidden_ch"] is not None:
-            # V3's efficient last stage: the 1280-wide layer runs after pooling, at 1x1.
-            classifier += [nn.Linear(channels, head["hidden_ch"]),
-                           make_activation(head["hidden_act"])]
-            channels = head["hidden_ch"]
-        classifier += [nn.Dropout(p=head["dropout"], inplace=True),
-                       nn.Linear(channels, plan["num_classes"])]
-        self.classifier = nn.Sequential(*classifier)
+        self.classifier = make_classifier(channels, plan)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

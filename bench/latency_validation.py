@@ -1,0 +1,67 @@
+"""Latency predictor validation on this host: plain table sum vs calibrated predictor.
+
+200 random networks of the MobileNetV3 space plus every zoo model, measured end to end (torch
+eager, batch 1, 224x224, 1 thread, interleaved rounds, minimum) against the predictions, all
+in one run. Prints the table and writes bench/results/latency_validation.json.
+
+    python bench/latency_validation.py [--archs 200] [--rounds 30] [--threads 1] [--smoke]
+
+The first run profiles this device (a few minutes, cached under ~/.cache/nas).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from latency_models.profile import ProfileSettings  # noqa: E402
+from latency_models.store import LatencySetup  # noqa: E402
+from latency_models.validate import print_report, validate  # noqa: E402
+from nas.cli_latency import progress_bar  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "latency_validation.json"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archs", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long run at 32x32 on a fresh cache; no JSON written")
+    args = parser.parse_args()
+    console = Console()
+    if args.smoke:
+        import os
+        import tempfile
+
+        os.environ["NAS_CACHE_DIR"] = tempfile.mkdtemp(prefix="nas-smoke-")
+        setup = LatencySetup(args.backend, args.threads, 1, 32,
+                             ProfileSettings(rounds=2, warmup=1, min_sample_ms=0.0,
+                                             chunk_size=4000), calibration_archs=4)
+        report = validate(setup, archs=6, rounds=3, calibration_archs=4, include_zoo=False,
+                          throughput_specs=200)
+    else:
+        setup = LatencySetup(args.backend, args.threads, 1, 224)
+        with progress_bar() as update:
+            report = validate(setup, archs=args.archs, rounds=args.rounds, progress=update)
+    print_report(report, console)
+    if not args.smoke:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        tmp = RESULTS.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(report, indent=1) + "\n")
+        tmp.replace(RESULTS)
+        console.print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Latency look-up tables: versioned JSON files, checksummed, written atomically, cached per device.
+
+A table holds the device fingerprint it was measured on, per-layer times (minimum and median
+over interleaved rounds, in ms), how they were measured, and the predictor's calibration.
+A table whose checksum does not match (truncated, edited, corrupted) is never used; a table
+from another device or torch version is detected by its fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latency_models.backends import Timing
+from latency_models.device import DeviceFingerprint
+
+__all__ = [
+    "LatencyTable",
+    "TableError",
+    "TableMismatch",
+    "cache_dir",
+    "cached_table_path",
+    "import_ofa_table",
+]
+
+TABLE_FORMAT = "nas.latency-table"
+TABLE_VERSION = 1
+
+
+class TableError(ValueError):
+    """A table file that cannot be used (corrupted, wrong format or version)."""
+
+
+class TableMismatch(TableError):
+    """A valid table, but measured on another device, backend or torch version."""
+
+
+def cache_dir() -> Path:
+    """``$NAS_CACHE_DIR``, else ``$XDG_CACHE_HOME/nas``, else ``~/.cache/nas``."""
+    if os.environ.get("NAS_CACHE_DIR"):
+        return Path(os.environ["NAS_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nas"
+
+
+def cached_table_path(fp: DeviceFingerprint) -> Path:
+    return cache_dir() / "latency" / f"{fp.backend}-{fp.key()}.json"
+
+
+@dataclass
+class Entry:
+    min_ms: float
+    median_ms: float
+    samples: int
+
+    def value(self, statistic: str) -> float:
+        return self.min_ms if statistic == "min" else self.median_ms
+
+
+@dataclass
+class LatencyTable:
+    fingerprint: DeviceFingerprint
+    entries: dict[str, Entry] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    source: str = "profiled"
+
+    # ------------------------------------------------------------------ entries
+    def add(self, timings: Mapping[str, Timing]) -> None:
+        for key, t in timings.items():
+            self.entries[key] = Entry(t.min_ms, t.median_ms, t.samples)
+
+    def missing(self, keys: Iterable[str]) -> list[str]:
+        return [k for k in dict.fromkeys(keys) if k not in self.entries]
+
+    @property
+    def imported(self) -> bool:
+        """Measured elsewhere and imported (e.g. a Once-for-All phone table)."""
+        return self.source != "profiled"
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    # ------------------------------------------------------------------ file
+    def _body(self) -> dict[str, Any]:
+        return {
+            "format": TABLE_FORMAT,
+            "version": TABLE_VERSION,
+            "units": "ms",
+            "created": self.created,
+            "source": self.source,
+            "fingerprint": self.fingerprint.to_dict(),
+            "settings": self.settings,
+            "calibration": self.calibration,
+            "entries": {k: asdict(v) for k, v in sorted(self.entries.items())},
+        }
+
+    @staticmethod
+    def _checksum(body: dict[str, Any]) -> str:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically: a crash leaves the previous file, never half a table."""
+        from nas.export import atomic_path
+
+        body = self._body()
+        body["checksum"] = self._checksum(body)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LatencyTable:
+        path = Path(path)
+        try:
+            body = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise TableError(f"{path}: not a readable latency table ({exc})") from None
+        if not isinstance(body, dict) or body.get("format") != TABLE_FORMAT:
+            raise TableError(f"{path}: not a latency table (format {TABLE_FORMAT!r})")
+        if body.get("version") != TABLE_VERSION:
+            raise TableError(f"{path}: table version {body.get('version')!r}, this version "
+                             f"reads {TABLE_VERSION}")
+        checksum = body.pop("checksum", None)
+        if checksum != cls._checksum(body):
+            raise TableError(f"{path}: checksum mismatch, the table is truncated or corrupted")
+        try:
+            entries = {k: Entry(**v) for k, v in body["entries"].items()}
+            return cls(fingerprint=DeviceFingerprint.from_dict(body["fingerprint"]),
+                       entries=entries, settings=body["settings"],
+                       calibration=body["calibration"], created=body["created"],
+                       source=body["source"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TableError(f"{path}: malformed latency table ({exc})") from None
+
+    def check_fingerprint(self, here: DeviceFingerprint, path: str | os.PathLike = "") -> None:
+        differences = here.differences(self.fingerprint)
+        if differences:
+            where = f"{path}: " if path else ""
+            raise TableMismatch(f"{where}table measured elsewhere ({'; '.join(differences)})")
+
+
+# --------------------------------------------------------------------------- Once-for-All
+def _shape(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split("x"))
+
+
+def _ofa_fields(key: str) -> tuple[str, dict[str, str]]:
+    kind, *parts = key.split("-")
+    fields = {}
+    for part in parts:
+        name, _, value = part.partition(":")
+        fields[name] = value
+    return kind, fields
+
+
+def import_ofa_table(path: str | os.PathLike) -> LatencyTable:
+    """Read a Once-for-All latency table (YAML: key -> {mean: ms, ...}).
+
+    MobileNetV3 tables (keys with ``se`` and ``hs``, ``expand`` = expanded channels) and
+    ProxylessNAS tables (``expand`` = ratio, ReLU6, no SE) are both understood. OFA's four head
+    entries (Conv_1, AvgPool2D, Conv_2, Logits) are summed into one head entry per head shape.
+    """
+    import yaml
+
+    from latency_models.layers import BlockLayer, HeadLayer, StemLayer
+    from nas.spec import make_divisible
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise TableError(f"{path}: not a readable YAML latency table ({exc})") from None
+    if not isinstance(raw, dict) or not raw:
+        raise TableError(f"{path}: expected a mapping of layer keys to {{mean: ms}}")
+
+    def mean(key: str) -> float:
+        value = raw[key]
+        if not isinstance(value, dict) or not isinstance(value.get("mean"), int | float):
+            raise TableError(f"{path}: entry {key!r} has no numeric 'mean'")
+        return float(value["mean"])
+
+    entries: dict[str, Entry] = {}
+    head_parts: dict[str, dict[tuple, float]] = {}
+    mbv3 = any("-se:" in str(k) for k in raw)
+    resolution = None
+    for key in raw:
+        kind, f = _ofa_fields(str(key))
+        try:
+            if kind == "Conv":
+                h, _, c = _shape(f["input"])
+                _, _, out = _shape(f["output"])
+                resolution = h
+                layer = StemLayer(h, c, out, 3, 2, "HS" if mbv3 else "RE6", False)
+            elif kind == "expanded_conv":
+                h, _, in_ch = _shape(f["input"])
+                _, _, out_ch = _shape(f["output"])
+                stride, expand = int(f["stride"]), float(f["expand"])
+                if mbv3:
+                    exp_ch, se, act = int(expand), f["se"] == "1", "HS" if f["hs"] == "1" else "RE"
+                else:
+                    exp_ch = in_ch if expand == 1 else make_divisible(round(in_ch * expand))
+                    se, act = False, "RE6"
+                se_ch = make_divisible(exp_ch // 4, 8) if se else 0
+                layer = BlockLayer(h, "bneck", in_ch, exp_ch, out_ch, int(f["kernel"]), stride,
+                                   1, se_ch, "hardsigmoid", act)
+            elif kind in ("Conv_1", "AvgPool2D", "Conv_2", "Logits"):
+                head_parts.setdefault(kind, {})[_shape(f["input"]) + _shape(f["output"])] = \
+                    mean(key)
+                continue
+            else:
+                raise TableError(f"{path}: unknown layer type {kind!r} in key {key!r}")
+        except (KeyError, ValueError) as exc:
+            if isinstance(exc, TableError):
+                raise
+            raise TableError(f"{path}: cannot read key {key!r} ({exc})") from None
+        entries[layer.key] = Entry(mean(key), mean(key), 1)
+
+    # Head: final expand conv (Conv_1) -> pool -> feature mix (Conv_2, MBv3 only) -> logits.
+    for conv1, conv1_ms in head_parts.get("Conv_1", {}).items():
+        res, _, in_ch, _, _, conv_ch = conv1
+        pool_ms = sum(ms for shape, ms in head_parts.get("AvgPool2D", {}).items()
+                      if shape[2] == conv_ch)
+        mixes = [(shape[-1], ms) for shape, ms in head_parts.get("Conv_2", {}).items()
+                 if shape[2] == conv_ch] or [(None, 0.0)]
+        for hidden_ch, mix_ms in mixes:
+            width = hidden_ch or conv_ch
+            # Logits keys: input HxWxC, output classes -> shape tuple (H, W, C, classes).
+            for shape, logits_ms in head_parts.get("Logits", {}).items():
+                if shape[2] != width:
+                    continue
+                layer = HeadLayer(res, in_ch, conv_ch, "HS" if mbv3 else "RE6", hidden_ch,
+                                  "HS", shape[3])
+                total = conv1_ms + pool_ms + mix_ms + logits_ms
+                entries[layer.key] = Entry(total, total, 1)
+    fp = DeviceFingerprint(cpu="imported", logical_cores=0, threads=0, torch="n/a",
+                           backend=f"ofa:{path.stem}", dtype="float32", batch=1,
+                           resolution=resolution or 224)
+    return LatencyTable(fingerprint=fp, entries=entries, source=f"once-for-all:{path.name}",
+                        settings={"statistic": "min"})

@@ -1,0 +1,171 @@
+"""Get a calibrated predictor for this device: load the cached table, verify it, profile what is
+missing (resumably), calibrate on end-to-end measurements.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from latency_models.backends import get_backend
+from latency_models.device import DeviceFingerprint, fingerprint
+from latency_models.layers import Layer, layers_of, space_layers
+from latency_models.lut import LatencyTable, TableError, TableMismatch, cached_table_path
+from latency_models.predictor import Calibration, LUTPredictor
+from latency_models.profile import ProfileSettings, measure_specs, profile_layers
+from nas.spec import ArchSpec
+
+__all__ = ["LatencySetup", "calibrate", "ensure_layers", "open_table", "recalibrate"]
+
+logger = logging.getLogger(__name__)
+
+# Called with (what, done, total) while profiling; the CLI draws a progress bar from it.
+Progress = Callable[[str, float, float], None]
+
+
+class LatencySetup:
+    """Which device and measurement settings a table is for."""
+
+    def __init__(self, backend: str = "torch", threads: int = 1, batch: int = 1,
+                 resolution: int = 224, settings: ProfileSettings | None = None,
+                 calibration_archs: int = 24):
+        if threads < 1 or batch < 1:
+            raise ValueError("--threads and --batch must be at least 1")
+        self.backend_name = backend
+        self.backend = get_backend(backend, threads)
+        self.fingerprint: DeviceFingerprint = fingerprint(backend, threads, batch, resolution)
+        self.settings = settings or ProfileSettings(batch=batch)
+        self.calibration_archs = calibration_archs
+
+    def new_table(self) -> LatencyTable:
+        settings = {**asdict(self.settings), "statistic": "min",
+                    "allocator": "steady (glibc mmap/trim thresholds raised)"}
+        return LatencyTable(fingerprint=self.fingerprint, settings=settings)
+
+
+def open_table(setup: LatencySetup, path: str | Path | None = None, *,
+               no_profile: bool = False) -> tuple[LatencyTable, Path, str]:
+    """The table for ``setup``: (table, its path, what happened).
+
+    A corrupted table or one measured elsewhere is replaced by a fresh one (to be profiled),
+    or rejected with the reason when ``no_profile`` is set.
+    """
+    path = Path(path) if path else cached_table_path(setup.fingerprint)
+    if not path.exists():
+        if no_profile:
+            raise TableError(f"no latency table for this device ({setup.fingerprint}) at {path}; "
+                             f"run `nas latency profile` first")
+        return setup.new_table(), path, "new"
+    try:
+        table = LatencyTable.load(path)
+        if table.imported:
+            # An imported table describes the device it came from (a phone): used as it is.
+            return table, path, "imported"
+        table.check_fingerprint(setup.fingerprint, path)
+    except TableMismatch as exc:
+        if no_profile:
+            raise
+        logger.warning("%s; profiling this device instead", exc)
+        return setup.new_table(), cached_table_path(setup.fingerprint), f"re-profile ({exc})"
+    except TableError as exc:
+        if no_profile:
+            raise
+        logger.warning("%s; profiling again", exc)
+        return setup.new_table(), path, f"re-profile ({exc})"
+    return table, path, "loaded"
+
+
+def ensure_layers(table: LatencyTable, path: Path, setup: LatencySetup,
+                  layers: Sequence[Layer], *, no_profile: bool = False,
+                  progress: Progress | None = None) -> int:
+    """Profile the layers missing from ``table``, saving after every chunk. Returns how many."""
+    wanted = {layer.key: layer for layer in layers}
+    missing = [wanted[k] for k in table.missing(wanted)]
+    if not missing:
+        return 0
+    if table.imported:
+        raise TableError(f"{len(missing)} layer(s) are not in the imported table {path} "
+                         f"(first: {missing[0].key}); a table of another device cannot be "
+                         f"completed by measuring this one")
+    if no_profile:
+        raise TableError(f"{len(missing)} layer(s) are not in the latency table {path} "
+                         f"(first: {missing[0].key}); run `nas latency profile`")
+    def saved(timings) -> None:
+        table.add(timings)
+        table.save(path)  # an interruption keeps every finished chunk
+
+    profile_layers(missing, setup.backend, setup.settings, on_chunk=saved,
+                   on_progress=(lambda done: progress("layers", done, len(missing)))
+                   if progress else None)
+    return len(missing)
+
+
+def calibrate(predictor_table: LatencyTable, setup: LatencySetup, specs: Sequence[ArchSpec], *,
+              rounds: int = 25, progress: Progress | None = None) -> dict:
+    """Measure ``specs`` end to end and fit the predictor's calibration on them."""
+    plain = LUTPredictor.plain_sum(predictor_table)
+    encoded = plain.encode(specs)
+    timings = measure_specs(
+        specs, setup.backend, setup.settings, rounds=rounds,
+        on_progress=(lambda done: progress("calibration", done, len(specs))) if progress
+        else None)
+    measured = np.array([t.min_ms for t in timings])
+    sums = plain.layer_sums(encoded)
+    calibration = Calibration.fit(sums, encoded.blocks, measured)
+    fitted = calibration.apply(sums, encoded.blocks)
+    return {
+        "coefficients": calibration.to_dict(),
+        "archs": len(specs),
+        "rounds": rounds,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "max_abs_error": float(np.max(np.abs(fitted / measured - 1))),
+    }
+
+
+def recalibrate(predictor: LUTPredictor, setup: LatencySetup, specs: Sequence[ArchSpec], *,
+                rounds: int = 25) -> LUTPredictor:
+    """A predictor with the same table and a calibration measured now.
+
+    The machine's speed drifts (on shared virtual machines by 10% and more between minutes);
+    a search recalibrates on a few networks when it starts, so that drift is absorbed.
+    """
+    info = calibrate(predictor.table, setup, specs, rounds=rounds)
+    return LUTPredictor(predictor.table, Calibration(**info["coefficients"]),
+                        predictor.statistic)
+
+
+def calibration_specs(space, count: int, seed: int = 12345) -> list[ArchSpec]:
+    rng = np.random.default_rng(seed)
+    return [space.sample(rng, name=f"calibration-{i}") for i in range(count)]
+
+
+def load_predictor(setup: LatencySetup, space=None, *, specs: Sequence[ArchSpec] = (),
+                   path: str | Path | None = None, no_profile: bool = False,
+                   progress: Progress | None = None) -> tuple[LUTPredictor, Path]:
+    """A calibrated predictor covering ``space`` and ``specs``, profiling what is missing."""
+    table, table_path, _ = open_table(setup, path, no_profile=no_profile)
+    layers: list[Layer] = []
+    if space is not None:
+        layers += space_layers(space)
+    for spec in specs:
+        layers += layers_of(spec)
+    ensure_layers(table, table_path, setup, layers, no_profile=no_profile, progress=progress)
+    if table.calibration is None and not table.imported:
+        if space is None:
+            from search_spaces.mobilenetv3 import default_space
+
+            space = default_space(setup.fingerprint.resolution)
+            ensure_layers(table, table_path, setup, space_layers(space), no_profile=no_profile,
+                          progress=progress)
+        if no_profile:
+            raise TableError(f"the latency table {table_path} is not calibrated; "
+                             f"run `nas latency profile`")
+        cal_specs = calibration_specs(space, setup.calibration_archs)
+        table.calibration = calibrate(table, setup, cal_specs, progress=progress)
+        table.save(table_path)
+    return LUTPredictor(table), table_path

@@ -1,0 +1,145 @@
+"""Predicted against measured latency: the check behind ``nas latency validate`` and
+``bench/latency_validation.py``.
+
+Random networks of the MobileNetV3 space and every zoo model are measured end to end (batch 1,
+interleaved rounds, minimum) in one run, together with a disjoint set of calibration networks.
+Three predictors are scored on the same measurements:
+
+* ``plain_sum``: the sum of the table's layers (Once-for-All's predictor);
+* ``calibrated``: the calibration stored with the table (fitted when it was profiled);
+* ``recalibrated``: the calibration fitted on the disjoint networks measured in this run, as a
+  search does when it starts (absorbs the drift of the machine since profiling).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from latency_models.predictor import Calibration, LUTPredictor
+from latency_models.profile import measure_specs
+from latency_models.store import LatencySetup, Progress, calibration_specs, load_predictor
+from nas.spec import ArchSpec
+
+__all__ = ["metrics", "print_report", "throughput", "validate"]
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    ranks = np.empty(len(values))
+    ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
+    return ranks
+
+
+def metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    error = predicted / measured - 1
+    spearman = float(np.corrcoef(_ranks(predicted), _ranks(measured))[0, 1])
+    return {
+        "within_5pct": float(np.mean(np.abs(error) <= 0.05)),
+        "within_10pct": float(np.mean(np.abs(error) <= 0.10)),
+        "rmse_pct": float(np.sqrt(np.mean(error ** 2)) * 100),
+        "max_abs_error_pct": float(np.max(np.abs(error)) * 100),
+        "mean_error_pct": float(np.mean(error) * 100),
+        "spearman": spearman,
+    }
+
+
+def throughput(predictor: LUTPredictor, specs: Sequence[ArchSpec], repeats: int = 3) -> dict:
+    """Specs scored per second, from ArchSpec objects and from already-encoded arrays."""
+    best_specs = best_encoded = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encoded = predictor.encode(specs)
+        predictor.predict(encoded)
+        best_specs = min(best_specs, time.perf_counter() - start)
+        start = time.perf_counter()
+        predictor.predict(encoded)
+        best_encoded = min(best_encoded, time.perf_counter() - start)
+    return {"specs": len(specs), "per_second_from_specs": len(specs) / best_specs,
+            "per_second_encoded": len(specs) / best_encoded}
+
+
+def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: int = 1,
+             calibration_archs: int = 24, include_zoo: bool = True,
+             throughput_specs: int = 20000, progress: Progress | None = None) -> dict:
+    from search_spaces import zoo
+    from search_spaces.mobilenetv3 import default_space
+
+    space = default_space(setup.fingerprint.resolution)
+    rng = np.random.default_rng(seed)
+    specs = [space.sample(rng, name=f"random-{i}") for i in range(archs)]
+    names = [s.name for s in specs]
+    if include_zoo:
+        for name in zoo.names():
+            specs.append(zoo.get(name, input_size=setup.fingerprint.resolution))
+            names.append(name)
+    fresh = calibration_specs(space, calibration_archs, seed=seed + 10_000)
+    predictor, table_path = load_predictor(setup, space, specs=specs, progress=progress)
+
+    start = time.perf_counter()
+    timings = measure_specs(
+        specs + fresh, setup.backend, setup.settings, rounds=rounds,
+        on_progress=(lambda done: progress("end-to-end", done, len(specs) + len(fresh)))
+        if progress else None)
+    measure_seconds = time.perf_counter() - start
+    measured_all = np.array([t.min_ms for t in timings])
+    measured, measured_fresh = measured_all[:len(specs)], measured_all[len(specs):]
+
+    plain = LUTPredictor.plain_sum(predictor.table)
+    fresh_encoded = plain.encode(fresh)
+    recalibrated = LUTPredictor(predictor.table, Calibration.fit(
+        plain.layer_sums(fresh_encoded), fresh_encoded.blocks, measured_fresh))
+    predictions = {
+        "plain_sum": plain.predict(specs),
+        "calibrated": predictor.predict(specs),
+        "recalibrated": recalibrated.predict(specs),
+    }
+    sample = [space.sample(rng) for _ in range(throughput_specs)]
+    return {
+        "fingerprint": setup.fingerprint.to_dict(),
+        "table": str(table_path),
+        "settings": {"archs": archs, "zoo": include_zoo, "rounds": rounds, "seed": seed,
+                     "calibration_archs": calibration_archs, "statistic": "min",
+                     "measure_seconds": measure_seconds},
+        "stored_calibration": predictor.table.calibration,
+        "recalibration": recalibrated.calibration.to_dict(),
+        "metrics": {name: metrics(pred, measured) for name, pred in predictions.items()},
+        "metrics_random_only": {name: metrics(pred[:archs], measured[:archs])
+                                for name, pred in predictions.items()},
+        "zoo": [{"model": n, "measured_ms": float(m),
+                 **{k: float(v[i]) for k, v in predictions.items()}}
+                for i, (n, m) in enumerate(zip(names, measured, strict=True)) if i >= archs],
+        "throughput": throughput(predictor, sample),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def print_report(report: dict, console) -> None:
+    from rich.table import Table
+
+    fp = report["fingerprint"]
+    console.print(f"{report['settings']['archs']} random networks + zoo, batch {fp['batch']}, "
+                  f"{fp['resolution']}², {fp['backend']}, {fp['threads']} thread(s), "
+                  f"{report['settings']['rounds']} interleaved rounds (min)")
+    table = Table(title="predicted vs measured", title_justify="left")
+    for column in ("predictor", "within ±5%", "within ±10%", "RMSE %", "max |err| %",
+                   "mean err %", "Spearman"):
+        table.add_column(column, justify="left" if column == "predictor" else "right")
+    for name, m in report["metrics"].items():
+        table.add_row(name, f"{m['within_5pct']:.1%}", f"{m['within_10pct']:.1%}",
+                      f"{m['rmse_pct']:.2f}", f"{m['max_abs_error_pct']:.1f}",
+                      f"{m['mean_error_pct']:+.2f}", f"{m['spearman']:.4f}")
+    console.print(table)
+    zoo_table = Table(title="zoo models (ms)", title_justify="left")
+    for column in ("model", "measured", "plain sum", "calibrated", "recalibrated"):
+        zoo_table.add_column(column, justify="left" if column == "model" else "right")
+    for row in report["zoo"]:
+        zoo_table.add_row(row["model"], f"{row['measured_ms']:.2f}", f"{row['plain_sum']:.2f}",
+                          f"{row['calibrated']:.2f}", f"{row['recalibrated']:.2f}")
+    if report["zoo"]:
+        console.print(zoo_table)
+    tp = report["throughput"]
+    console.print(f"predictor throughput: {tp['per_second_from_specs']:,.0f} specs/s from "
+                  f"ArchSpec objects, {tp['per_second_encoded']:,.0f} specs/s pre-encoded "
+                  f"({tp['specs']:,} specs)")

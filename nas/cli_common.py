@@ -1,0 +1,60 @@
+"""What every ``nas`` command shares: consoles, the one-line error handling, spec arguments."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from nas.spec import ArchSpec
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+USER_ERROR = 2
+
+
+class CliError(Exception):
+    """A message for the user; the command stops with exit code 2."""
+
+
+def fail(message: str) -> NoReturn:
+    raise CliError(message)
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the errors a user can cause into one line and exit code 2."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (CliError, ValueError, FileNotFoundError, IsADirectoryError,
+                PermissionError) as exc:
+            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            raise typer.Exit(USER_ERROR) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", markup=True,
+                      soft_wrap=True)
+            raise typer.Exit(USER_ERROR) from None
+
+    return run
+
+
+# --------------------------------------------------------------------------- helpers
+def resolve_spec(arg: str) -> tuple[ArchSpec, dict | None]:
+    """A zoo name (or alias), or a spec/checkpoint file -> spec and weights (if any)."""
+    from nas.export import load_checkpoint
+    from search_spaces import zoo
+
+    if arg in zoo.names() or arg in zoo.ALIASES:
+        return zoo.get(arg), None
+    if Path(arg).exists():
+        return load_checkpoint(arg)
+    known = ", ".join(zoo.names())
+    fail(f"{arg!r} is neither a file nor a zoo model (known: {known})")
