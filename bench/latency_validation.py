@@ -2,9 +2,9 @@
 
 200 random networks of the MobileNetV3 space plus every zoo model, measured end to end (torch
 eager, batch 1, 224x224, 1 thread, interleaved rounds, minimum) against the predictions, all
-in one run. Prints the table and writes bench/results/latency_validation.json.
+in one run. Prints the table and writes bench/results/latency_validation.json and .png.
 
-    python bench/latency_validation.py [--archs 200] [--rounds 30] [--threads 1] [--smoke]
+    python bench/latency_validation.py [--archs 200] [--rounds 60] [--threads 1] [--smoke]
 
 The first run profiles this device (a few minutes, cached under ~/.cache/nas).
 """
@@ -23,16 +23,17 @@ sys.path.insert(0, str(ROOT))
 
 from latency_models.profile import ProfileSettings  # noqa: E402
 from latency_models.store import LatencySetup  # noqa: E402
-from latency_models.validate import print_report, validate  # noqa: E402
+from latency_models.validate import plot_report, print_report, validate  # noqa: E402
 from nas.cli_latency import progress_bar  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "latency_validation.json"
+PLOT = RESULTS.with_suffix(".png")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backend", default="torch")
     parser.add_argument("--smoke", action="store_true",
@@ -59,7 +60,8 @@ def main() -> int:
         tmp = RESULTS.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(report, indent=1) + "\n")
         tmp.replace(RESULTS)
-        console.print(f"wrote {RESULTS.relative_to(ROOT)}")
+        plot_report(report, PLOT)
+        console.print(f"wrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
     return 0
 
 

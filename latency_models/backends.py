@@ -38,6 +38,7 @@ class Timing:
     min_ms: float
     median_ms: float
     samples: int
+    raw_ms: tuple[float, ...] = ()  # every sample, in round order
 
     def value(self, statistic: str) -> float:
         return self.min_ms if statistic == "min" else self.median_ms
@@ -284,4 +285,4 @@ def measure_interleaved(
     finally:
         if gc_was_enabled:
             gc.enable()
-    return {k: Timing(min(v), statistics.median(v), len(v)) for k, v in samples.items()}
+    return {k: Timing(min(v), statistics.median(v), len(v), tuple(v)) for k, v in samples.items()}

@@ -23,7 +23,7 @@ from latency_models.profile import measure_specs
 from latency_models.store import LatencySetup, Progress, calibration_specs, load_predictor
 from nas.spec import ArchSpec
 
-__all__ = ["metrics", "print_report", "throughput", "validate"]
+__all__ = ["metrics", "plot_report", "print_report", "throughput", "validate"]
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -85,6 +85,10 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
     measure_seconds = time.perf_counter() - start
     measured_all = np.array([t.min_ms for t in timings])
     measured, measured_fresh = measured_all[:len(specs)], measured_all[len(specs):]
+    # The measurement's own repeatability: minimum over the even rounds against the minimum
+    # over the odd rounds of the same run. No predictor can be checked closer than this.
+    even = np.array([min(t.raw_ms[0::2]) for t in timings[:len(specs)]])
+    odd = np.array([min(t.raw_ms[1::2]) for t in timings[:len(specs)]])
 
     plain = LUTPredictor.plain_sum(predictor.table)
     fresh_encoded = plain.encode(fresh)
@@ -105,12 +109,16 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
         "stored_calibration": predictor.table.calibration,
         "recalibration": recalibrated.calibration.to_dict(),
         "metrics": {name: metrics(pred, measured) for name, pred in predictions.items()},
+        "repeatability": metrics(odd, even),
         "metrics_random_only": {name: metrics(pred[:archs], measured[:archs])
                                 for name, pred in predictions.items()},
         "zoo": [{"model": n, "measured_ms": float(m),
                  **{k: float(v[i]) for k, v in predictions.items()}}
                 for i, (n, m) in enumerate(zip(names, measured, strict=True)) if i >= archs],
         "throughput": throughput(predictor, sample),
+        "networks": {"name": names, "blocks": [len(s.blocks) for s in specs],
+                     "measured_ms": measured.tolist(),
+                     **{f"{k}_ms": v.tolist() for k, v in predictions.items()}},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -122,11 +130,13 @@ def print_report(report: dict, console) -> None:
     console.print(f"{report['settings']['archs']} random networks + zoo, batch {fp['batch']}, "
                   f"{fp['resolution']}², {fp['backend']}, {fp['threads']} thread(s), "
                   f"{report['settings']['rounds']} interleaved rounds (min)")
-    table = Table(title="predicted vs measured", title_justify="left")
+    table = Table(title="predicted vs measured; last row: minimum over the odd rounds vs the "
+                        "even rounds of the same measurement", title_justify="left")
     for column in ("predictor", "within ±5%", "within ±10%", "RMSE %", "max |err| %",
                    "mean err %", "Spearman"):
         table.add_column(column, justify="left" if column == "predictor" else "right")
-    for name, m in report["metrics"].items():
+    rows = [*report["metrics"].items(), ("(measurement vs itself)", report["repeatability"])]
+    for name, m in rows:
         table.add_row(name, f"{m['within_5pct']:.1%}", f"{m['within_10pct']:.1%}",
                       f"{m['rmse_pct']:.2f}", f"{m['max_abs_error_pct']:.1f}",
                       f"{m['mean_error_pct']:+.2f}", f"{m['spearman']:.4f}")
@@ -143,3 +153,40 @@ def print_report(report: dict, console) -> None:
     console.print(f"predictor throughput: {tp['per_second_from_specs']:,.0f} specs/s from "
                   f"ArchSpec objects, {tp['per_second_encoded']:,.0f} specs/s pre-encoded "
                   f"({tp['specs']:,} specs)")
+
+
+def plot_report(report: dict, path) -> None:
+    """Predicted against measured, one panel per predictor, with the ±10% band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nets = report["networks"]
+    measured = np.array(nets["measured_ms"])
+    names = [k for k in report["metrics"]]
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.6), sharey=True)
+    low, high = measured.min() * 0.8, measured.max() * 1.25
+    archs = report["settings"]["archs"]
+    for ax, name in zip(axes, names, strict=True):
+        predicted = np.array(nets[f"{name}_ms"])
+        m = report["metrics"][name]
+        ax.fill_between([low, high], [low * 0.9, high * 0.9], [low * 1.1, high * 1.1],
+                        color="0.9", label="±10%")
+        ax.plot([low, high], [low, high], color="0.5", lw=0.8)
+        ax.scatter(measured[:archs], predicted[:archs], s=9, label="random networks")
+        ax.scatter(measured[archs:], predicted[archs:], s=28, marker="D", color="C3",
+                   label="zoo models")
+        ax.set_title(f"{name}: {m['within_10pct']:.1%} within ±10%, "
+                     f"ρ={m['spearman']:.3f}", fontsize=10)
+        ax.set_xlabel("measured latency (ms)")
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+    axes[0].set_ylabel("predicted latency (ms)")
+    axes[0].legend(loc="upper left", fontsize=8)
+    fp = report["fingerprint"]
+    fig.suptitle(f"{fp['cpu']}, {fp['backend']}, {fp['threads']} thread(s), batch {fp['batch']}, "
+                 f"{fp['resolution']}²", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,22 @@
+"""Every benchmark runs in its seconds-long --smoke mode, so none of them can rot."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("script", ["latency_validation.py"])
+def test_benchmark_smoke(script, tmp_path):
+    env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "predicted vs measured" in result.stdout
+    assert "specs/s" in result.stdout
