@@ -32,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from latency_models.device import cpu_model  # noqa: E402
 from nas.build import build_model, count_params  # noqa: E402
 from search_spaces import zoo  # noqa: E402
 
@@ -40,16 +41,6 @@ TOLERANCE = 1e-5
 V3_MODELS = ("mobilenet_v3_large", "mobilenet_v3_small")
 PARAM_MODELS = ("mobilenet_v2", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0",
                 "shufflenet_v2_x1_5", "shufflenet_v2_x2_0")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def import_torchvision():
