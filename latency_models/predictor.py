@@ -101,6 +101,7 @@ class LUTPredictor(LatencyPredictor):
         self._row = {key: i + 1 for i, key in enumerate(keys)}  # row 0: padding, 0 ms
         self._values = np.array([0.0] + [table.entries[k].value(self.statistic) for k in keys])
         self._layer_rows: dict[tuple, int] = {}
+        self._sizes: dict[tuple, list[int]] = {}
 
     @classmethod
     def plain_sum(cls, table: LatencyTable, statistic: str | None = None) -> LUTPredictor:
@@ -116,22 +117,17 @@ class LUTPredictor(LatencyPredictor):
         layers not seen before.
         """
         spec = spec.scaled()
-        size = spec.input_size
-        cache_keys = [("stem", size, _STEM_FIELDS(spec.stem))]
-        size = -(-size // spec.stem.stride)
-        if spec.stem.maxpool:
-            size = -(-size // 2)
+        stem = spec.stem
         fields = list(map(_BLOCK_FIELDS, spec.blocks))
-        sizes = [size]
-        for stride in map(_STRIDE, fields):
-            if stride != 1:
-                size = -(-size // stride)
-            sizes.append(size)
+        shape = (spec.input_size, stem.stride, stem.maxpool, tuple(map(_STRIDE, fields)))
+        sizes = self._sizes.get(shape)
+        if sizes is None:
+            sizes = self._sizes[shape] = spec.resolutions()
+        cache_keys = [("stem", spec.input_size, _STEM_FIELDS(stem))]
         cache_keys += zip(sizes, itertools.repeat(spec.se_style), fields)
-        cache_keys.append(("head", size, fields[-1][4], _HEAD_FIELDS(spec.head),
+        cache_keys.append(("head", sizes[-1], fields[-1][4], _HEAD_FIELDS(spec.head),
                            spec.num_classes))
-        get = self._layer_rows.get
-        rows = [get(key, -1) for key in cache_keys]
+        rows = list(map(self._layer_rows.get, cache_keys, itertools.repeat(-1)))
         if -1 in rows:
             for position, layer in enumerate(layers_of(spec)):
                 if rows[position] != -1:
@@ -150,12 +146,13 @@ class LUTPredictor(LatencyPredictor):
         rows = [self._rows_of(spec, missing) for spec in specs]
         if missing:
             raise MissingLayers(list(dict.fromkeys(missing)))
-        width = max((len(r) for r in rows), default=0)
+        lengths = np.fromiter(map(len, rows), dtype=np.int32, count=len(rows))
+        width = int(lengths.max(initial=0))
+        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32,
+                           count=int(lengths.sum()))
         ids = np.zeros((len(rows), width), dtype=np.int32)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = r
-        blocks = np.array([len(r) - 2 for r in rows], dtype=np.int32)
-        return Encoded(ids, blocks)
+        ids[np.arange(width) < lengths[:, None]] = flat  # row-major fill, one call
+        return Encoded(ids, lengths - 2)
 
     # ------------------------------------------------------------------ prediction
     def layer_sums(self, specs: Sequence[ArchSpec] | Encoded) -> np.ndarray:
