@@ -1,0 +1,280 @@
+"""Datasets for estimating accuracy: nothing is ever downloaded.
+
+``load_data(source, resolution=32)`` with ``source``:
+
+* ``digits``: scikit-learn's bundled handwritten digits (1,797 real 8x8 images, 10 classes),
+  upsampled to ``resolution`` and split 80/20 with a fixed seed (stratified);
+* ``digits-hard``: the same images, each moved by a random affine transform (rotation,
+  scale, shift) and pixel noise, drawn once with a fixed seed: harder, so that architectures
+  separate in accuracy, and still deterministic;
+* ``imagefolder:PATH``: torchvision-style class folders (``PATH/<class>/<image>``), decoded with
+  Pillow; ``PATH/train`` and ``PATH/val`` are used if present, otherwise a seeded 80/20 split;
+* ``cifar10:PATH``: the standard ``cifar-10-batches-py`` pickle directory.
+
+Images are kept in memory as uint8 (N, C, H, W) and normalised per batch.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["DataError", "ImageData", "load_data"]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+class DataError(ValueError):
+    """A data source that cannot be read; the message names the path and what was expected."""
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A train/validation split held in memory."""
+
+    name: str
+    x_train: torch.Tensor  # uint8 (N, C, H, W)
+    y_train: torch.Tensor  # int64 (N,)
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def resolution(self) -> int:
+        return int(self.x_train.shape[-1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return (images.float() / 255.0 - mean) / std
+
+    def batches(self, split: str, batch_size: int, *, shuffle: bool = False,
+                generator: torch.Generator | None = None,
+                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Normalised float batches of ``train`` or ``val``; ``shuffle`` uses ``generator``."""
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        x, y = (self.x_train, self.y_train) if split == "train" else (self.x_val, self.y_val)
+        order = torch.randperm(len(y), generator=generator) if shuffle else torch.arange(len(y))
+        stop = len(y) - (len(y) % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            index = order[start:start + batch_size]
+            yield self.normalise(x[index]), y[index]
+
+    def describe(self) -> str:
+        return (f"{self.name}: {len(self.y_train)} train / {len(self.y_val)} val images, "
+                f"{self.num_classes} classes, {self.channels}x{self.resolution}x"
+                f"{self.resolution}")
+
+
+# --------------------------------------------------------------------------- helpers
+def _resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """uint8 (N, C, h, w) -> uint8 (N, C, resolution, resolution), bilinear."""
+    if images.shape[-1] == resolution and images.shape[-2] == resolution:
+        return images
+    out = F.interpolate(images.float(), size=(resolution, resolution), mode="bilinear",
+                        align_corners=False, antialias=images.shape[-1] > resolution)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+def _split(count: int, labels: np.ndarray, seed: int, val_fraction: float = 0.2):
+    """Stratified, seeded split: the same images go to validation on every run."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rng.shuffle(members)
+        val.extend(members[: max(1, round(len(members) * val_fraction))].tolist())
+    val_mask = np.zeros(count, dtype=bool)
+    val_mask[val] = True
+    return np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+
+
+def _check_resolution(resolution: int) -> None:
+    if not isinstance(resolution, int) or not 8 <= resolution <= 1024:
+        raise DataError(f"resolution must be an integer between 8 and 1024, got {resolution!r}")
+
+
+# --------------------------------------------------------------------------- digits
+def _digits_images() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()  # bundled with scikit-learn, read from its package data
+    images = (digits.images / 16.0 * 255.0).round().astype(np.uint8)  # (1797, 8, 8)
+    return images, digits.target.astype(np.int64)
+
+
+def _harden(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """A fixed random affine transform and pixel noise per image (float (N, 1, H, W))."""
+    generator = torch.Generator().manual_seed(seed)
+    count = images.shape[0]
+    angle = (torch.rand(count, generator=generator) - 0.5) * math.radians(50)
+    scale = 0.8 + 0.4 * torch.rand(count, generator=generator)
+    shift = (torch.rand(count, 2, generator=generator) - 0.5) * 0.4
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
+                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    moved = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                          align_corners=False)
+    noise = torch.randn(moved.shape, generator=generator) * 0.15 * 255
+    return (moved + noise).clamp(0, 255)
+
+
+def load_digits_data(resolution: int = 32, *, hard: bool = False, seed: int = 0) -> ImageData:
+    _check_resolution(resolution)
+    images, labels = _digits_images()
+    tensor = torch.from_numpy(images).unsqueeze(1).float()  # (N, 1, 8, 8)
+    tensor = F.interpolate(tensor, size=(resolution, resolution), mode="bilinear",
+                           align_corners=False)
+    if hard:
+        tensor = _harden(tensor, seed + 1)
+    tensor = tensor.round().clamp(0, 255).to(torch.uint8).repeat(1, 3, 1, 1)  # RGB stems
+    train, val = _split(len(labels), labels, seed)
+    label_tensor = torch.from_numpy(labels)
+    pixels = tensor[torch.from_numpy(train)].float() / 255.0
+    mean, std = float(pixels.mean()), float(pixels.std())
+    return ImageData(
+        name="digits-hard" if hard else "digits",
+        x_train=tensor[train], y_train=label_tensor[train],
+        x_val=tensor[val], y_val=label_tensor[val],
+        classes=tuple(str(d) for d in range(10)),
+        mean=(mean,) * 3, std=(std,) * 3,
+    )
+
+
+# --------------------------------------------------------------------------- image folders
+def _class_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _read_folder(root: Path, classes: list[str], resolution: int):
+    from PIL import Image, UnidentifiedImageError
+
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        folder = root / name
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+            if folder.is_dir() else []
+        for file in files:
+            try:
+                with Image.open(file) as image:
+                    rgb = image.convert("RGB").resize((resolution, resolution),
+                                                      Image.Resampling.BILINEAR)
+                    images.append(np.asarray(rgb, dtype=np.uint8))
+            except (UnidentifiedImageError, OSError) as exc:
+                raise DataError(f"{file}: not a readable image ({exc})") from None
+            labels.append(label)
+    return images, labels
+
+
+def load_image_folder(path: str | Path, resolution: int = 32, *, seed: int = 0) -> ImageData:
+    _check_resolution(resolution)
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"imagefolder {root}: no such directory (expected PATH/<class>/<image> "
+                        f"folders)")
+    split_dirs = (root / "train").is_dir() and (root / "val").is_dir()
+    class_root = root / "train" if split_dirs else root
+    classes = [p.name for p in _class_folders(class_root)]
+    if len(classes) < 2:
+        raise DataError(f"imagefolder {class_root}: expected at least two class folders "
+                        f"(PATH/<class>/<image>), found {len(classes)}")
+    images, labels = _read_folder(class_root, classes, resolution)
+    if not images:
+        raise DataError(f"imagefolder {class_root}: the class folders hold no images "
+                        f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if split_dirs:
+        val_images, val_labels = _read_folder(root / "val", classes, resolution)
+        if not val_images:
+            raise DataError(f"imagefolder {root / 'val'}: no images in the class folders")
+        x_train = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        x_val = torch.from_numpy(np.stack(val_images)).permute(0, 3, 1, 2).contiguous()
+        y_train, y_val = torch.tensor(labels), torch.tensor(val_labels)
+    else:
+        x_all = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+        y_all = np.array(labels)
+        train, val = _split(len(y_all), y_all, seed)
+        x_train, x_val = x_all[train], x_all[val]
+        y_train, y_val = torch.from_numpy(y_all[train]), torch.from_numpy(y_all[val])
+    return ImageData(name=f"imagefolder:{root}", x_train=x_train, y_train=y_train.long(),
+                     x_val=x_val, y_val=y_val.long(), classes=tuple(classes),
+                     mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+
+
+def _cifar_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(file, "rb") as handle:
+            batch = pickle.load(handle, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # truncated pickles and wrong contents fail in many ways
+        raise DataError(f"cifar10 {file}: not a CIFAR-10 python batch ({type(exc).__name__})") \
+            from None
+    if len(data) != len(labels) or (len(labels) and not 0 <= labels.min() <= labels.max() < 10):
+        raise DataError(f"cifar10 {file}: images and labels do not match")
+    return data, labels
+
+
+def load_cifar10(path: str | Path, resolution: int = 32) -> ImageData:
+    _check_resolution(resolution)
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"cifar10 {root}: no such directory (expected the cifar-10-batches-py "
+                        f"folder with data_batch_1..5 and test_batch)")
+    if (root / "cifar-10-batches-py").is_dir():
+        root = root / "cifar-10-batches-py"
+    train_files = [root / f"data_batch_{i}" for i in range(1, 6)]
+    missing = [f.name for f in [*train_files, root / "test_batch"] if not f.is_file()]
+    if missing:
+        raise DataError(f"cifar10 {root}: missing {', '.join(missing)} (expected the "
+                        f"cifar-10-batches-py folder with data_batch_1..5 and test_batch)")
+    parts = [_cifar_batch(f) for f in train_files]
+    x_train = torch.from_numpy(np.concatenate([p[0] for p in parts]))
+    y_train = torch.from_numpy(np.concatenate([p[1] for p in parts]))
+    x_val, y_val = (torch.from_numpy(a) for a in _cifar_batch(root / "test_batch"))
+    return ImageData(name=f"cifar10:{root}", x_train=_resize(x_train, resolution),
+                     y_train=y_train, x_val=_resize(x_val, resolution), y_val=y_val,
+                     classes=CIFAR10_CLASSES, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+
+
+# --------------------------------------------------------------------------- entry point
+def load_data(source: str = "digits", resolution: int = 32, *, seed: int = 0) -> ImageData:
+    """``digits``, ``digits-hard``, ``imagefolder:PATH`` or ``cifar10:PATH``."""
+    kind, sep, path = source.partition(":")
+    if kind in ("digits", "digits-hard") and not sep:
+        return load_digits_data(resolution, hard=kind == "digits-hard", seed=seed)
+    if kind == "imagefolder" and path:
+        return load_image_folder(path, resolution, seed=seed)
+    if kind == "cifar10" and path:
+        return load_cifar10(path, resolution)
+    raise DataError(f"data source {source!r} not understood: use digits, digits-hard, "
+                    f"imagefolder:PATH or cifar10:PATH")

@@ -1,0 +1,114 @@
+"""Data sources: the bundled digits, and tiny fake copies of every user format."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nas.data import DataError, load_data
+
+
+def test_digits_split_is_fixed_and_stratified():
+    data = load_data("digits", resolution=32)
+    assert data.x_train.shape[1:] == (3, 32, 32) and data.x_train.dtype == torch.uint8
+    assert len(data.y_train) + len(data.y_val) == 1797
+    assert data.num_classes == 10 and data.resolution == 32
+    assert abs(len(data.y_val) - 1797 * 0.2) <= 10
+    assert set(data.y_val.tolist()) == set(range(10))
+    again = load_data("digits", resolution=32)
+    assert torch.equal(data.x_val, again.x_val) and torch.equal(data.y_val, again.y_val)
+    other_seed = load_data("digits", resolution=32, seed=1)
+    assert not torch.equal(data.y_val, other_seed.y_val)
+    x, y = next(data.batches("train", 64))
+    assert x.dtype == torch.float32 and x.shape == (64, 3, 32, 32)
+    assert abs(float(data.normalise(data.x_train).mean())) < 0.05
+
+
+def test_digits_hard_is_a_fixed_harder_copy():
+    easy, hard = load_data("digits", 16), load_data("digits-hard", 16)
+    assert torch.equal(easy.y_val, hard.y_val)
+    assert not torch.equal(easy.x_val, hard.x_val)
+    assert torch.equal(hard.x_val, load_data("digits-hard", 16).x_val)
+
+
+def test_batches_cover_the_split_and_shuffle_with_a_generator():
+    data = load_data("digits", 8)
+    seen = torch.cat([y for _, y in data.batches("val", 50)])
+    assert torch.equal(seen, data.y_val)
+    a = [y for _, y in data.batches("train", 100, shuffle=True,
+                                       generator=torch.Generator().manual_seed(3))]
+    b = [y for _, y in data.batches("train", 100, shuffle=True,
+                                       generator=torch.Generator().manual_seed(3))]
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    assert sum(len(y) for _, y in data.batches("train", 100, drop_last=True)) % 100 == 0
+
+
+def _image_folder(root, classes=("cat", "dog"), per_class=5, size=(20, 14)):
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+
+
+def test_image_folder(tmp_path):
+    _image_folder(tmp_path / "pets")
+    data = load_data(f"imagefolder:{tmp_path / 'pets'}", resolution=16)
+    assert data.classes == ("cat", "dog")
+    assert data.x_train.shape[1:] == (3, 16, 16)
+    assert len(data.y_train) + len(data.y_val) == 10 and len(data.y_val) == 2
+
+
+def test_image_folder_with_train_and_val(tmp_path):
+    _image_folder(tmp_path / "ds" / "train", per_class=4)
+    _image_folder(tmp_path / "ds" / "val", per_class=2)
+    data = load_data(f"imagefolder:{tmp_path / 'ds'}", resolution=8)
+    assert (len(data.y_train), len(data.y_val)) == (8, 4)
+
+
+def _cifar(root, per_batch=6):
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 255, (per_batch, 3072), dtype=np.uint8),
+                 b"labels": rng.integers(0, 10, per_batch).tolist()}
+        with open(root / name, "wb") as handle:
+            pickle.dump(batch, handle)
+
+
+def test_cifar10(tmp_path):
+    _cifar(tmp_path / "cifar-10-batches-py")
+    for path in (tmp_path, tmp_path / "cifar-10-batches-py"):
+        data = load_data(f"cifar10:{path}", resolution=32)
+        assert data.x_train.shape == (30, 3, 32, 32) and data.x_val.shape == (6, 3, 32, 32)
+    assert load_data(f"cifar10:{tmp_path}", resolution=16).x_train.shape[-1] == 16
+
+
+@pytest.mark.parametrize(
+    ("make", "source", "words"),
+    [
+        (lambda p: None, "imagefolder:{p}/absent", "no such directory"),
+        (lambda p: (p / "one").mkdir(), "imagefolder:{p}", "at least two class folders"),
+        (lambda p: [(p / c).mkdir() for c in "ab"], "imagefolder:{p}", "hold no images"),
+        (lambda p: [(p / c).mkdir() for c in "ab"] and (p / "a" / "x.png").write_text("no"),
+         "imagefolder:{p}", "not a readable image"),
+        (lambda p: None, "cifar10:{p}/absent", "no such directory"),
+        (lambda p: (p / "data_batch_1").write_bytes(b""), "cifar10:{p}", "missing data_batch_2"),
+        (lambda p: [(p / n).write_bytes(b"junk") for n in
+                    [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]],
+         "cifar10:{p}", "not a CIFAR-10 python batch"),
+        (lambda p: None, "mnist:{p}", "not understood"),
+        (lambda p: None, "imagefolder:", "not understood"),
+    ],
+)
+def test_bad_data_is_one_clear_error(tmp_path, make, source, words):
+    make(tmp_path)
+    with pytest.raises(DataError) as info:
+        load_data(source.format(p=tmp_path), resolution=16)
+    assert words in str(info.value)
+    assert "\n" not in str(info.value)
