@@ -177,6 +177,41 @@ def export_command(
     out.print(f"wrote {target}{note}")
 
 
+@app.command("train")
+@_user_errors
+def train_command(
+    spec_arg: Annotated[str, typer.Argument(metavar="SPEC", help="zoo name or spec file")],
+    data: Annotated[str, typer.Option(help="digits, digits-hard, imagefolder:PATH or "
+                                      "cifar10:PATH")] = "digits",
+    epochs: Annotated[int, typer.Option(help="training epochs")] = 5,
+    resolution: Annotated[int, typer.Option(help="input resolution")] = 32,
+    batch_size: Annotated[int, typer.Option(help="batch size")] = 64,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 0.1,
+    seed: Annotated[int, typer.Option(help="seed of weights and batch order")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+) -> None:
+    """Train a network briefly from scratch and print its validation accuracy."""
+    from nas.accuracy.train import Recipe, TrainEstimator
+    from nas.cli_latency import progress_bar
+    from nas.data import load_data
+
+    spec, _ = resolve_spec(spec_arg)
+    dataset = load_data(data, resolution, seed=seed)
+    recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    out.print(f"{spec.name} on {dataset.describe()}")
+    with progress_bar() as update:
+        estimator = TrainEstimator(dataset, recipe, device=device,
+                                   on_step=lambda step, total, _loss: update("training", step,
+                                                                             total))
+        result = estimator.estimate(spec)
+    if result.failed:
+        fail(f"training failed: {result.reason}")
+    images = result.details["steps"] * recipe.batch_size
+    out.print(f"validation top-1: {result.score:.2f}%  ({result.cost_seconds:.1f} s, "
+              f"{images / result.cost_seconds:,.0f} train images/s, final loss "
+              f"{result.details['final_loss']:.3f})")
+
+
 @app.command("search")
 @_user_errors
 def search_command(
