@@ -227,8 +227,10 @@ def search_command(
 
 def _register_subcommands() -> None:
     from nas.cli_latency import app as latency_app
+    from nas.cli_supernet import app as supernet_app
 
     app.add_typer(latency_app, name="latency")
+    app.add_typer(supernet_app, name="supernet")
 
 
 # --------------------------------------------------------------------------- entry points

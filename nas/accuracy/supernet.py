@@ -1,0 +1,440 @@
+"""A weight-sharing supernet over a block-wise MobileNetV3 space, in the manner of Once-for-All.
+
+* elastic kernel: one 7x7 depthwise kernel per block; 5x5 is its centre through a learned 25x25
+  transform, 3x3 the centre of that through a learned 9x9 transform;
+* elastic width: expansion, stage output and stem widths are channel prefixes of the largest
+  layer (``sort_channels`` orders expansion channels by importance so prefixes keep the best);
+* elastic depth: a stage of depth d uses its first d blocks;
+* squeeze-excite and activation are switched per block; each head choice has its own head.
+
+``extract(spec)`` returns the ordinary network of ``nas.build_model(spec)`` carrying the
+supernet's weights, so a sub-network is evaluated, measured and exported like any model.
+Training uses the sandwich rule (largest, smallest and random sub-networks every step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas.accuracy.base import AccuracyEstimator, adapt_spec
+from nas.build import build_model
+from nas.data import ImageData
+from nas.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec, make_divisible
+from search_spaces.mobilenetv3 import BlockwiseSpace, StageChoices
+
+__all__ = ["Supernet", "SupernetEstimator", "SupernetRecipe", "largest_spec", "smallest_spec",
+           "train_supernet"]
+
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.1  # a supernet is trained briefly; V3's 0.01 would leave stale statistics
+
+
+def _act(x: torch.Tensor, act: str) -> torch.Tensor:
+    if act == "RE":
+        return F.relu(x)
+    if act == "HS":
+        return F.hardswish(x)
+    return F.relu6(x)
+
+
+class ElasticBN(nn.BatchNorm2d):
+    """BatchNorm over the first ``channels`` features (slices share the full buffers)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        c = x.shape[1]
+        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], self.weight[:c],
+                            self.bias[:c], self.training, self.momentum, self.eps)
+
+
+class ElasticConv(nn.Module):
+    """A dense conv whose input and output channels are prefixes of the largest one."""
+
+    def __init__(self, max_in: int, max_out: int, kernel: int = 1, stride: int = 1):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_out, max_in, kernel, kernel))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+        self.bn = ElasticBN(max_out, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.stride, self.padding = stride, (kernel - 1) // 2
+
+    def sliced(self, in_ch: int, out_ch: int) -> torch.Tensor:
+        return self.weight[:out_ch, :in_ch]
+
+    def forward(self, x: torch.Tensor, out_ch: int) -> torch.Tensor:
+        y = F.conv2d(x, self.sliced(x.shape[1], out_ch), stride=self.stride,
+                     padding=self.padding)
+        return self.bn(y)
+
+
+class ElasticDepthwise(nn.Module):
+    """7x7 depthwise weights; smaller kernels through learned centre transforms."""
+
+    def __init__(self, max_ch: int, stride: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(max_ch, 1, 7, 7))
+        nn.init.kaiming_normal_(self.weight, mode="fan_out")
+        self.to_5 = nn.Parameter(torch.eye(25))
+        self.to_3 = nn.Parameter(torch.eye(9))
+        self.bn = ElasticBN(max_ch, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.stride = stride
+
+    def kernel(self, channels: int, size: int) -> torch.Tensor:
+        w = self.weight[:channels]
+        if size == 7:
+            return w
+        w = (w[:, :, 1:6, 1:6].reshape(channels, 25) @ self.to_5).reshape(channels, 1, 5, 5)
+        if size == 5:
+            return w
+        return (w[:, :, 1:4, 1:4].reshape(channels, 9) @ self.to_3).reshape(channels, 1, 3, 3)
+
+    def forward(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        c = x.shape[1]
+        y = F.conv2d(x, self.kernel(c, size), stride=self.stride, padding=size // 2, groups=c)
+        return self.bn(y)
+
+
+class ElasticSE(nn.Module):
+    def __init__(self, max_ch: int, max_squeeze: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(max_ch, max_squeeze, 1)
+        self.fc2 = nn.Conv2d(max_squeeze, max_ch, 1)
+
+    def forward(self, x: torch.Tensor, squeeze: int) -> torch.Tensor:
+        c = x.shape[1]
+        s = F.adaptive_avg_pool2d(x, 1)
+        s = F.relu(F.conv2d(s, self.fc1.weight[:squeeze, :c], self.fc1.bias[:squeeze]))
+        s = F.hardsigmoid(F.conv2d(s, self.fc2.weight[:c, :squeeze], self.fc2.bias[:c]))
+        return s * x
+
+
+class ElasticBlock(nn.Module):
+    def __init__(self, max_in: int, max_exp: int, max_out: int, stride: int):
+        super().__init__()
+        self.expand = ElasticConv(max_in, max_exp)
+        self.depthwise = ElasticDepthwise(max(max_exp, max_in), stride)
+        self.se = ElasticSE(max(max_exp, max_in), make_divisible(max(max_exp, max_in) // 4, 8))
+        self.project = ElasticConv(max(max_exp, max_in), max_out)
+
+    def forward(self, x: torch.Tensor, block: BlockSpec) -> torch.Tensor:
+        y = x
+        if block.exp_ch != block.in_ch:
+            y = _act(self.expand(y, block.exp_ch), block.act)
+        y = _act(self.depthwise(y, block.kernel), block.act)
+        if block.se:
+            y = self.se(y, make_divisible(block.exp_ch // 4, 8))
+        y = self.project(y, block.out_ch)
+        return y + x if block.has_residual else y
+
+
+class ElasticHead(nn.Module):
+    def __init__(self, max_in: int, head: HeadSpec, num_classes: int):
+        super().__init__()
+        width = max_in
+        self.conv = None
+        if head.conv_ch is not None:
+            self.conv = ElasticConv(max_in, head.conv_ch)
+            width = head.conv_ch
+        self.hidden = None
+        if head.hidden_ch is not None:
+            self.hidden = nn.Linear(width, head.hidden_ch)
+            width = head.hidden_ch
+        self.classifier = nn.Linear(width, num_classes)
+        self.spec = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        head = self.spec
+        if self.conv is not None:
+            x = _act(self.conv(x, head.conv_ch), head.conv_act)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        # Without a head conv, the first linear sees the (elastic) last width: slice it.
+        if self.hidden is not None:
+            x = _act(F.linear(x, self.hidden.weight[:, :x.shape[1]], self.hidden.bias),
+                     head.hidden_act)
+        x = F.dropout(x, head.dropout, self.training)
+        return F.linear(x, self.classifier.weight[:, :x.shape[1]], self.classifier.bias)
+
+
+def _max_in_widths(space: BlockwiseSpace) -> list[int]:
+    return [max(widths) for widths in space.in_widths()]
+
+
+def _max_exp(stage: StageChoices, max_in: int) -> int:
+    return max(stage.exp_width(max_in, r) for r in stage.exp_ratios)
+
+
+class Supernet(nn.Module):
+    def __init__(self, space: BlockwiseSpace):
+        super().__init__()
+        self.space = space
+        self.stem = ElasticConv(3, max(space.stem_widths), kernel=3, stride=2)
+        self.stages = nn.ModuleList()
+        for stage, max_in in zip(space.stages, _max_in_widths(space), strict=True):
+            width = max(stage.widths)
+            blocks = nn.ModuleList()
+            for index in range(max(stage.depths)):
+                block_in = max_in if index == 0 else width
+                blocks.append(ElasticBlock(block_in, _max_exp(stage, block_in), width,
+                                           stage.stride if index == 0 else 1))
+            self.stages.append(blocks)
+        max_last = max(space.last_widths())
+        self.heads = nn.ModuleList(ElasticHead(max_last, h, space.num_classes)
+                                   for h in space.heads)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0, 0.01)
+                nn.init.zeros_(module.bias)
+
+    def _slots(self, spec: ArchSpec) -> list[tuple[int, int]]:
+        if not self.space.contains(spec):
+            raise ValueError(f"{spec.name} is not in the supernet's space")
+        stage_ids = self.space.stage_of_blocks(spec)
+        slots, previous, position = [], None, 0
+        for stage_id in stage_ids:
+            position = position + 1 if stage_id == previous else 0
+            slots.append((stage_id, position))
+            previous = stage_id
+        return slots
+
+    def forward(self, x: torch.Tensor, spec: ArchSpec) -> torch.Tensor:
+        x = _act(self.stem(x, spec.stem.out_ch), spec.stem.act)
+        for block, (stage, position) in zip(spec.blocks, self._slots(spec), strict=True):
+            x = self.stages[stage][position](x, block)
+        return self.heads[self.space.heads.index(spec.head)](x)
+
+    # ------------------------------------------------------------------ sub-networks
+    @torch.no_grad()
+    def extract(self, spec: ArchSpec) -> nn.Module:
+        """``build_model(spec)`` with this supernet's weights (an ordinary network)."""
+        model = build_model(spec)
+        features = list(model.features)
+
+        def copy_conv(target: nn.Sequential, source: ElasticConv, in_ch: int, out_ch: int,
+                      weight: torch.Tensor | None = None) -> None:
+            target[0].weight.copy_(source.sliced(in_ch, out_ch) if weight is None else weight)
+            copy_bn(target[1], source.bn, out_ch)
+
+        def copy_bn(target: nn.BatchNorm2d, source: ElasticBN, channels: int) -> None:
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(target, name).copy_(getattr(source, name)[:channels])
+
+        copy_conv(features[0], self.stem, 3, spec.stem.out_ch)
+        for index, (block, (stage, position)) in enumerate(
+                zip(spec.blocks, self._slots(spec), strict=True)):
+            source: ElasticBlock = self.stages[stage][position]
+            layers = list(features[index + 1].block)
+            if block.exp_ch != block.in_ch:
+                copy_conv(layers.pop(0), source.expand, block.in_ch, block.exp_ch)
+            dw = layers.pop(0)
+            copy_conv(dw, source.depthwise, 1, block.exp_ch,
+                      weight=source.depthwise.kernel(block.exp_ch, block.kernel))
+            if block.se:
+                se, squeeze = layers.pop(0), make_divisible(block.exp_ch // 4, 8)
+                se.fc1.weight.copy_(source.se.fc1.weight[:squeeze, :block.exp_ch])
+                se.fc1.bias.copy_(source.se.fc1.bias[:squeeze])
+                se.fc2.weight.copy_(source.se.fc2.weight[:block.exp_ch, :squeeze])
+                se.fc2.bias.copy_(source.se.fc2.bias[:block.exp_ch])
+            copy_conv(layers.pop(0), source.project, block.exp_ch, block.out_ch)
+        head: ElasticHead = self.heads[self.space.heads.index(spec.head)]
+        width = spec.out_ch
+        if head.conv is not None:
+            copy_conv(features[-1], head.conv, width, spec.head.conv_ch)
+        linears = [m for m in model.classifier if isinstance(m, nn.Linear)]
+        sources = [m for m in (head.hidden, head.classifier) if m is not None]
+        for target, source_linear in zip(linears, sources, strict=True):
+            target.weight.copy_(source_linear.weight[:, :target.in_features])
+            target.bias.copy_(source_linear.bias)
+        return model
+
+    @torch.no_grad()
+    def sort_channels(self) -> None:
+        """Order every block's expansion channels by importance (L1 norm of the projection's
+        input weights), so that any expansion width is a prefix of the best channels."""
+        for stage in self.stages:
+            for block in stage:
+                importance = block.project.weight.abs().sum(dim=(0, 2, 3))
+                order = torch.argsort(importance, descending=True)
+                expanded = block.expand.weight.shape[0]
+                if len(order) != expanded:
+                    continue  # width also serves as input channels (ratio 1): keep as is
+                block.expand.weight.copy_(block.expand.weight[order])
+                _permute_bn(block.expand.bn, order)
+                block.depthwise.weight.copy_(block.depthwise.weight[order])
+                _permute_bn(block.depthwise.bn, order)
+                block.se.fc1.weight.copy_(block.se.fc1.weight[:, order])
+                block.se.fc2.weight.copy_(block.se.fc2.weight[order])
+                block.se.fc2.bias.copy_(block.se.fc2.bias[order])
+                block.project.weight.copy_(block.project.weight[:, order])
+
+
+def _permute_bn(bn: nn.BatchNorm2d, order: torch.Tensor) -> None:
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        tensor = getattr(bn, name)
+        tensor.copy_(tensor[order])
+
+
+# --------------------------------------------------------------------------- sampling
+def largest_spec(space: BlockwiseSpace) -> ArchSpec:
+    return _extreme(space, max)
+
+
+def smallest_spec(space: BlockwiseSpace) -> ArchSpec:
+    return _extreme(space, min)
+
+
+def _extreme(space: BlockwiseSpace, pick) -> ArchSpec:
+    big = pick is max
+    stem = StemSpec(out_ch=pick(space.stem_widths),
+                    act="HS" if big and "HS" in space.stem_acts else space.stem_acts[0])
+    blocks, in_ch = [], stem.out_ch
+    for stage in space.stages:
+        depth, width = pick(stage.depths), pick(stage.widths)
+        for index in range(depth):
+            blocks.append(BlockSpec(
+                kind="bneck", kernel=pick(stage.kernels), in_ch=in_ch,
+                exp_ch=stage.exp_width(in_ch, pick(stage.exp_ratios)), out_ch=width,
+                se=pick(stage.se), act="HS" if big and "HS" in stage.acts else stage.acts[0],
+                stride=stage.stride if index == 0 else 1))
+            in_ch = width
+    return ArchSpec(name="largest" if big else "smallest", input_size=space.input_size,
+                    num_classes=space.num_classes, stem=stem, blocks=tuple(blocks),
+                    head=space.heads[0])
+
+
+# --------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class SupernetRecipe:
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 0.05
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    random_subnets: int = 2        # sandwich rule: largest + smallest + this many random
+    sort_every: int = 200          # steps between importance sorts of the expansion channels
+    save_every: int = 100
+    seed: int = 0
+
+
+def space_to_dict(space: BlockwiseSpace) -> dict[str, Any]:
+    return dataclasses.asdict(space)
+
+
+def space_from_dict(data: dict[str, Any]) -> BlockwiseSpace:
+    stages = tuple(StageChoices(**{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in stage.items()}) for stage in data["stages"])
+    heads = tuple(HeadSpec(**head) for head in data["heads"])
+    rest = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+            if k not in ("stages", "heads")}
+    return BlockwiseSpace(**rest, stages=stages, heads=heads)
+
+
+def save_checkpoint(path: Path, supernet: Supernet, optimizer, step: int,
+                    recipe: SupernetRecipe) -> None:
+    from nas.export import atomic_path
+
+    payload = {"format": "nas.supernet", "version": 1, "space": space_to_dict(supernet.space),
+               "recipe": dataclasses.asdict(recipe), "step": step,
+               "state_dict": supernet.state_dict(),
+               "optimizer": optimizer.state_dict() if optimizer is not None else None}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_supernet(path: str | Path) -> tuple[Supernet, dict[str, Any]]:
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != "nas.supernet":
+        raise ValueError(f"{path}: not a supernet checkpoint")
+    supernet = Supernet(space_from_dict(payload["space"]))
+    supernet.load_state_dict(payload["state_dict"])
+    return supernet, payload
+
+
+def train_supernet(space: BlockwiseSpace, data: ImageData,
+                   recipe: SupernetRecipe = SupernetRecipe(), *,
+                   checkpoint: str | Path | None = None,
+                   on_step: Callable[[int, int, float], None] | None = None) -> Supernet:
+    """Sandwich-rule training; resumes from ``checkpoint`` if it exists, saving every
+    ``save_every`` steps (atomically), so an interruption loses at most that many steps."""
+    with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's RNG
+        return _train_supernet(space, data, recipe, checkpoint, on_step)
+
+
+def _train_supernet(space, data, recipe, checkpoint, on_step) -> Supernet:
+    space = space.with_resolution(data.resolution, data.num_classes)
+    torch.manual_seed(recipe.seed)
+    supernet = Supernet(space)
+    decay = [p for n, p in supernet.named_parameters() if p.ndim > 1 and "to_" not in n]
+    rest = [p for n, p in supernet.named_parameters() if not (p.ndim > 1 and "to_" not in n)]
+    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
+                                 {"params": rest, "weight_decay": 0.0}], lr=recipe.lr,
+                                momentum=0.9, nesterov=True)
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        loaded, payload = load_supernet(checkpoint)
+        supernet.load_state_dict(loaded.state_dict())
+        if payload.get("optimizer"):
+            optimizer.load_state_dict(payload["optimizer"])
+        start = payload["step"]
+    largest, smallest = largest_spec(space), smallest_spec(space)
+    supernet.train()
+    step = start
+    while step < recipe.steps:
+        # Each step's batch and sub-networks depend only on (seed, step): a resumed run
+        # continues exactly as an uninterrupted one would.
+        generator = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
+        torch.manual_seed(recipe.seed * 1_000_003 + step)  # dropout
+        rng = np.random.default_rng([recipe.seed, step])
+        images, labels = next(data.batches("train", recipe.batch_size, shuffle=True,
+                                           generator=generator))
+        lr = 0.5 * recipe.lr * (1 + math.cos(math.pi * step / recipe.steps))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        specs = [largest, smallest] + [space.sample(rng) for _ in range(recipe.random_subnets)]
+        total = 0.0
+        for spec in specs:
+            loss = F.cross_entropy(supernet(images, spec), labels,
+                                   label_smoothing=recipe.label_smoothing)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"supernet loss became {float(loss.detach())} at "
+                                         f"step {step}")
+            loss.backward()
+            total += float(loss.detach())
+        optimizer.step()
+        step += 1
+        if recipe.sort_every and step % recipe.sort_every == 0 and step < recipe.steps:
+            supernet.sort_channels()
+            optimizer.state.clear()  # momentum no longer matches the permuted channels
+        if checkpoint is not None and (step % recipe.save_every == 0 or step == recipe.steps):
+            save_checkpoint(Path(checkpoint), supernet, optimizer, step, recipe)
+        if on_step is not None:
+            on_step(step, recipe.steps, total / len(specs))
+    return supernet
+
+
+class SupernetEstimator(AccuracyEstimator):
+    """Validation top-1 (%) of a sub-network with inherited weights, after its BatchNorm
+    statistics are recalibrated on a few training batches."""
+
+    name = "supernet"
+
+    def __init__(self, supernet: Supernet, data: ImageData, *, bn_batches: int = 10):
+        self.supernet, self.data, self.bn_batches = supernet, data, bn_batches
+
+    def _score(self, spec: ArchSpec) -> tuple[float, dict[str, Any]]:
+        from nas.accuracy.train import evaluate, recalibrate_bn
+
+        space = self.supernet.space
+        spec = adapt_spec(spec, space.num_classes, space.input_size)
+        model = self.supernet.extract(spec)
+        recalibrate_bn(model, self.data, batches=self.bn_batches, channels_last=False)
+        top1 = evaluate(model, self.data, channels_last=False)
+        return top1, {"top1": top1}

@@ -1,0 +1,69 @@
+"""``nas supernet``: train the weight-sharing supernet and score sub-networks with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nas.cli_common import fail, out, resolve_spec
+from nas.cli_common import user_errors as _user_errors
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Weight-sharing supernet over the MobileNetV3 space.")
+
+Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="supernet checkpoint file")]
+
+
+@app.command("train")
+@_user_errors
+def train_command(
+    budget: Annotated[int, typer.Option(help="training steps (each: largest, smallest and "
+                                        "random sub-networks)")] = 600,
+    data: Annotated[str, typer.Option(help="digits, digits-hard, imagefolder:PATH or "
+                                      "cifar10:PATH")] = "digits-hard",
+    resolution: Annotated[int, typer.Option(help="input resolution")] = 32,
+    batch_size: Annotated[int, typer.Option(help="batch size")] = 64,
+    seed: Annotated[int, typer.Option(help="seed")] = 0,
+    checkpoint: Checkpoint = Path("runs/supernet/supernet.pt"),
+    resume: Annotated[bool, typer.Option(help="continue an interrupted training")] = False,
+) -> None:
+    """Train the supernet with the sandwich rule; saved every 100 steps, resumable."""
+    from nas.accuracy.supernet import SupernetRecipe, train_supernet
+    from nas.cli_latency import progress_bar
+    from nas.data import load_data
+    from search_spaces.mobilenetv3 import default_space
+
+    if checkpoint.exists() and not resume:
+        fail(f"{checkpoint} exists: pass --resume to continue it, or another --checkpoint")
+    dataset = load_data(data, resolution, seed=seed)
+    recipe = SupernetRecipe(steps=budget, batch_size=batch_size, seed=seed)
+    out.print(f"supernet on {dataset.describe()}")
+    with progress_bar() as update:
+        train_supernet(default_space(), dataset, recipe, checkpoint=checkpoint,
+                       on_step=lambda step, total, _loss: update("supernet", step, total))
+    out.print(f"saved {checkpoint}")
+
+
+@app.command("eval")
+@_user_errors
+def eval_command(
+    specs: Annotated[list[str], typer.Argument(metavar="SPEC...", help="zoo names or files")],
+    data: Annotated[str, typer.Option(help="the data the supernet was trained on")] =
+    "digits-hard",
+    checkpoint: Checkpoint = Path("runs/supernet/supernet.pt"),
+) -> None:
+    """Validation accuracy of sub-networks with inherited weights (BN recalibrated)."""
+    from nas.accuracy.supernet import SupernetEstimator, load_supernet
+    from nas.data import load_data
+
+    if not checkpoint.is_file():
+        fail(f"{checkpoint}: no supernet checkpoint (train one with `nas supernet train`)")
+    supernet, _ = load_supernet(checkpoint)
+    dataset = load_data(data, supernet.space.input_size)
+    estimator = SupernetEstimator(supernet, dataset)
+    for arg in specs:
+        result = estimator.estimate(resolve_spec(arg)[0])
+        text = f"{result.score:.2f}%" if not result.failed else f"failed: {result.reason}"
+        out.print(f"{arg}: {text} ({result.cost_seconds:.1f} s)")
