@@ -41,6 +41,7 @@ from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
 from nas.accuracy.zero_cost import ZeroCostEstimator  # noqa: E402
 from nas.build import build_model  # noqa: E402
 from nas.data import load_data  # noqa: E402
+from nas.export import write_text  # noqa: E402
 from search_spaces import zoo  # noqa: E402
 from search_spaces.mobilenetv3 import default_space  # noqa: E402
 
@@ -197,10 +198,7 @@ def main() -> int:
             "throughput": throughput,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        tmp = RESULTS.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=1) + "\n")
-        tmp.replace(RESULTS)
+        write_text(RESULTS, json.dumps(payload, indent=1) + "\n")
         console.print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 

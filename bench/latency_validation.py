@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 from latency_models.profile import ProfileSettings  # noqa: E402
 from latency_models.store import LatencySetup  # noqa: E402
 from latency_models.validate import plot_report, print_report, validate  # noqa: E402
-from nas.cli_latency import progress_bar  # noqa: E402
+from nas.cli_common import progress_bar  # noqa: E402
+from nas.export import write_text  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "latency_validation.json"
 PLOT = RESULTS.with_suffix(".png")
@@ -56,10 +57,7 @@ def main() -> int:
             report = validate(setup, archs=args.archs, rounds=args.rounds, progress=update)
     print_report(report, console)
     if not args.smoke:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        tmp = RESULTS.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(report, indent=1) + "\n")
-        tmp.replace(RESULTS)
+        write_text(RESULTS, json.dumps(report, indent=1) + "\n")
         plot_report(report, PLOT)
         console.print(f"wrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
     return 0

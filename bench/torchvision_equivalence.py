@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from latency_models.device import cpu_model  # noqa: E402
 from nas.build import build_model, count_params  # noqa: E402
+from nas.export import write_text  # noqa: E402
 from search_spaces import zoo  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "torchvision_equivalence.json"
@@ -164,12 +165,9 @@ def main() -> int:
     for r in param_rows:
         print(f"| {r['model']} | {r['params_ours']:,} | {r['params_torchvision']:,} |")
     if not args.smoke:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
         payload = {"fingerprint": fingerprint, "v3": rows, "params": param_rows,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        tmp = RESULTS.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        tmp.replace(RESULTS)
+        write_text(RESULTS, json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {RESULTS.relative_to(ROOT)}")
     for failure in failures:
         print(f"FAIL {failure}", file=sys.stderr)

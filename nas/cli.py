@@ -192,7 +192,7 @@ def train_command(
 ) -> None:
     """Train a network briefly from scratch and print its validation accuracy."""
     from nas.accuracy.train import Recipe, TrainEstimator
-    from nas.cli_latency import progress_bar
+    from nas.cli_common import progress_bar
     from nas.data import load_data
 
     spec, _ = resolve_spec(spec_arg)

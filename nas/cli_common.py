@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from nas.spec import ArchSpec
 
@@ -58,3 +67,19 @@ def resolve_spec(arg: str) -> tuple[ArchSpec, dict | None]:
         return load_checkpoint(arg)
     known = ", ".join(zoo.names())
     fail(f"{arg!r} is neither a file nor a zoo model (known: {known})")
+
+
+@contextlib.contextmanager
+def progress_bar() -> Iterator:
+    """A progress display on stderr; yields ``update(what, done, total)``."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(what: str, done: float, total: float) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(f"profiling {what}", total=total)
+            bar.update(tasks[what], completed=done)
+
+        yield update

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from typer.core import TyperGroup
 
-from nas.cli_common import err, fail, out, resolve_spec
+from nas.cli_common import fail, out, progress_bar, resolve_spec
 from nas.cli_common import user_errors as _user_errors
 
 
@@ -43,21 +33,6 @@ TablePath = Annotated[Path | None, typer.Option("--table", help="table file (def
                                                 "cache entry of this device)")]
 NoProfile = Annotated[bool, typer.Option("--no-profile", help="never measure; fail if the "
                                          "table is missing, stale or incomplete")]
-
-
-@contextlib.contextmanager
-def progress_bar() -> Iterator:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=False) as bar:
-        tasks: dict[str, int] = {}
-
-        def update(what: str, done: float, total: float) -> None:
-            if what not in tasks:
-                tasks[what] = bar.add_task(f"profiling {what}", total=total)
-            bar.update(tasks[what], completed=done)
-
-        yield update
 
 
 def _setup(backend: str, threads: int, batch: int, resolution: int):

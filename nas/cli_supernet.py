@@ -31,7 +31,7 @@ def train_command(
 ) -> None:
     """Train the supernet with the sandwich rule; saved every 100 steps, resumable."""
     from nas.accuracy.supernet import SupernetRecipe, train_supernet
-    from nas.cli_latency import progress_bar
+    from nas.cli_common import progress_bar
     from nas.data import load_data
     from search_spaces.mobilenetv3 import default_space
 
