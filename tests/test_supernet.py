@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -80,11 +82,22 @@ def test_sort_channels_keeps_every_subnetwork_function():
     _randomise(net)
     spec = largest_spec(space)
     x = torch.randn(2, 3, 16, 16)
+    # Full-width networks keep their function; so does one whose ratio-1 blocks run the
+    # depthwise conv on their input channels (those stages are never permuted).
+    ratio_one = dataclasses.replace(spec, blocks=tuple(
+        dataclasses.replace(b, exp_ch=b.in_ch) if i < 2 else b
+        for i, b in enumerate(spec.blocks)))
+    samples = [spec, ratio_one]
     with torch.no_grad():
-        before = net(x, spec)
+        before = [net(x, s) for s in samples]
         net.sort_channels()
-        after = net(x, spec)
-    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+        after = [net(x, s) for s in samples]
+    for a, b in zip(after, before, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # Sorting really reorders: the stage without ratio 1 has importance-ordered channels.
+    block = net.stages[1][0]
+    importance = block.project.weight.abs().sum(dim=(0, 2, 3))
+    assert torch.all(importance[:-1] >= importance[1:])
 
 
 def test_rejects_specs_outside_the_space():

@@ -9,7 +9,9 @@
 
 ``extract(spec)`` returns the ordinary network of ``nas.build_model(spec)`` carrying the
 supernet's weights, so a sub-network is evaluated, measured and exported like any model.
-Training uses the sandwich rule (largest, smallest and random sub-networks every step).
+Training follows Once-for-All's progressive shrinking (the largest network alone, then elastic
+kernel and depth, then every choice) with the sandwich rule (largest, smallest and random
+sub-networks every step) in the last phase.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from nas.data import ImageData
 from nas.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec, make_divisible
 from search_spaces.mobilenetv3 import BlockwiseSpace, StageChoices
 
-__all__ = ["Supernet", "SupernetEstimator", "SupernetRecipe", "largest_spec", "smallest_spec",
-           "train_supernet"]
+__all__ = ["Supernet", "SupernetEstimator", "SupernetRecipe", "largest_spec", "sample_phase",
+           "smallest_spec", "train_supernet"]
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.1  # a supernet is trained briefly; V3's 0.01 would leave stale statistics
@@ -258,13 +260,16 @@ class Supernet(nn.Module):
     def sort_channels(self) -> None:
         """Order every block's expansion channels by importance (L1 norm of the projection's
         input weights), so that any expansion width is a prefix of the best channels."""
-        for stage in self.stages:
+        for choices, stage in zip(self.space.stages, self.stages, strict=True):
+            if 1.0 in choices.exp_ratios:
+                # With ratio 1 the depthwise conv runs on the block's input channels, whose
+                # order the previous block fixes: permuting it would break those networks.
+                continue
             for block in stage:
                 importance = block.project.weight.abs().sum(dim=(0, 2, 3))
                 order = torch.argsort(importance, descending=True)
-                expanded = block.expand.weight.shape[0]
-                if len(order) != expanded:
-                    continue  # width also serves as input channels (ratio 1): keep as is
+                if len(order) != block.expand.weight.shape[0]:
+                    continue
                 block.expand.weight.copy_(block.expand.weight[order])
                 _permute_bn(block.expand.bn, order)
                 block.depthwise.weight.copy_(block.depthwise.weight[order])
@@ -310,6 +315,32 @@ def _extreme(space: BlockwiseSpace, pick) -> ArchSpec:
 
 
 # --------------------------------------------------------------------------- training
+def sample_phase(space: BlockwiseSpace, rng: np.random.Generator, phase: int) -> ArchSpec:
+    """A random sub-network for a phase of progressive shrinking (Once-for-All):
+    0 = the largest network only, 1 = elastic kernel and depth, 2 = everything elastic."""
+    if phase == 0:
+        return largest_spec(space)
+    spec = space.sample(rng)
+    if phase >= 2:
+        return spec
+    largest = largest_spec(space)
+    stem = largest.stem
+    blocks, in_ch = [], stem.out_ch
+    for stage in space.stages:
+        depth = max(1, int(rng.choice(stage.depths))) if 0 not in stage.depths else \
+            max(stage.depths)
+        width = max(stage.widths)
+        for index in range(depth):
+            blocks.append(BlockSpec(kind="bneck", kernel=int(rng.choice(stage.kernels)),
+                                    in_ch=in_ch,
+                                    exp_ch=stage.exp_width(in_ch, max(stage.exp_ratios)),
+                                    out_ch=width, se=max(stage.se),
+                                    act="HS" if "HS" in stage.acts else stage.acts[0],
+                                    stride=stage.stride if index == 0 else 1))
+            in_ch = width
+    return dataclasses.replace(largest, name="phase-1", blocks=tuple(blocks))
+
+
 @dataclass(frozen=True)
 class SupernetRecipe:
     steps: int = 600
@@ -321,6 +352,9 @@ class SupernetRecipe:
     sort_every: int = 200          # steps between importance sorts of the expansion channels
     save_every: int = 100
     seed: int = 0
+    # Progressive shrinking: fractions of the steps spent on the largest network alone, then
+    # on elastic kernel and depth; the rest trains every choice (sandwich rule).
+    phases: tuple[float, float] = (0.25, 0.25)
 
 
 def space_to_dict(space: BlockwiseSpace) -> dict[str, Any]:
@@ -398,7 +432,13 @@ def _train_supernet(space, data, recipe, checkpoint, on_step) -> Supernet:
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        specs = [largest, smallest] + [space.sample(rng) for _ in range(recipe.random_subnets)]
+        first, second = (int(f * recipe.steps) for f in recipe.phases)
+        phase = 0 if step < first else 1 if step < first + second else 2
+        if phase == 0:
+            specs = [largest]
+        else:
+            specs = [largest, smallest if phase == 2 else sample_phase(space, rng, 1)]
+            specs += [sample_phase(space, rng, phase) for _ in range(recipe.random_subnets)]
         total = 0.0
         for spec in specs:
             loss = F.cross_entropy(supernet(images, spec), labels,
@@ -410,7 +450,11 @@ def _train_supernet(space, data, recipe, checkpoint, on_step) -> Supernet:
             total += float(loss.detach())
         optimizer.step()
         step += 1
-        if recipe.sort_every and step % recipe.sort_every == 0 and step < recipe.steps:
+        if step == first and first > 0:
+            # Elastic width starts after the full network has learnt which channels matter.
+            supernet.sort_channels()
+            optimizer.state.clear()
+        elif recipe.sort_every and step % recipe.sort_every == 0 and step < recipe.steps:
             supernet.sort_channels()
             optimizer.state.clear()  # momentum no longer matches the permuted channels
         if checkpoint is not None and (step % recipe.save_every == 0 or step == recipe.steps):
