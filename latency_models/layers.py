@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nas.spec import ArchSpec, BlockSpec, make_divisible
+from nas.spec import ArchSpec, BlockSpec, v3_squeeze_channels
 
 __all__ = ["BlockLayer", "HeadLayer", "Layer", "StemLayer", "layers_of", "space_layers"]
 
@@ -129,7 +129,7 @@ def space_layers(space) -> list[Layer]:
         layers.append(StemLayer(space.input_size, stem.in_ch, stem.out_ch, stem.kernel,
                                 stem.stride, stem.act, stem.maxpool))
     for size, block in space.block_options():
-        se_ch = make_divisible(block.exp_ch // 4, 8) if block.se else 0
+        se_ch = v3_squeeze_channels(block.exp_ch) if block.se else 0
         layers.append(block_layer(size, block, se_ch, "hardsigmoid"))
     head_res = space.resolutions()[-1]
     for in_ch, head in space.head_options():

@@ -177,7 +177,7 @@ def import_ofa_table(path: str | os.PathLike) -> LatencyTable:
     import yaml
 
     from latency_models.layers import BlockLayer, HeadLayer, StemLayer
-    from nas.spec import make_divisible
+    from nas.spec import make_divisible, v3_squeeze_channels
 
     path = Path(path)
     try:
@@ -214,7 +214,7 @@ def import_ofa_table(path: str | os.PathLike) -> LatencyTable:
                 else:
                     exp_ch = in_ch if expand == 1 else make_divisible(round(in_ch * expand))
                     se, act = False, "RE6"
-                se_ch = make_divisible(exp_ch // 4, 8) if se else 0
+                se_ch = v3_squeeze_channels(exp_ch) if se else 0
                 layer = BlockLayer(h, "bneck", in_ch, exp_ch, out_ch, int(f["kernel"]), stride,
                                    1, se_ch, "hardsigmoid", act)
             elif kind in ("Conv_1", "AvgPool2D", "Conv_2", "Logits"):

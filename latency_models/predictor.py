@@ -19,7 +19,7 @@ import numpy as np
 
 from latency_models.layers import BlockLayer, HeadLayer, Layer, StemLayer, layers_of
 from latency_models.lut import LatencyTable
-from nas.spec import ArchSpec, make_divisible
+from nas.spec import ArchSpec, v3_squeeze_channels
 
 __all__ = ["Calibration", "Encoded", "LUTPredictor", "LatencyPredictor", "MissingLayers"]
 
@@ -191,7 +191,7 @@ class LUTPredictor(LatencyPredictor):
             costs = []
             for kernel, ratio, se, act in stage.block_options():
                 exp = stage.exp_width(in_ch, ratio)
-                se_ch = make_divisible(exp // 4, 8) if se else 0
+                se_ch = v3_squeeze_channels(exp) if se else 0
                 layer = BlockLayer(res, "bneck", in_ch, exp, out_ch, kernel, stride, 1, se_ch,
                                    "hardsigmoid", act)
                 costs.append(cal.scale * self._entry(layer) + cal.per_block_ms)

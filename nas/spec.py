@@ -31,6 +31,7 @@ __all__ = [
     "StemSpec",
     "TableRow",
     "make_divisible",
+    "v3_squeeze_channels",
 ]
 
 # Paper notation: RE = ReLU, HS = h-swish; RE6 = ReLU6 (MobileNetV1/V2).
@@ -74,6 +75,11 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     if rounded < 0.9 * value:
         rounded += divisor
     return rounded
+
+
+def v3_squeeze_channels(exp_ch: int) -> int:
+    """MobileNetV3's SE squeeze width (torchvision): ``make_divisible(exp // 4, 8)``."""
+    return make_divisible(exp_ch // 4, 8)
 
 
 # --------------------------------------------------------------------------- field checks
@@ -330,7 +336,7 @@ class ArchSpec:
             return 0
         if self.se_style == "mnasnet":
             return max(1, round(block.in_ch / 4))
-        return make_divisible(block.exp_ch // 4, 8)
+        return v3_squeeze_channels(block.exp_ch)
 
     @property
     def se_gate(self) -> str:

@@ -31,7 +31,7 @@ from torch import nn
 from nas.accuracy.base import AccuracyEstimator, adapt_spec
 from nas.build import build_model
 from nas.data import ImageData
-from nas.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec, make_divisible
+from nas.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec, v3_squeeze_channels
 from search_spaces.mobilenetv3 import BlockwiseSpace, StageChoices
 
 __all__ = ["Supernet", "SupernetEstimator", "SupernetRecipe", "largest_spec", "sample_phase",
@@ -123,7 +123,7 @@ class ElasticBlock(nn.Module):
         super().__init__()
         self.expand = ElasticConv(max_in, max_exp)
         self.depthwise = ElasticDepthwise(max(max_exp, max_in), stride)
-        self.se = ElasticSE(max(max_exp, max_in), make_divisible(max(max_exp, max_in) // 4, 8))
+        self.se = ElasticSE(max(max_exp, max_in), v3_squeeze_channels(max(max_exp, max_in)))
         self.project = ElasticConv(max(max_exp, max_in), max_out)
 
     def forward(self, x: torch.Tensor, block: BlockSpec) -> torch.Tensor:
@@ -132,7 +132,7 @@ class ElasticBlock(nn.Module):
             y = _act(self.expand(y, block.exp_ch), block.act)
         y = _act(self.depthwise(y, block.kernel), block.act)
         if block.se:
-            y = self.se(y, make_divisible(block.exp_ch // 4, 8))
+            y = self.se(y, v3_squeeze_channels(block.exp_ch))
         y = self.project(y, block.out_ch)
         return y + x if block.has_residual else y
 
@@ -239,7 +239,7 @@ class Supernet(nn.Module):
             copy_conv(dw, source.depthwise, 1, block.exp_ch,
                       weight=source.depthwise.kernel(block.exp_ch, block.kernel))
             if block.se:
-                se, squeeze = layers.pop(0), make_divisible(block.exp_ch // 4, 8)
+                se, squeeze = layers.pop(0), v3_squeeze_channels(block.exp_ch)
                 se.fc1.weight.copy_(source.se.fc1.weight[:squeeze, :block.exp_ch])
                 se.fc1.bias.copy_(source.se.fc1.bias[:squeeze])
                 se.fc2.weight.copy_(source.se.fc2.weight[:block.exp_ch, :squeeze])
