@@ -26,16 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-def _build(spec: ArchSpec, state_dict: dict | None, seed: int):
-    from nas.build import build_model
-
-    model = build_model(spec, seed=seed)
-    if state_dict is not None:
-        try:
-            model.load_state_dict(state_dict, strict=True)
-        except RuntimeError as exc:
-            fail(f"the weights do not fit the spec ({str(exc).strip().splitlines()[0]})")
-    return model
 
 
 def _fmt_count(value: float, unit: str = "") -> str:
@@ -163,13 +153,14 @@ def export_command(
     seed: Annotated[int, typer.Option(help="seed of the weights when SPEC has none")] = 0,
 ) -> None:
     """Export a spec or trained checkpoint to another format."""
-    from nas.export import FORMATS, check_format, export
+    from nas.export import FORMATS, build_with_weights, check_format, export
 
     check_format(fmt)
     spec, state_dict = resolve_spec(spec_arg)
     target = path or Path("runs") / spec.name / f"{spec.name}{FORMATS[fmt]}"
     needs_model = fmt in ("pytorch", "torchscript", "onnx")
-    subject = _build(spec, state_dict, seed) if needs_model else spec
+    subject = build_with_weights(spec, state_dict, seed=seed, source=spec_arg) \
+        if needs_model else spec
     export(subject, fmt, target)
     note = ""
     if needs_model and state_dict is None:

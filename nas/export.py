@@ -28,6 +28,7 @@ from nas.spec import ArchSpec, SpecError
 __all__ = [
     "FORMATS",
     "atomic_path",
+    "build_with_weights",
     "export",
     "load",
     "load_checkpoint",
@@ -154,17 +155,24 @@ def load_spec(path: str | os.PathLike) -> ArchSpec:
     return load_checkpoint(path)[0]
 
 
-def load(path: str | os.PathLike) -> nn.Module:
-    """Rebuild the model of a checkpoint (weights included) or of a spec file (fresh weights)."""
-    spec, state_dict = load_checkpoint(path)
-    model = build_model(spec)
+def build_with_weights(spec: ArchSpec, state_dict: dict[str, torch.Tensor] | None, *,
+                       seed: int | None = None, source: str = "") -> nn.Module:
+    """``build_model(spec)`` with ``state_dict`` loaded strictly (fresh weights if None)."""
+    model = build_model(spec, seed=seed)
     if state_dict is not None:
         try:
             model.load_state_dict(state_dict, strict=True)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise SpecError("", f"{path}: weights do not fit the spec ({first})") from None
+            where = f"{source}: " if source else ""
+            raise SpecError("", f"{where}weights do not fit the spec ({first})") from None
     return model
+
+
+def load(path: str | os.PathLike) -> nn.Module:
+    """Rebuild the model of a checkpoint (weights included) or of a spec file (fresh weights)."""
+    spec, state_dict = load_checkpoint(path)
+    return build_with_weights(spec, state_dict, source=str(path))
 
 
 # --------------------------------------------------------------------------- standalone .py

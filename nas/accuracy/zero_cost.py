@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from nas.accuracy.base import AccuracyEstimator, adapt_spec
-from nas.build import build_model
+from nas.build import build_model, count_params
 from nas.data import ImageData
 from nas.spec import ArchSpec
 
@@ -85,7 +85,7 @@ class ZeroCostEstimator(AccuracyEstimator):
         spec = adapt_spec(spec, self.data.num_classes, self.data.resolution, self.data.channels)
         model = build_model(spec, seed=self.seed)
         if self.proxy == "params":
-            score = float(sum(p.numel() for p in model.parameters()))
+            score = float(count_params(model))
         elif self.proxy == "synflow":
             score = synflow(model, tuple(self.images.shape[1:]))
         else:
