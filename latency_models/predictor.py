@@ -163,6 +163,14 @@ class LUTPredictor(LatencyPredictor):
         encoded = specs if isinstance(specs, Encoded) else self.encode(specs)
         return self.calibration.apply(self._values[encoded.ids].sum(axis=1), encoded.blocks)
 
+    def fitted_to(self, specs: Sequence[ArchSpec] | Encoded,
+                  measured_ms: Sequence[float]) -> LUTPredictor:
+        """The same table, with the calibration fitted on these measured networks."""
+        encoded = specs if isinstance(specs, Encoded) else self.encode(specs)
+        calibration = Calibration.fit(self.layer_sums(encoded), encoded.blocks,
+                                      np.asarray(measured_ms, dtype=float))
+        return LUTPredictor(self.table, calibration, self.statistic)
+
     def breakdown(self, spec: ArchSpec) -> list[tuple[Layer, float]]:
         """Each layer's calibrated share: scale * entry (+ per-block term for blocks)."""
         result = []

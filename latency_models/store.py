@@ -109,21 +109,19 @@ def calibrate(predictor_table: LatencyTable, setup: LatencySetup, specs: Sequenc
               rounds: int = 25, progress: Progress | None = None) -> dict:
     """Measure ``specs`` end to end and fit the predictor's calibration on them."""
     plain = LUTPredictor.plain_sum(predictor_table)
-    encoded = plain.encode(specs)
+    encoded = plain.encode(specs)  # before measuring: a missing layer fails at once
     timings = measure_specs(
         specs, setup.backend, setup.settings, rounds=rounds,
         on_progress=(lambda done: progress("calibration", done, len(specs))) if progress
         else None)
     measured = np.array([t.min_ms for t in timings])
-    sums = plain.layer_sums(encoded)
-    calibration = Calibration.fit(sums, encoded.blocks, measured)
-    fitted = calibration.apply(sums, encoded.blocks)
+    fitted = plain.fitted_to(encoded, measured)
     return {
-        "coefficients": calibration.to_dict(),
+        "coefficients": fitted.calibration.to_dict(),
         "archs": len(specs),
         "rounds": rounds,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "max_abs_error": float(np.max(np.abs(fitted / measured - 1))),
+        "max_abs_error": float(np.max(np.abs(fitted.predict(encoded) / measured - 1))),
     }
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from latency_models.predictor import Calibration, LUTPredictor
+from latency_models.predictor import LUTPredictor
 from latency_models.profile import measure_specs
 from latency_models.store import LatencySetup, Progress, calibration_specs, load_predictor
 from nas.spec import ArchSpec
@@ -91,9 +91,7 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
     odd = np.array([min(t.raw_ms[1::2]) for t in timings[:len(specs)]])
 
     plain = LUTPredictor.plain_sum(predictor.table)
-    fresh_encoded = plain.encode(fresh)
-    recalibrated = LUTPredictor(predictor.table, Calibration.fit(
-        plain.layer_sums(fresh_encoded), fresh_encoded.blocks, measured_fresh))
+    recalibrated = plain.fitted_to(fresh, measured_fresh)
     predictions = {
         "plain_sum": plain.predict(specs),
         "calibrated": predictor.predict(specs),
