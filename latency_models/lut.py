@@ -85,6 +85,10 @@ class LatencyTable:
         """Measured elsewhere and imported (e.g. a Once-for-All phone table)."""
         return self.source != "profiled"
 
+    def checksum(self) -> str:
+        """Checksum of the table's content (what a run records to name its table)."""
+        return self._checksum(self._body())
+
     def __contains__(self, key: str) -> bool:
         return key in self.entries
 

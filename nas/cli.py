@@ -190,7 +190,7 @@ def train_command(
     dataset = load_data(data, resolution, seed=seed)
     recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     out.print(f"{spec.name} on {dataset.describe()}")
-    with progress_bar() as update:
+    with progress_bar("") as update:
         estimator = TrainEstimator(dataset, recipe, device=device,
                                    on_step=lambda step, total, _loss: update("training", step,
                                                                              total))
@@ -203,25 +203,14 @@ def train_command(
               f"{result.details['final_loss']:.3f})")
 
 
-@app.command("search")
-@_user_errors
-def search_command(
-    budget: Annotated[str, typer.Option(help="latency budget, e.g. 60ms or 0.06s")] = "60ms",
-) -> None:
-    """Block-wise architecture search under a latency budget (not available yet)."""
-    from nas.search.budget import parse_budget
-
-    budget_ms = parse_budget(budget)
-    fail(f"the block search is not implemented in this version yet (budget {budget_ms:g} ms "
-         f"understood); `nas reproduce v3-large` emits the canonical networks")
-
-
 def _register_subcommands() -> None:
     from nas.cli_latency import app as latency_app
+    from nas.cli_search import register
     from nas.cli_supernet import app as supernet_app
 
     app.add_typer(latency_app, name="latency")
     app.add_typer(supernet_app, name="supernet")
+    register(app)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -260,3 +249,7 @@ def main() -> None:
 def search_main() -> None:
     group = typer.main.get_command(app)
     sys.exit(_run(group.commands["search"], sys.argv[1:], "nas-search"))
+
+
+if __name__ == "__main__":
+    main()

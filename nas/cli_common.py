@@ -70,7 +70,7 @@ def resolve_spec(arg: str) -> tuple[ArchSpec, dict | None]:
 
 
 @contextlib.contextmanager
-def progress_bar() -> Iterator:
+def progress_bar(prefix: str = "profiling ") -> Iterator:
     """A progress display on stderr; yields ``update(what, done, total)``."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -79,7 +79,7 @@ def progress_bar() -> Iterator:
 
         def update(what: str, done: float, total: float) -> None:
             if what not in tasks:
-                tasks[what] = bar.add_task(f"profiling {what}", total=total)
+                tasks[what] = bar.add_task(f"{prefix}{what}", total=total)
             bar.update(tasks[what], completed=done)
 
         yield update

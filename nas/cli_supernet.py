@@ -40,7 +40,7 @@ def train_command(
     dataset = load_data(data, resolution, seed=seed)
     recipe = SupernetRecipe(steps=budget, batch_size=batch_size, seed=seed)
     out.print(f"supernet on {dataset.describe()}")
-    with progress_bar() as update:
+    with progress_bar("training ") as update:
         train_supernet(default_space(), dataset, recipe, checkpoint=checkpoint,
                        on_step=lambda step, total, _loss: update("supernet", step, total))
     out.print(f"saved {checkpoint}")

@@ -1,0 +1,169 @@
+"""Search quality: every strategy at equal trial counts under V3-Small's measured latency.
+
+The budget is MobileNetV3-Small's latency measured now on this machine (1 thread, batch 1,
+224x224). Each strategy searches with the V3-Small reward (soft-small, w = -0.15) for the same
+number of trials with several seeds; per run we report the best reward, the best accuracy at
+or under the budget, the trial that reached it, and the wall time. Then the best architecture
+found within the budget and V3-Small are trained side by side with the same longer recipe
+(several seeds) and timed interleaved.
+
+    python bench/search_quality.py [--trials 60] [--seeds 3] [--strategies ...] [--smoke]
+
+Prints a table and writes bench/results/search_quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from latency_models.backends import get_backend  # noqa: E402
+from latency_models.profile import ProfileSettings, measure_specs  # noqa: E402
+from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
+from nas.data import load_data  # noqa: E402
+from nas.search.objective import AccuracyJob  # noqa: E402
+from nas.search.run import SearchRun, SearchSettings, default_workers  # noqa: E402
+from nas.search.strategies import STRATEGIES  # noqa: E402
+from search_spaces import zoo  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def measure(specs, rounds: int) -> list[float]:
+    backend = get_backend("torch", 1)
+    return [t.min_ms for t in measure_specs(specs, backend, ProfileSettings(), rounds=rounds)]
+
+
+def search(strategy: str, seed: int, budget_ms: float, args, root: Path) -> dict:
+    settings = SearchSettings(
+        budget_ms=budget_ms, reward="soft-small", strategy=strategy, trials=args.trials,
+        seed=seed, job=AccuracyJob(data=args.data, resolution=args.resolution,
+                                   estimator=args.estimator, seed=seed),
+        strategy_options={"population": args.population} if strategy == "evolution" else {},
+        recalibrate=False)
+    run = SearchRun(settings, root / f"{strategy}-{seed}", overwrite=True)
+    start = time.perf_counter()
+    results = run.run(workers=args.workers)
+    wall = time.perf_counter() - start
+    ok = [r for r in results if r.ok]
+    within = [r for r in ok if r.latency_ms <= budget_ms]
+    best_reward = max(ok, key=lambda r: r.reward)
+    best_within = max(within, key=lambda r: (r.accuracy, -r.index)) if within else None
+    return {
+        "strategy": strategy, "seed": seed, "trials": len(results),
+        "failed": len(results) - len(ok), "wall_seconds": wall,
+        "best_reward": best_reward.reward,
+        "best_accuracy_within_budget": best_within.accuracy if best_within else None,
+        "trial_reaching_it": best_within.index if best_within else None,
+        "best_within_latency_ms": best_within.latency_ms if best_within else None,
+        "best_within_spec": best_within.spec.to_dict() if best_within else None,
+        "rewards": [r.reward for r in results],
+    }
+
+
+def side_by_side(found, args) -> dict:
+    """The best found architecture and V3-Small: same recipe, several seeds, timed together."""
+    v3s = zoo.get("v3-small")
+    data = load_data(args.data, args.resolution, seed=0)
+    accuracy = {}
+    for label, spec in (("found", found), ("v3-small", v3s)):
+        scores = []
+        for seed in range(args.final_seeds):
+            recipe = Recipe(epochs=args.final_epochs, seed=seed)
+            scores.append(TrainEstimator(data, recipe).estimate(spec).score)
+        accuracy[label] = scores
+    measured = measure([found, v3s], args.rounds)
+    return {"recipe": Recipe(epochs=args.final_epochs).to_dict(),
+            "found_accuracy": accuracy["found"], "v3_small_accuracy": accuracy["v3-small"],
+            "found_measured_ms": measured[0], "v3_small_measured_ms": measured[1]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    parser.add_argument("--population", type=int, default=20)
+    parser.add_argument("--data", default="digits")
+    parser.add_argument("--resolution", type=int, default=16)
+    parser.add_argument("--estimator", default="train")
+    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--final-epochs", type=int, default=5)
+    parser.add_argument("--final-seeds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a minute-long check that everything runs (numbers meaningless)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "search_quality.json")
+    args = parser.parse_args()
+    if args.smoke:
+        args.trials, args.seeds, args.strategies = 6, 1, ["random", "evolution"]
+        args.population, args.estimator, args.final_epochs = 3, "zero-cost:params", 1
+        args.final_seeds, args.rounds, args.workers = 1, 5, 1
+        args.out = Path(tempfile.mkdtemp()) / "search_quality.json"
+
+    budget_ms = measure([zoo.get("v3-small")], args.rounds)[0]
+    print(f"budget = V3-Small measured now: {budget_ms:.2f} ms (1 thread, batch 1, 224x224)")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="search-quality-") as root:
+        for strategy in args.strategies:
+            for seed in range(args.seeds):
+                runs.append(search(strategy, seed, budget_ms, args, Path(root)))
+                r = runs[-1]
+                print(f"  {strategy:10s} seed {seed}: best reward {r['best_reward']:.2f}, "
+                      f"best within budget {r['best_accuracy_within_budget']}, "
+                      f"{r['wall_seconds']:.0f} s", flush=True)
+    header = f"| strategy | best reward | best acc <= budget | trial reaching it | wall s |"
+    lines = [header, "|---|---|---|---|---|"]
+    summary = {}
+    for strategy in args.strategies:
+        mine = [r for r in runs if r["strategy"] == strategy]
+        accs = [r["best_accuracy_within_budget"] for r in mine
+                if r["best_accuracy_within_budget"] is not None]
+        summary[strategy] = {
+            "best_reward_mean": float(np.mean([r["best_reward"] for r in mine])),
+            "best_accuracy_within_budget_mean": float(np.mean(accs)) if accs else None,
+            "trial_reaching_it_mean": float(np.mean([r["trial_reaching_it"] for r in mine
+                                                     if r["trial_reaching_it"] is not None]))
+            if accs else None,
+            "wall_seconds_mean": float(np.mean([r["wall_seconds"] for r in mine])),
+        }
+        s = summary[strategy]
+        acc_text = f"{s['best_accuracy_within_budget_mean']:.2f}" if accs else "none"
+        reach = f"{s['trial_reaching_it_mean']:.0f}" if accs else "-"
+        lines.append(f"| {strategy} | {s['best_reward_mean']:.2f} | {acc_text} | {reach} | "
+                     f"{s['wall_seconds_mean']:.0f} |")
+    print("\n".join(lines))
+    candidates = [r for r in runs if r["best_within_spec"]]
+    final = None
+    if candidates:
+        top = max(candidates, key=lambda r: r["best_accuracy_within_budget"])
+        from nas.spec import ArchSpec
+
+        found = dataclasses.replace(ArchSpec.from_dict(top["best_within_spec"]), name="found")
+        final = side_by_side(found, args)
+        final["found_from"] = {"strategy": top["strategy"], "seed": top["seed"]}
+        print(f"\nbest found ({top['strategy']}, seed {top['seed']}) vs V3-Small, "
+              f"{args.final_epochs} epochs x {args.final_seeds} seeds:")
+        print(f"  found:    {np.mean(final['found_accuracy']):.2f}% "
+              f"{final['found_accuracy']}, {final['found_measured_ms']:.2f} ms measured")
+        print(f"  V3-Small: {np.mean(final['v3_small_accuracy']):.2f}% "
+              f"{final['v3_small_accuracy']}, {final['v3_small_measured_ms']:.2f} ms measured")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "budget_ms": budget_ms, "summary": summary, "runs": runs, "final": final,
+    }, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""``nas search`` (also ``nas-search``) and ``nas space``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+    TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from nas.cli_common import err, fail, out, progress_bar, user_errors
+
+STRATEGY_HELP = "random, evolution, tpe, nsga2, rl (REINFORCE) or ppo"
+
+
+@user_errors
+def search_command(
+    budget: Annotated[str, typer.Option(help="latency budget, e.g. 60ms or 0.06s")] = "60ms",
+    strategy: Annotated[str, typer.Option(help=STRATEGY_HELP)] = "evolution",
+    trials: Annotated[int, typer.Option(help="candidates to score")] = 200,
+    reward: Annotated[str, typer.Option(help="soft (V3-Large, w=-0.07), soft-small (V3-Small, "
+                                        "w=-0.15), hard, or pareto")] = "soft",
+    seed: Annotated[int, typer.Option(help="seed of the strategy and the training")] = 0,
+    seed_arch: Annotated[str | None, typer.Option(
+        help="start from this architecture: mnasnet-a1, v3-large, v3-small or a spec file")]
+        = None,
+    population: Annotated[int | None, typer.Option(
+        help="evolution: population size (default 100, as Once-for-All)")] = None,
+    data: Annotated[str, typer.Option(help="digits, digits-hard, imagefolder:PATH or "
+                                      "cifar10:PATH")] = "digits",
+    resolution: Annotated[int, typer.Option(
+        help="training resolution of the proxy task (digits are 8x8: 16 keeps every detail)")]
+        = 16,
+    estimator: Annotated[str, typer.Option(help="train, zero-cost:params|synflow|naswot or "
+                                           "supernet:PATH")] = "train",
+    epochs: Annotated[int, typer.Option(help="training epochs per candidate")] = 1,
+    device: Annotated[str, typer.Option(help="training device: cpu or cuda")] = "cpu",
+    workers: Annotated[int | None, typer.Option(
+        help="candidates scored at once (default: one per core, at most 8)")] = None,
+    executor: Annotated[str, typer.Option(help="local (worker processes) or ray")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join")] = None,
+    name: Annotated[str | None, typer.Option(help="run name (default from the settings)")]
+        = None,
+    runs_dir: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
+    resume: Annotated[bool, typer.Option(help="continue the run NAME (it must exist)")] = False,
+    overwrite: Annotated[bool, typer.Option(help="start the run NAME again from scratch")]
+        = False,
+    latency_backend: Annotated[str, typer.Option(help="torch, torchscript, onnxruntime, "
+                                                 "cuda, cuda-graph")] = "torch",
+    latency_threads: Annotated[int, typer.Option(help="threads of the latency target")] = 1,
+    table: Annotated[str | None, typer.Option(help="latency table file (default: this "
+                                              "device's, profiled on first use)")] = None,
+    recalibrate: Annotated[bool, typer.Option(help="re-fit the latency calibration on this "
+                                              "machine when the run starts")] = True,
+    report: Annotated[bool, typer.Option(help="write best.*, pareto.png and report.md")] = True,
+) -> None:
+    """Block-wise architecture search under a latency budget (MnasNet reward).
+
+    Every finished trial lands in runs/NAME/study.db (Optuna storage; `optuna-dashboard
+    runs/NAME/study.db`); an interrupted run continues where it stopped when started again.
+    """
+    from nas.search.budget import parse_budget
+    from nas.search.objective import AccuracyJob
+    from nas.search.report import best_result, write_outputs
+    from nas.search.run import SearchRun, SearchSettings, default_workers
+
+    budget_ms = parse_budget(budget)
+    if resume and overwrite:
+        fail("--resume and --overwrite exclude each other")
+    options = {"population": population} if population is not None else {}
+    if population is not None and strategy != "evolution":
+        fail("--population is an option of --strategy evolution")
+    settings = SearchSettings(
+        budget_ms=budget_ms, reward=reward, strategy=strategy, trials=trials, seed=seed,
+        seed_arch=seed_arch, strategy_options=options,
+        job=AccuracyJob(data=data, resolution=resolution, estimator=estimator, epochs=epochs,
+                        seed=seed, device=device),
+        latency_backend=latency_backend, latency_threads=latency_threads, table=table,
+        recalibrate=recalibrate)
+    workers = workers or default_workers()
+    if workers < 1:
+        fail("--workers must be at least 1")
+    name = name or f"{strategy}-{budget_ms:g}ms-{reward}-seed{seed}"
+    run_dir = runs_dir / name
+    with progress_bar("") as update:
+        run = SearchRun(settings, run_dir, overwrite=overwrite, resume=resume,
+                        progress=update)
+    stored = len(run.store.history())
+    out.print(f"run {run_dir}: {settings.strategy}, {trials} trials, budget {budget_ms:g} ms, "
+              f"{run.reward.describe()}")
+    out.print(f"accuracy: {settings.job.describe()}; {workers} worker(s), {executor}")
+    out.print(f"latency: {run.predictor.table.fingerprint.describe()}; fastest in the space "
+              f"{run.info['min_latency_ms']:.2f} ms")
+    if stored:
+        out.print(f"continuing: {stored} finished trial(s) in storage are replayed, not "
+                  f"trained again")
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    best = {"result": None}
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task("search", total=trials)
+
+        def on_result(result, done: int, total: int) -> None:
+            if result.ok and (best["result"] is None or result.reward > best["result"].reward):
+                best["result"] = result
+            b = best["result"]
+            text = f"best {b.accuracy:.1f}% @ {b.latency_ms:.1f} ms" if b else "no result yet"
+            bar.update(task, completed=done, description=f"search ({text})")
+
+        results = run.run(workers=workers, on_result=on_result, executor=executor,
+                          ray_address=ray_address)
+    if not report:
+        return
+    with progress_bar("") as update:
+        summary = write_outputs(run, results, progress=update)
+    _print_summary(run, results, summary, best_result(results))
+
+
+def _print_summary(run, results, summary, best) -> None:
+    failed = summary["failed"]
+    out.print(f"{len(results)} trials ({failed} failed); outputs in {run.dir}")
+    if best is None:
+        fail("no candidate finished; the failures are recorded in study.db")
+    table = Table(title=f"Best architecture: trial {best.index} (reward {best.reward:.3f})",
+                  title_justify="left")
+    for column in ("network", "params", "MAdds", "predicted ms", "measured ms", "proxy top-1"):
+        table.add_column(column, justify="left" if column == "network" else "right")
+    for row in summary["rows"]:
+        accuracy = f"{row['accuracy']:.2f}%" if row["accuracy"] is not None else "failed"
+        table.add_row(row["network"], f"{row['params'] / 1e6:.2f}M",
+                      f"{row['madds'] / 1e6:.0f}M", f"{row['predicted_ms']:.2f}",
+                      f"{row['measured_ms']:.2f}", accuracy)
+    out.print(table)
+    out.print(f"files: best.json best.md best.pt best.py pareto.png report.md study.db "
+              f"(optuna-dashboard {run.dir / 'study.db'})")
+
+
+@user_errors
+def space_command(
+    resolution: Annotated[int, typer.Option(help="input resolution")] = 224,
+) -> None:
+    """Describe the block-wise MobileNetV3 search space: decisions and size."""
+    import dataclasses
+
+    from search_spaces import zoo
+    from search_spaces.mobilenetv3 import default_space
+
+    space = default_space(resolution)
+    table = Table(title=f"{space.name} space at {resolution}x{resolution}", title_justify="left")
+    for column in ("stage", "stride", "depths", "widths", "kernels", "expansion ratios",
+                   "SE", "act"):
+        table.add_column(column)
+    for i, stage in enumerate(space.stages):
+        table.add_row(str(i), str(stage.stride), _join(stage.depths), _join(stage.widths),
+                      _join(stage.kernels), _join(stage.exp_ratios),
+                      _join("on" if s else "off" for s in stage.se), _join(stage.acts))
+    out.print(table)
+    out.print(f"stem widths {_join(space.stem_widths)} ({_join(space.stem_acts)}); "
+              f"heads: {', '.join(_head(h) for h in space.heads)}")
+    out.print(f"{len(space.decisions)} decisions; {space.size():.3e} architectures "
+              f"(10^{space.log10_size():.1f})")
+    for name in ("v3-large", "v3-small", "mnasnet-a1"):
+        spec = dataclasses.replace(zoo.get(name, input_size=resolution), se_style="v3")
+        out.print(f"contains {name}: {'yes' if space.contains(spec) else 'no'}")
+
+
+def _join(values) -> str:
+    return " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def _head(head) -> str:
+    hidden = f" -> fc {head.hidden_ch}" if head.hidden_ch else ""
+    return f"conv {head.conv_ch}{hidden}"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search_command)
+    app.command("space")(space_command)

@@ -1,0 +1,189 @@
+"""What a finished search leaves in its run directory.
+
+``best.json`` (the spec), ``best.md`` (paper-format table), ``best.pt`` and ``best.py`` (PyTorch
+export, ImageNet-shaped with fresh weights), ``pareto.png`` (accuracy against latency of every
+trial, the Pareto front, the budget and MobileNetV3-Large/-Small at 1.0 and 0.75 trained with
+the same recipe) and ``report.md`` (the best architecture against V3-Large and V3-Small on
+predicted and measured latency and on accuracy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas.search.trial import TrialResult
+from nas.spec import ArchSpec
+
+__all__ = ["best_result", "pareto_front", "write_outputs"]
+
+
+def best_result(results: Sequence[TrialResult]) -> TrialResult | None:
+    """The trial with the highest reward (in Pareto mode: the hard-budget reward)."""
+    scored = [r for r in results if r.ok]
+    return max(scored, key=lambda r: (r.reward, -r.index)) if scored else None
+
+
+def pareto_front(results: Sequence[TrialResult]) -> list[TrialResult]:
+    """Trials no other trial beats on both accuracy (higher) and latency (lower)."""
+    front, best_accuracy = [], -np.inf
+    for r in sorted((r for r in results if r.ok), key=lambda r: (r.latency_ms, -r.accuracy)):
+        if r.accuracy > best_accuracy:
+            front.append(r)
+            best_accuracy = r.accuracy
+    return front
+
+
+def _references(run, progress) -> dict[str, dict[str, Any]]:
+    """V3-Large/-Small at 1.0 and 0.75: predicted latency and accuracy under the run's
+    estimator (kept in run.json, so a resumed or re-reported run does not train them again)."""
+    from nas.search.run import reference_specs
+
+    cached = run.info.setdefault("references", {})
+    specs = reference_specs()
+    for number, spec in enumerate(specs):
+        label = _label(spec)
+        if label in cached:
+            continue
+        result = run.objective(spec, -1)
+        cached[label] = {"latency_ms": result.latency_ms, "accuracy": result.accuracy,
+                         "failed": result.failed, "reason": result.reason}
+        if progress:
+            progress("reference networks", number + 1, len(specs))
+    run.save_info()
+    return cached
+
+
+def _label(spec: ArchSpec) -> str:
+    name = {"mobilenet_v3_large": "V3-Large", "mobilenet_v3_small": "V3-Small"}.get(spec.name,
+                                                                                spec.name)
+    return f"{name} {spec.width_mult:g}x" if spec.width_mult != 1.0 else name
+
+
+def _measure(run, specs: list[ArchSpec], rounds: int) -> list[float]:
+    from latency_models.backends import get_backend
+    from latency_models.profile import ProfileSettings, measure_specs
+
+    backend = get_backend(run.settings.latency_backend, run.settings.latency_threads)
+    timings = measure_specs(specs, backend, ProfileSettings(), rounds=rounds)
+    return [t.min_ms for t in timings]
+
+
+def plot_pareto(results: Sequence[TrialResult], references: dict[str, dict], budget_ms: float,
+                path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in results if r.ok]
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    ax.scatter([r.latency_ms for r in ok], [r.accuracy for r in ok], s=10, color="0.6",
+               label=f"trials ({len(ok)})")
+    front = pareto_front(ok)
+    ax.plot([r.latency_ms for r in front], [r.accuracy for r in front], "-o", color="C0",
+            ms=4, lw=1.2, label="Pareto front")
+    best = best_result(results)
+    if best is not None:
+        ax.scatter([best.latency_ms], [best.accuracy], marker="*", s=240, color="gold", edgecolors="k",
+                   zorder=5, label=f"best ({best.spec.name})")
+    for number, (label, ref) in enumerate(references.items()):
+        if ref.get("accuracy") is not None:
+            ax.scatter([ref["latency_ms"]], [ref["accuracy"]], marker="D", s=45,
+                       color=f"C{number + 1}", zorder=4, label=label)
+    ax.axvline(budget_ms, color="C3", ls="--", lw=0.8, label=f"budget {budget_ms:g} ms")
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("proxy accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    from nas.export import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 30,
+                  progress: Callable[[str, float, float], None] | None = None) -> dict[str, Any]:
+    """Write every output file of a finished run; returns the summary the CLI prints."""
+    from nas.build import count_params
+    from nas.export import export, write_text
+    from nas.flops import count_madds
+
+    directory = run.dir
+    best = best_result(results)
+    failed = [r for r in results if r.failed]
+    summary: dict[str, Any] = {"trials": len(results), "failed": len(failed), "best": None}
+    references = _references(run, progress)
+    plot_pareto(results, references, run.settings.budget_ms, directory / "pareto.png",
+                f"{run.settings.strategy}, {len(results)} trials, "
+                f"{run.settings.job.describe()}")
+    if best is None:
+        write_text(directory / "report.md", "# Search report\n\nNo candidate finished; "
+                   "see the failures in study.db.\n")
+        return summary
+    spec = dataclasses.replace(best.spec, name="best")
+    export(spec, "json", directory / "best.json")
+    export(spec, "pytorch", directory / "best.pt")
+    export(spec, "py", directory / "best.py")
+    params, madds = count_params(spec), count_madds(spec)
+    write_text(directory / "best.md",
+               f"# best: trial {best.index}\n\n"
+               f"Predicted latency {best.latency_ms:.2f} ms (budget "
+               f"{run.settings.budget_ms:g} ms), proxy accuracy {best.accuracy:.2f}%, reward "
+               f"{best.reward:.3f}; {params / 1e6:.2f}M params, {madds / 1e6:.0f}M MAdds "
+               f"(224x224, 1000 classes).\n\n{spec.table()}\n")
+
+    from search_spaces import zoo
+
+    compared = [spec, zoo.get("v3-large"), zoo.get("v3-small")]
+    if progress:
+        progress("measuring latency", 0, 1)
+    measured = _measure(run, compared, measure_rounds)
+    if progress:
+        progress("measuring latency", 1, 1)
+    rows = [("best (trial %d)" % best.index, spec, best.latency_ms, best.accuracy)]
+    for reference in compared[1:]:
+        ref = references[_label(reference)]
+        rows.append((_label(reference), reference, ref["latency_ms"], ref["accuracy"]))
+    lines = ["| network | params | MAdds | predicted ms | measured ms | proxy top-1 |",
+             "|---|---|---|---|---|---|"]
+    table_rows = []
+    for (label, net, predicted, accuracy), ms in zip(rows, measured, strict=True):
+        net_params, net_madds = count_params(net), count_madds(net)
+        accuracy_text = f"{accuracy:.2f}%" if accuracy is not None else "failed"
+        lines.append(f"| {label} | {net_params / 1e6:.2f}M | {net_madds / 1e6:.0f}M | "
+                     f"{predicted:.2f} | {ms:.2f} | {accuracy_text} |")
+        table_rows.append({"network": label, "params": net_params, "madds": net_madds,
+                           "predicted_ms": predicted, "measured_ms": ms, "accuracy": accuracy})
+    fingerprint = run.predictor.table.fingerprint.describe()
+    front = pareto_front(results)
+    report = [
+        "# Search report", "",
+        f"- budget: {run.settings.budget_ms:g} ms; reward: {run.reward.describe()}",
+        f"- strategy: {run.settings.strategy} (seed {run.settings.seed}"
+        f"{', from ' + run.settings.seed_arch if run.settings.seed_arch else ''}); "
+        f"{len(results)} trials, {len(failed)} failed",
+        f"- accuracy: {run.settings.job.describe()}",
+        f"- latency: predicted by the calibrated look-up table of {fingerprint}; measured "
+        f"end to end, interleaved, minimum of {measure_rounds} rounds, batch 1, 224x224",
+        "", *lines, "",
+        f"Pareto front: {len(front)} trials. Best architecture (224x224, 1000 classes):", "",
+        spec.table(), "",
+        "![accuracy against latency](pareto.png)", "",
+    ]
+    if failed:
+        report += ["Failed candidates:", ""]
+        report += [f"- trial {r.index}: {r.reason}" for r in failed[:20]]
+    write_text(directory / "report.md", "\n".join(report) + "\n")
+    summary.update({"best": best, "rows": table_rows, "front": len(front)})
+    write_text(directory / "summary.json", json.dumps(
+        {"trials": len(results), "failed": len(failed), "best_index": best.index,
+         "best_reward": best.reward, "rows": table_rows}, indent=2) + "\n")
+    return summary

@@ -1,0 +1,254 @@
+"""One search run end to end: settings, run directory, predictor, strategy, runner, outputs.
+
+``SearchSettings`` is everything that decides a run's history; it is saved as
+``runs/<name>/run.json`` with the latency calibration the run used, and a run is only continued
+with the same settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nas.search.budget import BudgetError
+from nas.search.objective import AccuracyJob, Objective
+from nas.search.reward import Reward
+from nas.search.runner import OnResult, Runner
+from nas.search.storage import RunStore
+from nas.search.strategies import STRATEGIES, StrategyError, make_strategy
+from nas.search.trial import TrialResult
+from nas.spec import ArchSpec
+
+__all__ = ["RunError", "SearchRun", "SearchSettings", "default_workers", "resolve_seed_arch"]
+
+logger = logging.getLogger(__name__)
+
+# Called with (what, done, total) during set-up (profiling, calibration).
+Progress = Callable[[str, float, float], None]
+
+
+class RunError(ValueError):
+    pass
+
+
+def default_workers() -> int:
+    """One worker process per core (each with one torch thread), at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Everything that decides a search's history."""
+
+    budget_ms: float
+    reward: str = "soft"
+    strategy: str = "evolution"
+    trials: int = 200
+    seed: int = 0
+    seed_arch: str | None = None
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    job: AccuracyJob = AccuracyJob()
+    latency_backend: str = "torch"
+    latency_threads: int = 1
+    table: str | None = None        # a latency table file; default: this device's cached one
+    recalibrate: bool = True        # re-fit the calibration on this machine at start
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise StrategyError(f"unknown strategy {self.strategy!r}; choose one of "
+                                f"{', '.join(STRATEGIES)}")
+        if self.trials < 1:
+            raise RunError("--trials must be at least 1")
+        Reward.from_preset(self.reward, self.budget_ms)  # validates the preset
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
+        return cls(**{**data, "job": AccuracyJob(**data["job"])})
+
+    def history_key(self) -> dict[str, Any]:
+        """The settings a stored history depends on (the trial count may grow on resume)."""
+        return {k: v for k, v in self.to_dict().items() if k != "trials"}
+
+
+def resolve_seed_arch(arg: str, space) -> ArchSpec:
+    """A zoo name or spec file -> the architecture in ``space`` (V3's squeeze-excite)."""
+    from nas.export import load_spec
+    from search_spaces import zoo
+
+    if arg in zoo.names() or arg in zoo.ALIASES:
+        spec = zoo.get(arg)
+    elif Path(arg).exists():
+        spec = load_spec(arg)
+    else:
+        raise RunError(f"--seed-arch {arg!r} is neither a zoo model nor a spec file")
+    spec = dataclasses.replace(spec, se_style="v3", input_size=space.input_size,
+                               num_classes=space.num_classes)
+    if not space.contains(spec):
+        raise RunError(f"--seed-arch {arg!r} is not an architecture of the {space.name} space "
+                       f"(the space holds MobileNetV3-Large/-Small, MnasNet-A1 and their kin)")
+    return spec
+
+
+class SearchRun:
+    """A run directory and everything needed to (re)start the search in it."""
+
+    def __init__(self, settings: SearchSettings, run_dir: str | Path, *,
+                 overwrite: bool = False, resume: bool = False,
+                 progress: Progress | None = None, predictor=None, estimator=None,
+                 space=None):
+        from search_spaces.mobilenetv3 import default_space
+
+        self.settings, self.dir = settings, Path(run_dir)
+        self.space = space or default_space()
+        self.reward = Reward.from_preset(settings.reward, settings.budget_ms)
+        self.progress = progress
+        self.info = self._prepare_dir(overwrite, resume)
+        self.predictor = predictor or self._predictor()
+        self._check_budget()
+        self.seed_arch = resolve_seed_arch(settings.seed_arch, self.space) \
+            if settings.seed_arch else None
+        self.objective = Objective(settings.job, self.predictor, self.reward, estimator)
+        self.objective.check()
+        self.store = RunStore(self.dir / "study.db", self.space, self.reward)
+
+    # ------------------------------------------------------------------ set-up
+    def _prepare_dir(self, overwrite: bool, resume: bool) -> dict[str, Any]:
+        path = self.dir / "run.json"
+        if overwrite and self.dir.exists():
+            for name in ("study.db", "run.json"):
+                (self.dir / name).unlink(missing_ok=True)
+        if not path.exists():
+            if resume:
+                raise RunError(f"nothing to resume: {path} does not exist")
+            return {"settings": self.settings.to_dict(), "created": _now()}
+        info = json.loads(path.read_text())
+        stored = SearchSettings.from_dict(info["settings"])
+        if stored.history_key() != self.settings.history_key():
+            changed = sorted(k for k, v in self.settings.history_key().items()
+                             if stored.history_key().get(k) != v)
+            raise RunError(f"{self.dir} holds a run with other settings ({', '.join(changed)}); "
+                           f"use --name for a new run or --overwrite to replace it")
+        info["settings"] = self.settings.to_dict()
+        return info
+
+    def _predictor(self):
+        from latency_models.predictor import Calibration, LUTPredictor
+        from latency_models.store import LatencySetup, load_predictor
+
+        setup = LatencySetup(self.settings.latency_backend, self.settings.latency_threads,
+                             resolution=self.space.input_size)
+        predictor, table_path = load_predictor(setup, self.space, specs=reference_specs(),
+                                               path=self.settings.table,
+                                               progress=self.progress)
+        table = {"path": str(table_path), "checksum": predictor.table.checksum(),
+                 "fingerprint": predictor.table.fingerprint.describe()}
+        stored = self.info.get("table")
+        if stored and stored["checksum"] != table["checksum"]:
+            raise RunError(f"the latency table changed since {self.dir} started ({stored['path']}"
+                           f" then, {table_path} now); the stored trials were scored with the "
+                           f"old one: use --name for a new run or --overwrite")
+        self.info["table"] = table
+        if "calibration" in self.info:  # resuming: the calibration the run started with
+            return LUTPredictor(predictor.table, Calibration(**self.info["calibration"]))
+        if self.settings.recalibrate and not predictor.table.imported:
+            predictor = self._rescaled(predictor, setup)
+        self.info["calibration"] = predictor.calibration.to_dict()
+        return predictor
+
+    def _rescaled(self, predictor, setup):
+        """The stored calibration times one factor measured now on 8 networks.
+
+        This machine's speed drifts by 4-18% between runs, mostly uniformly; one factor
+        (the median ratio of measured to predicted) absorbs that robustly, where re-fitting
+        all three calibration terms on a few networks would move the extrapolated extremes.
+        """
+        import numpy as np
+
+        from latency_models.predictor import Calibration, LUTPredictor
+        from latency_models.profile import measure_specs
+        from search_spaces import zoo
+
+        specs = [zoo.get("v3-large"), zoo.get("v3-small"), *self.space_samples(6)]
+        timings = measure_specs(specs, setup.backend, setup.settings, rounds=20)
+        factor = float(np.median(np.array([t.min_ms for t in timings])
+                                 / predictor.predict(specs)))
+        old = predictor.calibration
+        self.info["drift_factor"] = factor
+        return LUTPredictor(predictor.table, Calibration(old.scale * factor,
+                                                         old.per_block_ms * factor,
+                                                         old.overhead_ms * factor))
+
+    def space_samples(self, count: int) -> list[ArchSpec]:
+        import numpy as np
+
+        rng = np.random.default_rng(2024)
+        return [self.space.sample(rng, name=f"calibration-{i}") for i in range(count)]
+
+    def _check_budget(self) -> None:
+        fastest = self.predictor.min_latency(self.space)
+        self.info["min_latency_ms"] = fastest
+        if self.settings.budget_ms < fastest:
+            raise BudgetError(
+                f"the budget {self.settings.budget_ms:g} ms is below the fastest architecture "
+                f"this space can reach on this device: {fastest:.2f} ms predicted "
+                f"({self.predictor.table.fingerprint.describe()}); raise the budget")
+
+    # ------------------------------------------------------------------ running
+    def strategy(self):
+        options = dict(self.settings.strategy_options)
+        constraint = None
+        if self.settings.reward == "hard":  # hard budget: never train what cannot fit
+            budget = self.settings.budget_ms
+            constraint = lambda spec: self.objective.latency_ms(spec) - budget  # noqa: E731
+        return make_strategy(self.settings.strategy, self.space, seed=self.settings.seed,
+                             seed_arch=self.seed_arch, constraint=constraint,
+                             multi_objective=self.reward.multi_objective, **options)
+
+    def save_info(self) -> None:
+        from nas.export import write_text
+
+        write_text(self.dir / "run.json", json.dumps(self.info, indent=2, default=str) + "\n")
+
+    def run(self, workers: int = 1, on_result: OnResult | None = None,
+            executor: str = "local", ray_address: str | None = None) -> list[TrialResult]:
+        self.save_info()
+        runner = Runner(self.strategy(), self.objective, self.store, self.settings.trials,
+                        workers=workers, on_result=on_result)
+        self.runner = runner
+        start = time.perf_counter()
+        if executor == "ray":
+            from nas.search.ray_executor import run_on_ray
+
+            results = run_on_ray(runner, self.settings, address=ray_address)
+        elif executor == "local":
+            results = runner.run()
+        else:
+            raise RunError(f"--executor must be local or ray, got {executor!r}")
+        self.info.setdefault("sessions", []).append(
+            {"finished": _now(), "seconds": round(time.perf_counter() - start, 1),
+             "workers": workers, "executor": executor, "replayed": runner.replayed,
+             "evaluated": len(results) - runner.replayed})
+        self.save_info()
+        return results
+
+
+def reference_specs() -> list[ArchSpec]:
+    """The networks a report compares with: V3-Large/-Small at 1.0 and 0.75."""
+    from search_spaces import zoo
+
+    return [zoo.get(name, width_mult=width) for name in ("v3-large", "v3-small")
+            for width in (1.0, 0.75)]
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,0 +1,75 @@
+"""A run's trials in an Optuna storage (``runs/<name>/study.db``, SQLite).
+
+Every finished trial is one Optuna trial: the decisions as ``params`` (so
+``optuna-dashboard runs/<name>/study.db`` plots them), the reward (or accuracy and latency) as
+``values``, and as user attributes the trial's index in ask order, the architecture's JSON,
+accuracy, latency, cost and, for a failed candidate, the reason (state FAIL). A trial is
+written in one transaction as soon as it finishes, so a killed search loses nothing finished.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nas.search.reward import Reward
+from nas.search.trial import TrialResult
+from nas.spec import ArchSpec
+from search_spaces.mobilenetv3 import BlockwiseSpace
+
+__all__ = ["STUDY_NAME", "RunStore"]
+
+STUDY_NAME = "search"
+
+
+class RunStore:
+    """Read and append the trials of one run."""
+
+    def __init__(self, path: str | Path, space: BlockwiseSpace, reward: Reward):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.space, self.reward = space, reward
+        self.url = f"sqlite:///{self.path.resolve()}"
+        self.study = optuna.create_study(storage=self.url, study_name=STUDY_NAME,
+                                         directions=reward.directions, load_if_exists=True)
+        if len(self.study.directions) != len(reward.directions):
+            raise ValueError(f"{self.path} holds a study with {len(self.study.directions)} "
+                             f"objective(s); this search has {len(reward.directions)}")
+        self.distributions = space.distributions()
+
+    def write(self, result: TrialResult) -> None:
+        import optuna
+
+        attrs: dict[str, Any] = {
+            "index": result.index, "spec": result.spec.to_json(),
+            "latency_ms": result.latency_ms, "accuracy": result.accuracy,
+            "reward": result.reward, "cost_seconds": result.cost_seconds,
+            "reason": result.reason, "details": json.dumps(result.details, default=str),
+        }
+        trial = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL if result.failed else
+            optuna.trial.TrialState.COMPLETE,
+            values=None if result.failed else self.reward.values(result.accuracy,
+                                                                 result.latency_ms),
+            params=self.space.params(result.spec), distributions=self.distributions,
+            user_attrs=attrs)
+        self.study.add_trial(trial)
+
+    def history(self) -> dict[int, TrialResult]:
+        """Finished trials by index (the first record of an index wins)."""
+        results: dict[int, TrialResult] = {}
+        for trial in self.study.get_trials(deepcopy=False):
+            attrs = trial.user_attrs
+            if "index" not in attrs or attrs["index"] in results:
+                continue
+            results[attrs["index"]] = TrialResult(
+                spec=ArchSpec.from_json(attrs["spec"]), index=attrs["index"],
+                latency_ms=attrs["latency_ms"], accuracy=attrs["accuracy"],
+                reward=attrs["reward"], cost_seconds=attrs["cost_seconds"],
+                failed=trial.state.name == "FAIL", reason=attrs["reason"],
+                details=json.loads(attrs.get("details") or "{}"))
+        return dict(sorted(results.items()))

@@ -1,0 +1,400 @@
+"""Search: space encodings, reward, strategies, runner persistence/resume, Ray, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nas.accuracy.base import AccuracyEstimator
+from nas.search.budget import BudgetError
+from nas.search.objective import AccuracyJob
+from nas.search.reward import Reward, RewardError
+from nas.search.run import RunError, SearchRun, SearchSettings
+from nas.search.runner import ResumeMismatch, Runner, _Pool
+from nas.search.storage import STUDY_NAME
+from nas.search.strategies import STRATEGIES, StrategyError, make_strategy, spec_key
+from nas.search.trial import TrialResult
+from search_spaces import zoo
+from search_spaces.mobilenetv3 import default_space
+from tests.search_helpers import die_on_wide_stems, save_synthetic_table, synthetic_predictor
+
+SPACE = default_space()
+FAST_JOB = AccuracyJob(estimator="zero-cost:params")
+
+
+def paper_networks():
+    return [dataclasses.replace(zoo.get(name), se_style="v3")
+            for name in ("v3-large", "v3-small", "mnasnet-a1")]
+
+
+# --------------------------------------------------------------------------- space
+def test_space_contains_and_round_trips_the_paper_networks():
+    for spec in paper_networks():
+        assert SPACE.contains(spec)
+        assert SPACE.decode(SPACE.encode(spec), name=spec.name) == spec
+        assert SPACE.from_params(SPACE.params(spec), name=spec.name) == spec
+
+
+def test_mnasnet_squeeze_convention_is_outside_the_space():
+    assert not SPACE.contains(zoo.get("mnasnet-a1"))  # input/4 squeeze, sigmoid gate
+    with pytest.raises(ValueError, match="not an architecture"):
+        SPACE.encode(zoo.get("mnasnet-a1"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_any_vector_decodes_to_a_member_and_encodes_back(seed):
+    rng = np.random.default_rng(seed)
+    spec = SPACE.decode(SPACE.sample_vector(rng))
+    assert SPACE.contains(spec)
+    again = SPACE.decode(SPACE.encode(spec))
+    assert again == spec
+    mutant = SPACE.mutate(spec, rng)
+    assert SPACE.contains(mutant) and spec_key(mutant) != spec_key(spec)
+    assert SPACE.contains(SPACE.crossover(spec, mutant, rng))
+
+
+def test_inactive_decisions_do_not_change_the_architecture():
+    rng = np.random.default_rng(3)
+    vector = SPACE.sample_vector(rng)
+    inactive = np.flatnonzero(~SPACE.active(vector))
+    assert len(inactive) > 0 or all(max(s.depths) == s.depths[v] for s, v in
+                                    zip(SPACE.stages, vector, strict=False))
+    other = vector.copy()
+    for index in inactive:
+        other[index] = (other[index] + 1) % len(SPACE.decisions[index].choices)
+    assert SPACE.decode(other) == SPACE.decode(vector)
+
+
+def test_optuna_distributions_and_define_by_run():
+    spec = paper_networks()[0]
+    distributions = SPACE.distributions()
+    assert list(distributions) == [d.name for d in SPACE.decisions]
+    trial = optuna.trial.FixedTrial(SPACE.params(spec))
+    assert SPACE.suggest(trial, name=spec.name) == spec
+
+
+def test_decode_rejects_bad_vectors():
+    with pytest.raises(ValueError, match="expected 97"):
+        SPACE.decode([0, 1])
+    vector = np.zeros(len(SPACE.decisions), dtype=int)
+    vector[0] = 9
+    with pytest.raises(ValueError, match="out of range"):
+        SPACE.decode(vector)
+
+
+def test_nas_space_command(capsys):
+    from nas.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        sys.argv = ["nas", "space"]
+        main()
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "97 decisions" in text and "1.826e+42 architectures" in text
+    for name in ("v3-large", "v3-small", "mnasnet-a1"):
+        assert f"contains {name}: yes" in text
+
+
+# --------------------------------------------------------------------------- reward
+def test_reward_presets_follow_mnasnet():
+    soft = Reward.from_preset("soft", 50.0)
+    assert soft(80.0, 50.0) == pytest.approx(80.0)
+    assert soft(80.0, 100.0) == pytest.approx(80.0 * 2 ** -0.07)
+    assert soft(80.0, 25.0) == pytest.approx(80.0 * 0.5 ** -0.07)
+    small = Reward.from_preset("soft-small", 15.8)
+    assert small(60.0, 31.6) == pytest.approx(60.0 * 2 ** -0.15)
+    hard = Reward.from_preset("hard", 50.0)
+    assert hard(80.0, 20.0) == pytest.approx(80.0)       # w = 0 within the budget
+    assert hard(80.0, 100.0) == pytest.approx(40.0)      # w = -1 above it
+    pareto = Reward.from_preset("pareto", 50.0)
+    assert pareto.values(80.0, 30.0) == [80.0, 30.0]
+    assert pareto.directions == ["maximize", "minimize"]
+    assert soft.values(80.0, 50.0) == [pytest.approx(80.0)]
+    with pytest.raises(RewardError, match="unknown reward"):
+        Reward.from_preset("softer", 50.0)
+    with pytest.raises(RewardError):
+        Reward(50.0, alpha=0.1)
+
+
+@given(st.sampled_from(["soft", "soft-small", "hard", "pareto"]),
+       st.floats(1, 100), st.floats(0.5, 500), st.floats(0.5, 500))
+def test_reward_never_favours_the_slower_of_two_equally_accurate_nets(preset, accuracy, a, b):
+    reward = Reward.from_preset(preset, 50.0)
+    fast, slow = sorted((a, b))
+    assert reward(accuracy, fast) >= reward(accuracy, slow) - 1e-9
+
+
+# --------------------------------------------------------------------------- strategies
+TARGET = SPACE.sample_vector(np.random.default_rng(99))
+
+
+def match_score(spec) -> float:
+    """A synthetic objective with a known optimum: the share of active decisions equal to
+    TARGET's."""
+    vector = SPACE.encode(spec)
+    mask = SPACE.active(vector)
+    return float(((vector == TARGET) & mask).sum() / mask.sum())
+
+
+def drive(strategy, trials: int) -> list[float]:
+    scores = []
+    for index in range(trials):
+        spec = strategy.ask()
+        score = match_score(spec)
+        scores.append(score)
+        strategy.tell(spec, TrialResult(spec=spec, index=index, latency_ms=2.0 - score,
+                                        accuracy=score, reward=score))
+    return scores
+
+
+def options(name: str) -> dict:
+    return {"population": 20} if name == "evolution" else \
+        {"multi_objective": True} if name == "nsga2" else {}
+
+
+@pytest.mark.parametrize("name", [s for s in STRATEGIES if s != "random"])
+def test_each_strategy_beats_random_on_a_known_optimum(name):
+    trials, tail = 120, 40
+    ours = [np.mean(drive(make_strategy(name, SPACE, seed=s, **options(name)), trials)[-tail:])
+            for s in (0, 1)]
+    random = [np.mean(drive(make_strategy("random", SPACE, seed=s), trials)[-tail:])
+              for s in (0, 1)]
+    assert np.mean(ours) > np.mean(random) + 0.05, (ours, random)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_strategies_are_deterministic_and_start_from_the_seed_arch(name):
+    seed_arch = paper_networks()[2]  # MnasNet-A1, as the V3-Large search started from
+    runs = [drive(make_strategy(name, SPACE, seed=7, seed_arch=seed_arch, **options(name)), 12)
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    strategy = make_strategy(name, SPACE, seed=7, seed_arch=seed_arch, **options(name))
+    assert spec_key(strategy.ask()) == spec_key(seed_arch)
+
+
+def test_strategy_errors():
+    with pytest.raises(StrategyError, match="unknown strategy"):
+        make_strategy("annealing", SPACE)
+    with pytest.raises(StrategyError, match="not in the"):
+        make_strategy("random", SPACE, seed_arch=zoo.get("mobilenet_v2"))
+
+
+def test_constraint_keeps_proposals_feasible():
+    predictor = synthetic_predictor()
+    budget = float(np.median(predictor.predict([SPACE.sample(np.random.default_rng(i))
+                                                for i in range(40)])))
+    for name in ("random", "evolution", "tpe", "rl"):
+        strategy = make_strategy(name, SPACE, seed=0, constraint=lambda s: predictor.predict(
+            [s])[0] - budget, **options(name))
+        specs = [strategy.ask() for _ in range(10)]
+        for spec in specs:
+            strategy.tell(spec, TrialResult(spec=spec, index=0, latency_ms=1.0, accuracy=1.0,
+                                            reward=1.0))
+        assert max(predictor.predict(specs)) <= budget
+
+
+# --------------------------------------------------------------------------- runner
+class FailingEstimator(AccuracyEstimator):
+    """Params count, but raises for 32-wide stems."""
+
+    name = "failing"
+
+    def _score(self, spec):
+        from nas.build import count_params
+
+        if spec.stem.out_ch == 32:
+            raise RuntimeError("candidate blew up")
+        return float(count_params(spec)) / 1e6, {}
+
+
+def make_run(tmp_path, name="run", trials=12, strategy="random", estimator=None, **kwargs):
+    settings = SearchSettings(budget_ms=kwargs.pop("budget_ms", 12.0), strategy=strategy,
+                              trials=trials, job=FAST_JOB, recalibrate=False, **kwargs)
+    return SearchRun(settings, tmp_path / name, predictor=synthetic_predictor(),
+                     estimator=estimator)
+
+
+def test_infeasible_budget_names_the_smallest_latency(tmp_path):
+    fastest = synthetic_predictor().min_latency(SPACE)
+    with pytest.raises(BudgetError, match=f"{fastest:.2f} ms"):
+        make_run(tmp_path, budget_ms=fastest * 0.9)
+    make_run(tmp_path, budget_ms=fastest * 1.01)  # just above: accepted
+
+
+def test_failing_candidates_are_recorded_and_the_search_goes_on(tmp_path):
+    run = make_run(tmp_path, trials=16, estimator=FailingEstimator())
+    results = run.run()
+    failed = [r for r in results if r.failed]
+    assert len(results) == 16 and failed and len(failed) < 16
+    assert all("candidate blew up" in r.reason for r in failed)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=run.store.url)
+    states = [t.state.name for t in study.trials]
+    assert states.count("FAIL") == len(failed) and states.count("COMPLETE") == 16 - len(failed)
+    assert all("candidate blew up" in t.user_attrs["reason"] for t in study.trials
+               if t.state.name == "FAIL")
+
+
+def test_a_dying_worker_fails_only_its_own_candidate(tmp_path):
+    run = make_run(tmp_path, trials=6)
+    pool = _Pool(run.objective, 2, function=die_on_wide_stems)
+    try:
+        specs = [SPACE.sample(np.random.default_rng(i)) for i in range(6)]
+        results = {r.index: r for r in pool.evaluate(list(enumerate(specs)))}
+    finally:
+        pool.close()
+    assert sorted(results) == list(range(6))
+    for index, spec in enumerate(specs):
+        assert results[index].failed == (spec.stem.out_ch == 32), results[index].reason
+    assert any(r.failed for r in results.values()) and not all(r.failed for r in
+                                                               results.values())
+    assert all("worker process died" in r.reason for r in results.values() if r.failed)
+
+
+def test_same_settings_same_history_and_resume_replays(tmp_path):
+    first = make_run(tmp_path, "a", trials=10, strategy="evolution",
+                     strategy_options={"population": 4}).run(workers=1)
+    again = make_run(tmp_path, "b", trials=10, strategy="evolution",
+                     strategy_options={"population": 4}).run(workers=1)
+    assert [(r.spec, r.reward) for r in first] == [(r.spec, r.reward) for r in again]
+    # continuing to 16 trials evaluates only the 6 new ones
+    longer = make_run(tmp_path, "a", trials=16, strategy="evolution",
+                      strategy_options={"population": 4})
+    runner = Runner(longer.strategy(), longer.objective, longer.store, 16)
+    results = runner.run()
+    assert runner.replayed == 10 and len(results) == 16
+    assert [r.spec for r in results[:10]] == [r.spec for r in first]
+    with pytest.raises(RunError, match="other settings"):
+        make_run(tmp_path, "a", trials=16, strategy="random")
+    other_seed = make_run(tmp_path, "c", trials=4, strategy="random")
+    other_seed.run()
+    mismatched = Runner(make_strategy("random", SPACE, seed=5), other_seed.objective,
+                        other_seed.store, 4)
+    with pytest.raises(ResumeMismatch):
+        mismatched.run()
+
+
+def test_parallel_workers_give_the_same_history(tmp_path):
+    serial = make_run(tmp_path, "serial", trials=6, strategy="tpe").run(workers=1)
+    parallel = make_run(tmp_path, "parallel", trials=6, strategy="tpe").run(workers=2)
+    assert [(r.spec, r.reward) for r in serial] != [] and \
+        [r.spec.blocks for r in serial[:2]] == [r.spec.blocks for r in parallel[:2]]
+    assert sorted(r.index for r in parallel) == list(range(6))
+
+
+def count_complete(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{db}")
+    except Exception:  # noqa: BLE001 - the study may not be created yet
+        return 0
+    return len(study.trials)
+
+
+def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path):
+    table = save_synthetic_table(tmp_path / "table.json")
+    command = [sys.executable, "-m", "nas.cli", "search", "--budget", "20ms", "--trials", "40",
+               "--strategy", "evolution", "--population", "8", "--estimator",
+               "zero-cost:params", "--table", str(table), "--no-recalibrate", "--workers", "1",
+               "--runs-dir", str(tmp_path / "runs"), "--name", "killed", "--no-report"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    db = tmp_path / "runs" / "killed" / "study.db"
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while count_complete(db) < 8 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = count_complete(db)
+    assert 8 <= before < 40, process.stderr.read().decode()[-2000:]
+    stored_before = {t.user_attrs["index"]: t.user_attrs["spec"] for t in
+                     optuna.load_study(study_name=STUDY_NAME,
+                                       storage=f"sqlite:///{db}").trials}
+    finished = subprocess.run(command + ["--resume"], env=env, capture_output=True,
+                              text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"continuing: {before} finished trial(s)" in finished.stdout
+    trials = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{db}").trials
+    indices = [t.user_attrs["index"] for t in trials]
+    assert sorted(indices) == list(range(40))  # none lost, none twice
+    assert all(t.user_attrs["spec"] == stored_before[t.user_attrs["index"]] for t in trials
+               if t.user_attrs["index"] in stored_before)
+
+
+# --------------------------------------------------------------------------- Ray
+@pytest.mark.parametrize("strategy", ["evolution", "tpe"])
+def test_ray_executor_on_a_local_two_cpu_ray(tmp_path, strategy):
+    pytest.importorskip("ray.tune")
+    options = {"strategy_options": {"population": 4}} if strategy == "evolution" else {}
+    run = make_run(tmp_path, trials=6, strategy=strategy, **options)
+    results = run.run(workers=2, executor="ray")
+    history = run.store.history()
+    assert len(results) == 6 and sorted(history) == list(range(6))
+    assert all(r.ok for r in history.values())
+    if strategy == "evolution":  # Tune's searcher adapter keeps the local runner's history
+        local = make_run(tmp_path, "local", trials=6, strategy=strategy,
+                         **options).run(workers=2)
+        assert [r.spec for r in local] == [history[i].spec for i in range(6)]
+
+
+# --------------------------------------------------------------------------- CLI
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    return subprocess.run([sys.executable, "-m", "nas.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_search_writes_every_output(tmp_path):
+    table = save_synthetic_table(tmp_path / "table.json")
+    result = run_cli("search", "--budget", "15ms", "--trials", "8", "--estimator",
+                     "zero-cost:params", "--table", str(table), "--no-recalibrate",
+                     "--workers", "1", "--runs-dir", str(tmp_path), "--name", "cli",
+                     "--seed-arch", "v3-small", "--strategy", "tpe")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "cli"
+    for name in ("study.db", "run.json", "best.json", "best.md", "best.pt", "best.py",
+                 "pareto.png", "report.md"):
+        assert (run_dir / name).stat().st_size > 0, name
+    from nas.export import load_spec
+
+    best = load_spec(run_dir / "best.json")
+    assert SPACE.contains(dataclasses.replace(best, name="x"))
+    report = (run_dir / "report.md").read_text()
+    assert "V3-Large" in report and "V3-Small" in report and "measured ms" in report
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["settings"]["seed_arch"] == "v3-small" and "calibration" in info
+    assert "Best architecture" in result.stdout
+
+
+def test_cli_search_errors_are_one_line(tmp_path):
+    table = save_synthetic_table(tmp_path / "table.json")
+    common = ["--table", str(table), "--runs-dir", str(tmp_path), "--no-recalibrate"]
+    fastest = synthetic_predictor().min_latency(SPACE)
+    cases = [
+        (["--budget", "60 parsecs"], "not understood"),
+        (["--budget", "1us", *common], f"{fastest:.2f} ms predicted"),
+        (["--strategy", "annealing", *common], "unknown strategy"),
+        (["--reward", "softer", *common], "unknown reward"),
+        (["--seed-arch", "mobilenet_v2", *common], "not an architecture"),
+        (["--data", "imagefolder:/nonexistent", *common], "/nonexistent"),
+        (["--resume", "--name", "never", *common], "nothing to resume"),
+    ]
+    for args, message in cases:
+        result = run_cli("search", *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
