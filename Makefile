@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/nas reproduce v3-large
+	$(VENV)/bin/nas-search --budget 60ms
 
 test: install
 	$(PY) -m pytest -q

@@ -121,7 +121,7 @@ def main() -> None:
                 print(f"  {strategy:10s} seed {seed}: best reward {r['best_reward']:.2f}, "
                       f"best within budget {r['best_accuracy_within_budget']}, "
                       f"{r['wall_seconds']:.0f} s", flush=True)
-    header = f"| strategy | best reward | best acc <= budget | trial reaching it | wall s |"
+    header = "| strategy | best reward | best acc <= budget | trial reaching it | wall s |"
     lines = [header, "|---|---|---|---|---|"]
     summary = {}
     for strategy in args.strategies:

@@ -150,11 +150,6 @@ def test_user_mistakes(capsys, in_tmp, args, words):
     assert not (in_tmp / "runs").exists()
 
 
-def test_search_is_not_claimed(capsys):
-    code, _, err = run(["search", "--budget", "60ms"], capsys)
-    assert code == 2 and "not implemented" in err and "60 ms" in err
-
-
 @pytest.mark.skipif(shutil.which("nas") is None and not Path(sys.executable).with_name("nas")
                     .exists(), reason="console scripts not installed")
 def test_console_scripts_are_installed(in_tmp):

@@ -22,7 +22,7 @@ from nas.search.runner import Runner
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
 
-__all__ = ["StrategySearcher", "run_on_ray"]
+__all__ = ["run_on_ray"]  # StrategySearcher too, built on first access (imports Ray)
 
 _QUIET = {"RAY_AIR_NEW_OUTPUT": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
 

@@ -90,8 +90,8 @@ def plot_pareto(results: Sequence[TrialResult], references: dict[str, dict], bud
             ms=4, lw=1.2, label="Pareto front")
     best = best_result(results)
     if best is not None:
-        ax.scatter([best.latency_ms], [best.accuracy], marker="*", s=240, color="gold", edgecolors="k",
-                   zorder=5, label=f"best ({best.spec.name})")
+        ax.scatter([best.latency_ms], [best.accuracy], marker="*", s=240, color="gold",
+                   edgecolors="k", zorder=5, label=f"best ({best.spec.name})")
     for number, (label, ref) in enumerate(references.items()):
         if ref.get("accuracy") is not None:
             ax.scatter([ref["latency_ms"]], [ref["accuracy"]], marker="D", s=45,
@@ -148,7 +148,7 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
     measured = _measure(run, compared, measure_rounds)
     if progress:
         progress("measuring latency", 1, 1)
-    rows = [("best (trial %d)" % best.index, spec, best.latency_ms, best.accuracy)]
+    rows = [(f"best (trial {best.index})", spec, best.latency_ms, best.accuracy)]
     for reference in compared[1:]:
         ref = references[_label(reference)]
         rows.append((_label(reference), reference, ref["latency_ms"], ref["accuracy"]))

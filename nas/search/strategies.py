@@ -89,16 +89,12 @@ class Strategy(ABC):
                 spec = self._propose()
                 if self._acceptable(spec):
                     break
-                self._rejected(spec)
         self._seen.add(spec_key(spec))
         self.asked += 1
         return spec
 
-    def _on_seed(self, spec: ArchSpec) -> None:
+    def _on_seed(self, spec: ArchSpec) -> None:  # noqa: B027 - optional hook
         """Hook: the seed architecture is being asked."""
-
-    def _rejected(self, spec: ArchSpec) -> None:
-        """Hook: a proposal was infeasible or a repeat."""
 
 
 class RandomSearch(Strategy):
@@ -225,12 +221,11 @@ class OptunaStrategy(Strategy):
 
     def tell(self, spec: ArchSpec, result: TrialResult) -> None:
         key = spec_key(spec)
-        for position, (pending_key, trial) in enumerate(self._pending):
-            if pending_key == key:
-                del self._pending[position]
-                break
-        else:
+        position = next((i for i, (pending, _) in enumerate(self._pending) if pending == key),
+                        None)
+        if position is None:
             raise StrategyError(f"told about {spec.name!r}, which was not asked")
+        _, trial = self._pending.pop(position)
         values = self._values(result)
         self._known[key] = values
         self._tell_trial(trial, values)
