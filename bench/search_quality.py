@@ -43,14 +43,19 @@ def measure(specs, rounds: int) -> list[float]:
     return [t.min_ms for t in measure_specs(specs, backend, ProfileSettings(), rounds=rounds)]
 
 
-def search(strategy: str, seed: int, budget_ms: float, args, root: Path) -> dict:
+def search(strategy: str, seed: int, budget_ms: float, args, root: Path, shared: dict) -> dict:
     settings = SearchSettings(
         budget_ms=budget_ms, reward="soft-small", strategy=strategy, trials=args.trials,
-        seed=seed, job=AccuracyJob(data=args.data, resolution=args.resolution,
-                                   estimator=args.estimator, seed=seed),
+        seed=seed, seed_arch=args.seed_arch,
+        job=AccuracyJob(data=args.data, resolution=args.resolution,
+                        estimator=args.estimator, seed=seed),
         strategy_options={"population": args.population} if strategy == "evolution" else {},
-        recalibrate=False)
-    run = SearchRun(settings, root / f"{strategy}-{seed}", overwrite=True)
+        recalibrate=not args.smoke)
+    # One calibrated predictor for every run: the first run re-fits the drift factor on this
+    # machine now, the others reuse it, so strategies are compared on the same latencies.
+    run = SearchRun(settings, root / f"{strategy}-{seed}", overwrite=True,
+                    predictor=shared.get("predictor"))
+    shared.setdefault("predictor", run.predictor)
     start = time.perf_counter()
     results = run.run(workers=args.workers)
     wall = time.perf_counter() - start
@@ -93,6 +98,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     parser.add_argument("--population", type=int, default=20)
+    parser.add_argument("--seed-arch", default="v3-small",
+                        help="every strategy starts from this architecture ('none': random)")
     parser.add_argument("--data", default="digits")
     parser.add_argument("--resolution", type=int, default=16)
     parser.add_argument("--estimator", default="train")
@@ -104,6 +111,7 @@ def main() -> None:
                         help="a minute-long check that everything runs (numbers meaningless)")
     parser.add_argument("--out", type=Path, default=RESULTS / "search_quality.json")
     args = parser.parse_args()
+    args.seed_arch = None if args.seed_arch == "none" else args.seed_arch
     if args.smoke:
         args.trials, args.seeds, args.strategies = 6, 1, ["random", "evolution"]
         args.population, args.estimator, args.final_epochs = 3, "zero-cost:params", 1
@@ -112,11 +120,11 @@ def main() -> None:
 
     budget_ms = measure([zoo.get("v3-small")], args.rounds)[0]
     print(f"budget = V3-Small measured now: {budget_ms:.2f} ms (1 thread, batch 1, 224x224)")
-    runs = []
+    runs, shared = [], {}
     with tempfile.TemporaryDirectory(prefix="search-quality-") as root:
         for strategy in args.strategies:
             for seed in range(args.seeds):
-                runs.append(search(strategy, seed, budget_ms, args, Path(root)))
+                runs.append(search(strategy, seed, budget_ms, args, Path(root), shared))
                 r = runs[-1]
                 print(f"  {strategy:10s} seed {seed}: best reward {r['best_reward']:.2f}, "
                       f"best within budget {r['best_accuracy_within_budget']}, "
@@ -157,10 +165,16 @@ def main() -> None:
               f"{final['found_accuracy']}, {final['found_measured_ms']:.2f} ms measured")
         print(f"  V3-Small: {np.mean(final['v3_small_accuracy']):.2f}% "
               f"{final['v3_small_accuracy']}, {final['v3_small_measured_ms']:.2f} ms measured")
+    predictor = shared["predictor"]
+    v3s_predicted = float(predictor.predict([zoo.get("v3-small")])[0])
+    print(f"V3-Small predicted by the runs' predictor: {v3s_predicted:.2f} ms "
+          f"(measured {budget_ms:.2f} ms)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "budget_ms": budget_ms, "summary": summary, "runs": runs, "final": final,
+        "budget_ms": budget_ms, "v3_small_predicted_ms": v3s_predicted,
+        "calibration": predictor.calibration.to_dict(), "summary": summary, "runs": runs,
+        "final": final,
     }, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -69,12 +69,17 @@ def resolve_spec(arg: str) -> tuple[ArchSpec, dict | None]:
     fail(f"{arg!r} is neither a file nor a zoo model (known: {known})")
 
 
+def progress() -> Progress:
+    """A rich progress display on stderr: description, bar, n/total, elapsed and ETA."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err,
+                    transient=False)
+
+
 @contextlib.contextmanager
 def progress_bar(prefix: str = "profiling ") -> Iterator:
     """A progress display on stderr; yields ``update(what, done, total)``."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=False) as bar:
+    with progress() as bar:
         tasks: dict[str, int] = {}
 
         def update(what: str, done: float, total: float) -> None:

@@ -6,17 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from nas.cli_common import err, fail, out, progress_bar, user_errors
+from nas.cli_common import fail, out, progress, progress_bar, user_errors
 
 STRATEGY_HELP = "random, evolution, tpe, nsga2, rl (REINFORCE) or ppo"
 
@@ -103,10 +95,8 @@ def search_command(
         out.print(f"continuing: {stored} finished trial(s) in storage are replayed, not "
                   f"trained again")
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
     best = {"result": None}
-    with Progress(*columns, console=err) as bar:
+    with progress() as bar:
         task = bar.add_task("search", total=trials)
 
         def on_result(result, done: int, total: int) -> None:
