@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nas.cli_common import fail, out, progress, progress_bar, user_errors
+from nas.cli_common import err, fail, out, progress, progress_bar, user_errors
 
 STRATEGY_HELP = "random, evolution, tpe, nsga2, rl (REINFORCE) or ppo"
 
@@ -64,6 +64,7 @@ def search_command(
     from nas.search.report import best_result, write_outputs
     from nas.search.run import SearchRun, SearchSettings, default_workers
 
+    _terminate_cleanly()
     budget_ms = parse_budget(budget)
     if resume and overwrite:
         fail("--resume and --overwrite exclude each other")
@@ -106,13 +107,31 @@ def search_command(
             text = f"best {b.accuracy:.1f}% @ {b.latency_ms:.1f} ms" if b else "no result yet"
             bar.update(task, completed=done, description=f"search ({text})")
 
-        results = run.run(workers=workers, on_result=on_result, executor=executor,
-                          ray_address=ray_address)
+        try:
+            results = run.run(workers=workers, on_result=on_result, executor=executor,
+                              ray_address=ray_address)
+        except KeyboardInterrupt:
+            bar.stop()
+            saved = len(run.store.history())
+            err.print(f"interrupted: {saved} finished trial(s) are saved in {run.dir}; run the "
+                      f"same command again to continue")
+            raise typer.Exit(130) from None
     if not report:
         return
     with progress_bar("") as update:
         summary = write_outputs(run, results, progress=update)
     _print_summary(run, results, summary, best_result(results))
+
+
+def _terminate_cleanly() -> None:
+    """SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C: worker processes are shut
+    down; every finished trial is already in storage."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _print_summary(run, results, summary, best) -> None:

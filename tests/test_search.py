@@ -398,3 +398,51 @@ def test_cli_search_errors_are_one_line(tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_interrupting_a_parallel_search_leaves_no_workers_behind(tmp_path):
+    table = save_synthetic_table(tmp_path / "table.json")
+    command = [sys.executable, "-m", "nas.cli", "search", "--budget", "20ms", "--trials", "400",
+               "--strategy", "random", "--estimator", "zero-cost:params", "--table", str(table),
+               "--no-recalibrate", "--workers", "2", "--runs-dir", str(tmp_path), "--no-report"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    for sig, name in ((signal.SIGTERM, "term"), (signal.SIGKILL, "kill")):
+        db = tmp_path / name / "study.db"
+        process = subprocess.Popen([*command, "--name", name], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while count_complete(db) < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = children_of(process.pid)
+        assert workers, "the search should run worker processes"
+        process.send_signal(sig)
+        code = process.wait(timeout=60)
+        if sig == signal.SIGTERM:
+            assert code == 130
+            assert "interrupted" in process.stderr.read().decode()
+        deadline = time.monotonic() + 15
+        while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(pid) for pid in workers), f"orphaned workers after SIG{name}"

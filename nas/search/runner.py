@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -126,7 +127,9 @@ class _Pool:
 
     def _start(self) -> None:
         self.executor = ProcessPoolExecutor(self.workers,
-                                            mp_context=multiprocessing.get_context("spawn"))
+                                            mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_exit_with_parent,
+                                            initargs=(os.getpid(),))
 
     def evaluate(self, todo: list[tuple[int, ArchSpec]]) -> Iterator[TrialResult]:
         """Results as they finish. When a worker dies, every candidate in flight sees a broken
@@ -164,6 +167,20 @@ class _Pool:
 
     def close(self) -> None:
         self.executor.shutdown(cancel_futures=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: leave when the search process is gone (killed with SIGKILL, say), rather
+    than linger as an orphan holding a core's worth of memory."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _failed(reason: str) -> dict:
