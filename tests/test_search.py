@@ -286,6 +286,23 @@ def test_same_settings_same_history_and_resume_replays(tmp_path):
         mismatched.run()
 
 
+def test_optuna_dashboard_reads_a_run(tmp_path):
+    dashboard = pytest.importorskip("optuna_dashboard")
+    from wsgiref.util import setup_testing_defaults
+
+    run = make_run(tmp_path, trials=4, estimator=FailingEstimator())
+    results = run.run()
+    app = dashboard.wsgi(optuna.storages.RDBStorage(run.store.url))
+    environ: dict = {"PATH_INFO": "/api/studies/1", "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda code, headers, *rest: status.append(code)))
+    assert status[0].startswith("200")
+    study = json.loads(body)
+    assert study["name"] == STUDY_NAME and len(study["trials"]) == len(results)
+    assert {p["name"] for p in study["trials"][0]["params"]} == set(SPACE.distributions())
+
+
 def test_parallel_workers_give_the_same_history(tmp_path):
     serial = make_run(tmp_path, "serial", trials=6, strategy="tpe").run(workers=1)
     parallel = make_run(tmp_path, "parallel", trials=6, strategy="tpe").run(workers=2)
