@@ -97,6 +97,7 @@ def search_command(
                   f"trained again")
 
     best = {"result": None}
+    unit = settings.job.unit
     with progress() as bar:
         task = bar.add_task("search", total=trials)
 
@@ -104,7 +105,8 @@ def search_command(
             if result.ok and (best["result"] is None or result.reward > best["result"].reward):
                 best["result"] = result
             b = best["result"]
-            text = f"best {b.accuracy:.1f}% @ {b.latency_ms:.1f} ms" if b else "no result yet"
+            text = f"best {b.accuracy:.4g}{unit} @ {b.latency_ms:.1f} ms" if b else \
+                "no result yet"
             bar.update(task, completed=done, description=f"search ({text})")
 
         try:
@@ -144,7 +146,8 @@ def _print_summary(run, results, summary, best) -> None:
     for column in ("network", "params", "MAdds", "predicted ms", "measured ms", "proxy top-1"):
         table.add_column(column, justify="left" if column == "network" else "right")
     for row in summary["rows"]:
-        accuracy = f"{row['accuracy']:.2f}%" if row["accuracy"] is not None else "failed"
+        accuracy = f"{row['accuracy']:.4g}{run.settings.job.unit}" \
+            if row["accuracy"] is not None else "failed"
         table.add_row(row["network"], f"{row['params'] / 1e6:.2f}M",
                       f"{row['madds'] / 1e6:.0f}M", f"{row['predicted_ms']:.2f}",
                       f"{row['measured_ms']:.2f}", accuracy)

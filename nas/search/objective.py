@@ -64,6 +64,11 @@ class AccuracyJob:
         supernet, _ = load_supernet(arg)
         return SupernetEstimator(supernet, data)
 
+    @property
+    def unit(self) -> str:
+        """'%' for accuracy estimators (training, supernet); '' for zero-cost scores."""
+        return "" if self.estimator.startswith("zero-cost") else "%"
+
     def describe(self) -> str:
         if self.estimator == "train":
             return f"{self.epochs}-epoch training on {self.data} at {self.resolution}px " \

@@ -75,7 +75,7 @@ def _measure(run, specs: list[ArchSpec], rounds: int) -> list[float]:
 
 
 def plot_pareto(results: Sequence[TrialResult], references: dict[str, dict], budget_ms: float,
-                path: Path, title: str) -> None:
+                path: Path, title: str, unit: str = "%") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,7 +98,7 @@ def plot_pareto(results: Sequence[TrialResult], references: dict[str, dict], bud
                        color=f"C{number + 1}", zorder=4, label=label)
     ax.axvline(budget_ms, color="C3", ls="--", lw=0.8, label=f"budget {budget_ms:g} ms")
     ax.set_xlabel("predicted latency (ms)")
-    ax.set_ylabel("proxy accuracy (%)")
+    ax.set_ylabel("proxy accuracy (%)" if unit == "%" else "proxy score")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -117,13 +117,14 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
     from nas.flops import count_madds
 
     directory = run.dir
+    unit = run.settings.job.unit
     best = best_result(results)
     failed = [r for r in results if r.failed]
     summary: dict[str, Any] = {"trials": len(results), "failed": len(failed), "best": None}
     references = _references(run, progress)
     plot_pareto(results, references, run.settings.budget_ms, directory / "pareto.png",
                 f"{run.settings.strategy}, {len(results)} trials, "
-                f"{run.settings.job.describe()}")
+                f"{run.settings.job.describe()}", run.settings.job.unit)
     if best is None:
         write_text(directory / "report.md", "# Search report\n\nNo candidate finished; "
                    "see the failures in study.db.\n")
@@ -136,7 +137,7 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
     write_text(directory / "best.md",
                f"# best: trial {best.index}\n\n"
                f"Predicted latency {best.latency_ms:.2f} ms (budget "
-               f"{run.settings.budget_ms:g} ms), proxy accuracy {best.accuracy:.2f}%, reward "
+               f"{run.settings.budget_ms:g} ms), proxy accuracy {best.accuracy:.4g}{unit}, reward "
                f"{best.reward:.3f}; {params / 1e6:.2f}M params, {madds / 1e6:.0f}M MAdds "
                f"(224x224, 1000 classes).\n\n{spec.table()}\n")
 
@@ -157,7 +158,7 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
     table_rows = []
     for (label, net, predicted, accuracy), ms in zip(rows, measured, strict=True):
         net_params, net_madds = count_params(net), count_madds(net)
-        accuracy_text = f"{accuracy:.2f}%" if accuracy is not None else "failed"
+        accuracy_text = f"{accuracy:.4g}{unit}" if accuracy is not None else "failed"
         lines.append(f"| {label} | {net_params / 1e6:.2f}M | {net_madds / 1e6:.0f}M | "
                      f"{predicted:.2f} | {ms:.2f} | {accuracy_text} |")
         table_rows.append({"network": label, "params": net_params, "madds": net_madds,
