@@ -20,3 +20,11 @@ def test_benchmark_smoke(script, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "predicted vs measured" in result.stdout
     assert "specs/s" in result.stdout
+
+
+def test_search_quality_smoke(tmp_path):
+    env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "search_quality.py"),
+                             "--smoke"], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| evolution |" in result.stdout and "V3-Small predicted" in result.stdout
