@@ -97,14 +97,11 @@ class Backend(ABC):
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
         """Thread count and inference mode for the duration of a measurement."""
+        from nas.threads import torch_threads
+
         steady_allocator()
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            with torch.inference_mode():
-                yield
-        finally:
-            torch.set_num_threads(previous)
+        with torch_threads(self.threads), torch.inference_mode():
+            yield
 
 
 class TorchBackend(Backend):

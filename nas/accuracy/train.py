@@ -16,6 +16,7 @@ from nas.accuracy.base import AccuracyEstimator, adapt_spec
 from nas.build import build_model
 from nas.data import ImageData
 from nas.spec import ArchSpec
+from nas.threads import torch_threads
 
 __all__ = ["Recipe", "TrainEstimator", "TrainingFailed", "evaluate", "recalibrate_bn",
            "train_model"]
@@ -174,9 +175,7 @@ class TrainEstimator(AccuracyEstimator):
 
     def _score(self, spec: ArchSpec) -> tuple[float, dict[str, Any]]:
         spec = adapt_spec(spec, self.data.num_classes, self.data.resolution, self.data.channels)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             torch.manual_seed(self.recipe.seed)
             model = build_model(spec, seed=self.recipe.seed)
             summary = train_model(model, self.data, self.recipe, device=self.device,
@@ -185,7 +184,5 @@ class TrainEstimator(AccuracyEstimator):
                            channels_last=self.recipe.channels_last, seed=self.recipe.seed)
             top1 = evaluate(model, self.data, device=self.device,
                             channels_last=self.recipe.channels_last)
-        finally:
-            torch.set_num_threads(previous)
         return top1, {"top1": top1, "recipe": self.recipe.to_dict(), "data": self.data.name,
                       **summary}

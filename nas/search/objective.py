@@ -85,10 +85,13 @@ def estimate_accuracy(job: AccuracyJob, spec_json: str) -> dict[str, Any]:
     estimator = _CACHE.get(job)
     if estimator is None:
         estimator = _CACHE[job] = job.build()
-    estimate = estimator.estimate(ArchSpec.from_json(spec_json))
+    return {**_outcome(estimator.estimate(ArchSpec.from_json(spec_json))), "pid": os.getpid()}
+
+
+def _outcome(estimate: Estimate) -> dict[str, Any]:
+    """An Estimate as the plain dict that crosses process boundaries."""
     return {"score": estimate.score, "cost_seconds": estimate.cost_seconds,
-            "failed": estimate.failed, "reason": estimate.reason,
-            "details": estimate.details, "pid": os.getpid()}
+            "failed": estimate.failed, "reason": estimate.reason, "details": estimate.details}
 
 
 @dataclass
@@ -113,9 +116,7 @@ class Objective:
                outcome: dict[str, Any] | Estimate) -> TrialResult:
         """The trial result from an accuracy outcome (a worker's dict or an Estimate)."""
         if isinstance(outcome, Estimate):
-            outcome = {"score": outcome.score, "cost_seconds": outcome.cost_seconds,
-                       "failed": outcome.failed, "reason": outcome.reason,
-                       "details": outcome.details}
+            outcome = _outcome(outcome)
         if outcome["failed"]:
             return TrialResult(spec=spec, index=index, latency_ms=latency_ms,
                                cost_seconds=outcome["cost_seconds"], failed=True,

@@ -224,7 +224,6 @@ class SearchRun:
         self.save_info()
         runner = Runner(self.strategy(), self.objective, self.store, self.settings.trials,
                         workers=workers, on_result=on_result)
-        self.runner = runner
         start = time.perf_counter()
         if executor == "ray":
             from nas.search.ray_executor import run_on_ray

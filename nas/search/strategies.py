@@ -29,6 +29,7 @@ import numpy as np
 
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
+from nas.threads import torch_threads
 from search_spaces.mobilenetv3 import BlockwiseSpace
 
 __all__ = ["STRATEGIES", "Evolution", "OptunaStrategy", "RLController", "RandomSearch",
@@ -305,25 +306,9 @@ class RLController(Strategy):
             token = self.offsets[step] + action
         return torch.stack(chosen, 1), torch.stack(logps, 1), torch.stack(entropies, 1)
 
-    def _one_thread(self):
-        """The policy is tiny: one thread is 3-30x faster than several contending ones."""
-        import contextlib
-
-        torch = self.torch
-
-        @contextlib.contextmanager
-        def scope():
-            previous = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                yield
-            finally:
-                torch.set_num_threads(previous)
-
-        return scope()
-
     def _propose(self) -> ArchSpec:
-        with self.torch.no_grad(), self._one_thread():
+        # The policy is tiny: one thread is 3-30x faster here than two contending ones.
+        with self.torch.no_grad(), torch_threads(1):
             actions, _, _ = self._run()
         vector = actions[0].numpy().astype(np.int64)
         spec = self.space.decode(vector)
@@ -341,7 +326,7 @@ class RLController(Strategy):
         reward = float(result.reward) if result.ok else 0.0  # a failed network earns nothing
         self.episodes.append((vector, reward))
         if len(self.episodes) >= self.batch:
-            with self._one_thread():
+            with torch_threads(1):
                 self._update()
             self.episodes = []
 
