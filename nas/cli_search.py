@@ -61,7 +61,7 @@ def search_command(
     """
     from nas.search.budget import parse_budget
     from nas.search.objective import AccuracyJob
-    from nas.search.report import best_result, write_outputs
+    from nas.search.report import write_outputs
     from nas.search.run import SearchRun, SearchSettings, default_workers
 
     _terminate_cleanly()
@@ -122,7 +122,7 @@ def search_command(
         return
     with progress_bar("") as update:
         summary = write_outputs(run, results, progress=update)
-    _print_summary(run, results, summary, best_result(results))
+    _print_summary(run, results, summary, summary["best"])
 
 
 def _terminate_cleanly() -> None:

@@ -392,9 +392,31 @@ def test_cli_search_writes_every_output(tmp_path):
     assert SPACE.contains(dataclasses.replace(best, name="x"))
     report = (run_dir / "report.md").read_text()
     assert "V3-Large" in report and "V3-Small" in report and "measured ms" in report
+    assert "Final choice" in report and "(chosen)" in report
     info = json.loads((run_dir / "run.json").read_text())
     assert info["settings"]["seed_arch"] == "v3-small" and "calibration" in info
     assert "Best architecture" in result.stdout
+
+
+def test_the_winner_is_chosen_on_measured_latency(tmp_path, monkeypatch):
+    from nas.search import report
+
+    run = make_run(tmp_path, trials=8, budget_ms=8.0)
+    results = run.run()
+    ranked = sorted((r for r in results if r.ok), key=lambda r: (-r.reward, r.index))
+    # the predicted favourite measures 3x slower than predicted; the runner-up as predicted
+    slow = {ranked[0].index: 3.0}
+
+    def fake_measure(_run, specs, rounds):
+        by_key = {spec_key(r.spec): r for r in ranked}
+        return [by_key[spec_key(s)].latency_ms * slow.get(by_key[spec_key(s)].index, 1.0)
+                if spec_key(s) in by_key else 5.0 for s in specs]
+
+    monkeypatch.setattr(report, "_measure", fake_measure)
+    winner, measured, references = report.measured_choice(run, results, finalists=3)
+    assert winner.index == max(ranked[1:3], key=lambda r: (r.reward, -r.index)).index
+    assert measured[ranked[0].index] == pytest.approx(3 * ranked[0].latency_ms)
+    assert references == [5.0, 5.0] and len(measured) == 3
 
 
 def test_cli_search_errors_are_one_line(tmp_path):
