@@ -26,8 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from latency_models.backends import get_backend  # noqa: E402
-from latency_models.profile import ProfileSettings, measure_specs  # noqa: E402
+from latency_models.store import LatencySetup, measure_ms  # noqa: E402
 from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
 from nas.data import load_data  # noqa: E402
 from nas.search.objective import AccuracyJob  # noqa: E402
@@ -40,8 +39,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def measure(specs, rounds: int) -> list[float]:
-    backend = get_backend("torch", 1)
-    return [t.min_ms for t in measure_specs(specs, backend, ProfileSettings(), rounds=rounds)]
+    """Min over ``rounds`` interleaved rounds, 1 thread, batch 1: the search's setting."""
+    return [float(ms) for ms in measure_ms(LatencySetup(threads=1), specs, rounds=rounds)]
 
 
 def search(strategy: str, seed: int, budget_ms: float, args, root: Path, shared: dict) -> dict:
@@ -235,7 +234,7 @@ def main() -> None:
 
 def redo_final(args) -> None:
     from latency_models.predictor import Calibration, LUTPredictor
-    from latency_models.store import LatencySetup, load_predictor
+    from latency_models.store import load_predictor
 
     data = json.loads(args.final_only.read_text())
     for key in ("data", "resolution", "final_epochs", "final_seeds", "rounds"):

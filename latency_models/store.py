@@ -20,7 +20,8 @@ from latency_models.predictor import Calibration, LUTPredictor
 from latency_models.profile import ProfileSettings, measure_specs, profile_layers
 from nas.spec import ArchSpec
 
-__all__ = ["LatencySetup", "calibrate", "ensure_layers", "open_table", "recalibrate"]
+__all__ = ["LatencySetup", "calibrate", "ensure_layers", "measure_ms", "open_table",
+           "recalibrate", "rescaled"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,16 +106,22 @@ def ensure_layers(table: LatencyTable, path: Path, setup: LatencySetup,
     return len(missing)
 
 
+def measure_ms(setup: LatencySetup, specs: Sequence[ArchSpec], *, rounds: int,
+               progress: Progress | None = None) -> np.ndarray:
+    """End-to-end latency (minimum over ``rounds`` interleaved rounds) of each spec, in ms."""
+    timings = measure_specs(
+        specs, setup.backend, setup.settings, rounds=rounds,
+        on_progress=(lambda done: progress("calibration", done, len(specs))) if progress
+        else None)
+    return np.array([t.min_ms for t in timings])
+
+
 def calibrate(predictor_table: LatencyTable, setup: LatencySetup, specs: Sequence[ArchSpec], *,
               rounds: int = 25, progress: Progress | None = None) -> dict:
     """Measure ``specs`` end to end and fit the predictor's calibration on them."""
     plain = LUTPredictor.plain_sum(predictor_table)
     encoded = plain.encode(specs)  # before measuring: a missing layer fails at once
-    timings = measure_specs(
-        specs, setup.backend, setup.settings, rounds=rounds,
-        on_progress=(lambda done: progress("calibration", done, len(specs))) if progress
-        else None)
-    measured = np.array([t.min_ms for t in timings])
+    measured = measure_ms(setup, specs, rounds=rounds, progress=progress)
     fitted = plain.fitted_to(encoded, measured)
     return {
         "coefficients": fitted.calibration.to_dict(),
@@ -127,14 +134,29 @@ def calibrate(predictor_table: LatencyTable, setup: LatencySetup, specs: Sequenc
 
 def recalibrate(predictor: LUTPredictor, setup: LatencySetup, specs: Sequence[ArchSpec], *,
                 rounds: int = 25) -> LUTPredictor:
-    """A predictor with the same table and a calibration measured now.
-
-    The machine's speed drifts (on shared virtual machines by 10% and more between minutes);
-    a search recalibrates on a few networks when it starts, so that drift is absorbed.
-    """
+    """A predictor with the same table and all three calibration terms refitted now (on ~24
+    networks; with a few, prefer ``rescaled``)."""
     info = calibrate(predictor.table, setup, specs, rounds=rounds)
     return LUTPredictor(predictor.table, Calibration(**info["coefficients"]),
                         predictor.statistic)
+
+
+def rescaled(predictor: LUTPredictor, setup: LatencySetup, specs: Sequence[ArchSpec], *,
+             rounds: int = 20) -> tuple[LUTPredictor, float]:
+    """The predictor's calibration times one factor measured now: (predictor, factor).
+
+    The machine's speed drifts by 4-18% between runs, mostly uniformly; one factor (the
+    median ratio of measured to predicted over ``specs``) absorbs that robustly, where
+    refitting all three terms on a few networks would move the extrapolated extremes. A
+    search does this when it starts.
+    """
+    factor = float(np.median(measure_ms(setup, specs, rounds=rounds)
+                             / predictor.predict(specs)))
+    old = predictor.calibration
+    return LUTPredictor(predictor.table, Calibration(old.scale * factor,
+                                                     old.per_block_ms * factor,
+                                                     old.overhead_ms * factor),
+                        predictor.statistic), factor
 
 
 def calibration_specs(space, count: int, seed: int = 12345) -> list[ArchSpec]:

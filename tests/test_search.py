@@ -407,12 +407,12 @@ def test_the_winner_is_chosen_on_measured_latency(tmp_path, monkeypatch):
     # the predicted favourite measures 3x slower than predicted; the runner-up as predicted
     slow = {ranked[0].index: 3.0}
 
-    def fake_measure(_run, specs, rounds):
+    def fake_measure(specs, rounds):
         by_key = {spec_key(r.spec): r for r in ranked}
         return [by_key[spec_key(s)].latency_ms * slow.get(by_key[spec_key(s)].index, 1.0)
                 if spec_key(s) in by_key else 5.0 for s in specs]
 
-    monkeypatch.setattr(report, "_measure", fake_measure)
+    monkeypatch.setattr(run, "measure_ms", fake_measure)
     winner, measured, references = report.measured_choice(run, results, finalists=3)
     assert winner.index == max(ranked[1:3], key=lambda r: (r.reward, -r.index)).index
     assert measured[ranked[0].index] == pytest.approx(3 * ranked[0].latency_ms)

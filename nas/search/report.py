@@ -65,15 +65,6 @@ def _label(spec: ArchSpec) -> str:
     return f"{name} {spec.width_mult:g}x" if spec.width_mult != 1.0 else name
 
 
-def _measure(run, specs: list[ArchSpec], rounds: int) -> list[float]:
-    from latency_models.backends import get_backend
-    from latency_models.profile import ProfileSettings, measure_specs
-
-    backend = get_backend(run.settings.latency_backend, run.settings.latency_threads)
-    timings = measure_specs(specs, backend, ProfileSettings(), rounds=rounds)
-    return [t.min_ms for t in timings]
-
-
 def plot_pareto(results: Sequence[TrialResult], references: dict[str, dict], budget_ms: float,
                 path: Path, title: str, unit: str = "%",
                 best: TrialResult | None = None) -> None:
@@ -123,7 +114,7 @@ def measured_choice(run, results: Sequence[TrialResult], *, finalists: int = 5,
 
     ranked = sorted((r for r in results if r.ok), key=lambda r: (-r.reward, r.index))
     chosen = ranked[:finalists]
-    measured = _measure(run, [r.spec for r in chosen] + [zoo.get("v3-large"),
+    measured = run.measure_ms([r.spec for r in chosen] + [zoo.get("v3-large"),
                                                           zoo.get("v3-small")], rounds)
     by_index = {r.index: ms for r, ms in zip(chosen, measured, strict=False)}
     winner = max(chosen, key=lambda r: (run.reward(r.accuracy, by_index[r.index]), -r.index))

@@ -8,8 +8,8 @@ with the same settings.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -27,8 +27,6 @@ from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
 
 __all__ = ["RunError", "SearchRun", "SearchSettings", "default_workers", "resolve_seed_arch"]
-
-logger = logging.getLogger(__name__)
 
 # Called with (what, done, total) during set-up (profiling, calibration).
 Progress = Callable[[str, float, float], None]
@@ -143,12 +141,11 @@ class SearchRun:
 
     def _predictor(self):
         from latency_models.predictor import Calibration, LUTPredictor
-        from latency_models.store import LatencySetup, load_predictor
+        from latency_models.store import calibration_specs, load_predictor, rescaled
+        from search_spaces import zoo
 
-        setup = LatencySetup(self.settings.latency_backend, self.settings.latency_threads,
-                             resolution=self.space.input_size)
-        predictor, table_path = load_predictor(setup, self.space, specs=reference_specs(),
-                                               path=self.settings.table,
+        predictor, table_path = load_predictor(self.latency_setup, self.space,
+                                               specs=reference_specs(), path=self.settings.table,
                                                progress=self.progress)
         table = {"path": str(table_path), "checksum": predictor.table.checksum(),
                  "fingerprint": predictor.table.fingerprint.describe()}
@@ -161,38 +158,26 @@ class SearchRun:
         if "calibration" in self.info:  # resuming: the calibration the run started with
             return LUTPredictor(predictor.table, Calibration(**self.info["calibration"]))
         if self.settings.recalibrate and not predictor.table.imported:
-            predictor = self._rescaled(predictor, setup)
+            specs = [zoo.get("v3-large"), zoo.get("v3-small"),
+                     *calibration_specs(self.space, 6, seed=2024)]
+            predictor, self.info["drift_factor"] = rescaled(predictor, self.latency_setup,
+                                                            specs)
         self.info["calibration"] = predictor.calibration.to_dict()
         return predictor
 
-    def _rescaled(self, predictor, setup):
-        """The stored calibration times one factor measured now on 8 networks.
+    @functools.cached_property
+    def latency_setup(self):
+        """The device and settings latency is predicted for and measured on."""
+        from latency_models.store import LatencySetup
 
-        This machine's speed drifts by 4-18% between runs, mostly uniformly; one factor
-        (the median ratio of measured to predicted) absorbs that robustly, where re-fitting
-        all three calibration terms on a few networks would move the extrapolated extremes.
-        """
-        import numpy as np
+        return LatencySetup(self.settings.latency_backend, self.settings.latency_threads,
+                            resolution=self.space.input_size)
 
-        from latency_models.predictor import Calibration, LUTPredictor
-        from latency_models.profile import measure_specs
-        from search_spaces import zoo
+    def measure_ms(self, specs: list[ArchSpec], rounds: int) -> list[float]:
+        """End-to-end latency of ``specs`` on this run's device, timed interleaved."""
+        from latency_models.store import measure_ms
 
-        specs = [zoo.get("v3-large"), zoo.get("v3-small"), *self.space_samples(6)]
-        timings = measure_specs(specs, setup.backend, setup.settings, rounds=20)
-        factor = float(np.median(np.array([t.min_ms for t in timings])
-                                 / predictor.predict(specs)))
-        old = predictor.calibration
-        self.info["drift_factor"] = factor
-        return LUTPredictor(predictor.table, Calibration(old.scale * factor,
-                                                         old.per_block_ms * factor,
-                                                         old.overhead_ms * factor))
-
-    def space_samples(self, count: int) -> list[ArchSpec]:
-        import numpy as np
-
-        rng = np.random.default_rng(2024)
-        return [self.space.sample(rng, name=f"calibration-{i}") for i in range(count)]
+        return [float(ms) for ms in measure_ms(self.latency_setup, specs, rounds=rounds)]
 
     def _check_budget(self) -> None:
         fastest = self.predictor.min_latency(self.space)

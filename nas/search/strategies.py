@@ -179,7 +179,7 @@ class OptunaStrategy(Strategy):
         if self.seed_arch is not None:
             self.study.enqueue_trial(space.params(self.seed_arch))
 
-    def _worst(self, spec: ArchSpec) -> list[float]:
+    def _worst(self) -> list[float]:
         return [0.0, 1e9] if self.multi_objective else [0.0]
 
     def _values(self, result: TrialResult) -> list[float] | None:
@@ -203,7 +203,7 @@ class OptunaStrategy(Strategy):
                 elif key in self._seen:  # a repeat of a pending one: no information yet
                     self.study.tell(trial, state=_fail_state())
                 elif not self.feasible(spec):
-                    self._tell_trial(trial, self._worst(spec))
+                    self._tell_trial(trial, self._worst())
                 else:
                     break
         self._pending.append((spec_key(spec), trial))
