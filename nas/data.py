@@ -82,6 +82,18 @@ class ImageData:
             index = order[start:start + batch_size]
             yield self.normalise(x[index]), y[index]
 
+    def holdout(self, fraction: float = 0.2, seed: int = 0) -> ImageData:
+        """A split of the training images only: ``fraction`` of them (stratified, seeded) become
+        the validation set, so that choices made on it (NetAdapt's proposals) never see the
+        real validation images."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"the holdout fraction must be in (0, 1), got {fraction}")
+        train, held = _split(len(self.y_train), self.y_train.numpy(), seed, fraction)
+        train_t, held_t = torch.from_numpy(train), torch.from_numpy(held)
+        return ImageData(f"{self.name} (train minus a {fraction:.0%} holdout)",
+                         self.x_train[train_t], self.y_train[train_t], self.x_train[held_t],
+                         self.y_train[held_t], self.classes, self.mean, self.std)
+
     def describe(self) -> str:
         return (f"{self.name}: {len(self.y_train)} train / {len(self.y_val)} val images, "
                 f"{self.num_classes} classes, {self.channels}x{self.resolution}x"

@@ -40,10 +40,13 @@ class Recipe:
     seed: int = 0
     channels_last: bool = True
     compile: bool = False           # torch.compile the model (helps on GPU; see docs)
+    steps: int | None = None        # a fixed number of steps instead of whole epochs
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("a recipe needs at least one epoch and a batch size of at least 1")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if not (self.lr > 0 and 0 <= self.label_smoothing < 1 and self.weight_decay >= 0):
@@ -124,7 +127,7 @@ def train_model(model: torch.nn.Module, data: ImageData, recipe: Recipe, *,
     """Train in place with ``recipe``; returns the loss history summary. Raises
     ``TrainingFailed`` on a non-finite loss."""
     steps_per_epoch = max(1, len(data.y_train) // recipe.batch_size)
-    total = steps_per_epoch * recipe.epochs
+    total = recipe.steps or steps_per_epoch * recipe.epochs
     warmup = max(1, round(recipe.warmup_epochs * steps_per_epoch))
     model.to(device)
     if recipe.channels_last:
@@ -137,9 +140,12 @@ def train_model(model: torch.nn.Module, data: ImageData, recipe: Recipe, *,
     generator = torch.Generator().manual_seed(recipe.seed)
     step, last_loss = 0, float("nan")
     model.train()
-    for _ in range(recipe.epochs):
+    while step < total:
+        epoch_start = step
         for images, labels in data.batches("train", recipe.batch_size, shuffle=True,
                                            generator=generator, drop_last=True):
+            if step == total:
+                break
             images, labels = images.to(device), labels.to(device)
             if recipe.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -156,6 +162,8 @@ def train_model(model: torch.nn.Module, data: ImageData, recipe: Recipe, *,
             step += 1
             if on_step is not None:
                 on_step(step, total, last_loss)
+        if step == epoch_start:  # fewer images than one batch: nothing to train on
+            break
     return {"steps": step, "final_loss": last_loss}
 
 

@@ -1,0 +1,537 @@
+"""NetAdapt, as MobileNetV3 modified it: per-layer filter counts tuned against measured latency.
+
+Each iteration starts from the current network (weights carried from the last iteration) and
+its latency ``L``:
+
+1. every prunable site (one bneck block's expansion; a group of activations tied by residual
+   connections; the head's conv and hidden layer; see :mod:`nas.prune`) proposes its largest
+   smaller width (a multiple of ``divisor``) whose network is at least ``delta`` faster on the
+   latency table;
+2. each proposal is pruned (largest-L2 filters kept, the same channels in every tensor that
+   touches them) and fine-tuned for ``short_steps`` steps, then scored on a holdout carved out
+   of the training images;
+3. the proposal with the largest ``ΔAccuracy / |ΔLatency|`` is taken (``select="ratio"``, the
+   V3 change; ``"accuracy"`` is original NetAdapt).
+
+This stops when ``L`` reaches the target latency; a long fine-tune follows. Every iteration
+(spec, weights, latency, accuracy, every proposal's figures) is written under the run directory
+before the next begins, so ``resume`` continues an interrupted run without repeating finished
+iterations.
+
+**Latency.** Decisions of ~1% of the network's time are below this machine's drift between
+minutes, so by default (``latency="paired"``) every iteration re-measures the layers of the
+current network and of all candidates side by side (interleaved), and scales them to the level
+of the current network's layers in the table: the cuts compared are measured at one moment,
+the absolute level stays the device table's. ``latency="table"`` uses table values as they are
+and measures only layers the table lacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.accuracy.train import TrainingFailed
+from nas.prune import (
+    Proposal,
+    PruneError,
+    candidate_widths,
+    check_prunable,
+    proposal_sites,
+    prune_model,
+)
+from nas.spec import ArchSpec
+
+__all__ = ["NetAdapt", "NetAdaptError", "NetAdaptSettings", "ProposalLatency", "Result",
+           "load_iterations"]
+
+SELECTIONS = ("ratio", "accuracy")
+LATENCY_MODES = ("paired", "table")
+# Settings that decide what the iterations are; the others (target, long fine-tune, device,
+# iteration cap) may change when a run is resumed, e.g. to continue to a lower target.
+_RUN_KEYS = ("delta", "delta_ms", "delta_decay", "short_steps", "short_lr", "init_epochs",
+             "lr", "select", "divisor", "min_channels", "holdout", "batch_size", "seed", "data",
+             "resolution", "latency", "latency_rounds")
+
+
+class NetAdaptError(ValueError):
+    """Bad settings or a run directory that cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class NetAdaptSettings:
+    target_ms: float
+    delta: float = 0.01              # the latency cut of one iteration, × the current latency
+    delta_ms: float | None = None    # ...or a fixed cut in ms
+    delta_decay: float = 1.0         # schedule: the cut is multiplied by this every iteration
+    short_steps: int = 40            # fine-tune steps per proposal (the paper: 10,000)
+    short_lr: float = 0.01
+    long_epochs: int = 10            # the final fine-tune
+    lr: float = 0.05                 # learning rate of the first training and the long one
+    init_epochs: int = 10            # training of a start network given without weights
+    select: str = "ratio"            # "ratio": ΔAcc/|ΔLat| (MobileNetV3); "accuracy": NetAdapt
+    divisor: int = 8
+    min_channels: int = 8
+    holdout: float = 0.2
+    batch_size: int = 64
+    seed: int = 0
+    data: str = "digits"
+    resolution: int = 16
+    latency: str = "paired"
+    latency_rounds: int = 7
+    max_iterations: int = 1000
+    device: str = "cpu"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.target_ms > 0 and math.isfinite(self.target_ms)):
+            raise NetAdaptError(f"the target latency must be a positive number of ms, got "
+                                f"{self.target_ms}")
+        if self.delta_ms is None and not 0 < self.delta < 1:
+            raise NetAdaptError(f"--delta must be a fraction of the latency in (0, 1) or a time "
+                                f"like 0.3ms, got {self.delta}")
+        if self.delta_ms is not None and not self.delta_ms > 0:
+            raise NetAdaptError(f"--delta must be positive, got {self.delta_ms} ms")
+        if not 0 < self.delta_decay <= 1:
+            raise NetAdaptError(f"--delta-decay must be in (0, 1], got {self.delta_decay}")
+        if self.select not in SELECTIONS:
+            raise NetAdaptError(f"--select must be ratio or accuracy, got {self.select!r}")
+        if self.latency not in LATENCY_MODES:
+            raise NetAdaptError(f"--latency must be paired or table, got {self.latency!r}")
+        for name in ("short_steps", "divisor", "min_channels", "batch_size", "latency_rounds",
+                     "max_iterations"):
+            if getattr(self, name) < 1:
+                raise NetAdaptError(f"{name.replace('_', '-')} must be at least 1")
+        if self.long_epochs < 0 or self.init_epochs < 1:
+            raise NetAdaptError("--long-epochs must be >= 0 and --init-epochs >= 1")
+        if not 0 < self.holdout < 1:
+            raise NetAdaptError(f"--holdout must be a fraction in (0, 1), got {self.holdout}")
+
+    def delta_at(self, iteration: int, latency_ms: float) -> float:
+        """The cut iteration ``iteration`` (1-based) must make, in ms."""
+        base = self.delta_ms if self.delta_ms is not None else self.delta * latency_ms
+        return base * self.delta_decay ** (iteration - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetAdaptSettings:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def run_key(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in _RUN_KEYS}
+
+
+# --------------------------------------------------------------------------- latency
+Measure = Callable[[Sequence[Any]], dict]  # layers -> {key: Timing}
+
+
+class ProposalLatency:
+    """Latency of the current network and its proposals, on a run-local table.
+
+    ``source`` is the device's table (its calibration is applied on top of the sum of the
+    layers); the local table at ``path`` keeps every value a decision used. ``measure`` times
+    layers (interleaved, one call per iteration); without it only table values are used.
+    """
+
+    def __init__(self, source, calibration, path: str | Path, *, measure: Measure | None = None,
+                 mode: str = "paired"):
+        from latency_models.lut import LatencyTable
+
+        if mode not in LATENCY_MODES:
+            raise NetAdaptError(f"latency mode must be paired or table, got {mode!r}")
+        if mode == "paired" and measure is None:
+            raise NetAdaptError("paired latency needs a device to measure on; the table is "
+                                "imported from another device: use --latency table")
+        self.source, self.calibration, self.mode, self.measure = source, calibration, mode, \
+            measure
+        self.path = Path(path)
+        if self.path.exists():
+            self.table = LatencyTable.load(self.path)
+        else:
+            self.table = LatencyTable(fingerprint=source.fingerprint, settings=source.settings,
+                                      source=source.source)
+        self.statistic = source.settings.get("statistic", "min")
+        self._predictor = None
+
+    def _copy_from_source(self, keys) -> None:
+        for key in keys:
+            if key not in self.table.entries and key in self.source.entries:
+                self.table.entries[key] = dataclasses.replace(self.source.entries[key])
+
+    def refresh(self, current: ArchSpec, candidates: Sequence[ArchSpec]) -> dict[str, Any]:
+        """Make every layer of ``current`` and ``candidates`` known (paired: re-measured now,
+        side by side, at the level of the current network's table values)."""
+        from latency_models.backends import Timing
+        from latency_models.layers import layers_of
+        from latency_models.predictor import MissingLayers
+
+        start = time.perf_counter()
+        layers: dict[str, Any] = {}
+        for spec in (current, *candidates):
+            for layer in layers_of(spec):
+                layers.setdefault(layer.key, layer)
+        current_keys = [layer.key for layer in layers_of(current)]
+        self._copy_from_source(current_keys)
+        factor, measured = 1.0, 0
+        if self.mode == "table":
+            self._copy_from_source(layers)
+            missing = [layers[k] for k in self.table.missing(layers)]
+            if missing:
+                if self.measure is None:
+                    raise MissingLayers([layer.key for layer in missing])
+                self.table.add(self.measure(missing))
+                measured = len(missing)
+        else:
+            fresh = self.measure(list(layers.values()))
+            anchored = [k for k in current_keys if k in self.table.entries]
+            if anchored:
+                before = sum(self.table.entries[k].value(self.statistic) for k in anchored)
+                now = sum(fresh[k].value(self.statistic) for k in anchored)
+                factor = before / now
+            self.table.add({k: Timing(t.min_ms * factor, t.median_ms * factor, t.samples)
+                            for k, t in fresh.items()})
+            measured = len(fresh)
+        self.table.save(self.path)
+        self._predictor = None
+        return {"layers": len(layers), "measured": measured, "factor": factor,
+                "seconds": round(time.perf_counter() - start, 2)}
+
+    @property
+    def predictor(self):
+        from latency_models.predictor import LUTPredictor
+
+        if self._predictor is None:
+            self._predictor = LUTPredictor(self.table, self.calibration, self.statistic)
+        return self._predictor
+
+    def __call__(self, spec: ArchSpec) -> float:
+        return self.predictor.predict_one(spec)
+
+    def many(self, specs: Sequence[ArchSpec]) -> list[float]:
+        return [float(v) for v in self.predictor.predict(list(specs))] if specs else []
+
+
+# --------------------------------------------------------------------------- accuracy
+class FineTuner:
+    """Training for NetAdapt: proposals are scored on a holdout of the training images; the
+    final network on the real validation images."""
+
+    def __init__(self, data, settings: NetAdaptSettings):
+        import os
+
+        self.full = data
+        self.split = data.holdout(settings.holdout, settings.seed)
+        self.settings = settings
+        self.threads = settings.threads or os.cpu_count() or 1
+
+    def _recipe(self, **kw):
+        from nas.accuracy.train import Recipe
+
+        kw.setdefault("seed", self.settings.seed)
+        return Recipe(batch_size=self.settings.batch_size, **kw)
+
+    def _train_and_score(self, model, data, recipe, on_step=None) -> float:
+        import torch
+
+        from nas.accuracy.train import evaluate, recalibrate_bn, train_model
+        from nas.threads import torch_threads
+
+        device = self.settings.device
+        with torch_threads(self.threads):
+            torch.manual_seed(recipe.seed)
+            train_model(model, data, recipe, device=device, on_step=on_step)
+            recalibrate_bn(model, data, device=device, seed=recipe.seed)
+            return evaluate(model, data, device=device)
+
+    def initial(self, model, on_step=None) -> float:
+        """Train a network given without weights; holdout accuracy."""
+        recipe = self._recipe(epochs=self.settings.init_epochs, lr=self.settings.lr)
+        return self._train_and_score(model, self.split, recipe, on_step)
+
+    def score(self, model) -> float:
+        import torch
+
+        from nas.accuracy.train import evaluate, recalibrate_bn
+        from nas.threads import torch_threads
+
+        with torch_threads(self.threads):
+            torch.manual_seed(self.settings.seed)
+            recalibrate_bn(model, self.split, device=self.settings.device,
+                           seed=self.settings.seed)
+            return evaluate(model, self.split, device=self.settings.device)
+
+    def short(self, model, iteration: int) -> float:
+        """``short_steps`` of fine-tuning; holdout accuracy. Every proposal of an iteration
+        sees the same batches."""
+        recipe = self._recipe(steps=self.settings.short_steps, lr=self.settings.short_lr,
+                              warmup_epochs=0.0, seed=self.settings.seed + iteration)
+        return self._train_and_score(model, self.split, recipe)
+
+    def long(self, model, on_step=None) -> float:
+        """The long fine-tune on every training image; validation accuracy."""
+        recipe = self._recipe(epochs=self.settings.long_epochs, lr=self.settings.lr)
+        return self._train_and_score(model, self.full, recipe, on_step)
+
+
+# --------------------------------------------------------------------------- the run
+@dataclass
+class Result:
+    """Where a run ended: the last iteration's record, and the final one if fine-tuned."""
+
+    iterations: list[dict[str, Any]]
+    stop_reason: str
+    final: dict[str, Any] | None = None
+
+    @property
+    def spec(self) -> ArchSpec:
+        return ArchSpec.from_dict(self.iterations[-1]["spec"])
+
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+def _iteration_dir(run_dir: Path, index: int) -> Path:
+    return run_dir / "iterations" / f"{index:04d}"
+
+
+def load_iterations(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Every finished iteration's record, in order (an unfinished one has no record.json)."""
+    records = []
+    index = 0
+    while (path := _iteration_dir(Path(run_dir), index) / "record.json").exists():
+        records.append(json.loads(path.read_text()))
+        index += 1
+    return records
+
+
+class NetAdapt:
+    """One NetAdapt run in ``run_dir``.
+
+    ``start`` is the network to adapt at its deployment shape (what latency is measured on);
+    ``weights`` its trained ``state_dict`` on ``data`` (None: trained first for
+    ``init_epochs``). ``latency`` is a :class:`ProposalLatency`.
+    """
+
+    def __init__(self, settings: NetAdaptSettings, run_dir: str | Path, start: ArchSpec, data,
+                 latency: ProposalLatency, *, weights: dict | None = None,
+                 resume: bool = False, overwrite: bool = False, on_event: Event | None = None,
+                 extra_info: dict[str, Any] | None = None):
+        self.settings, self.dir = settings, Path(run_dir)
+        try:
+            self.start = check_prunable(start)
+        except PruneError as exc:
+            raise NetAdaptError(str(exc)) from None
+        self.data, self.latency, self.weights = data, latency, weights
+        self.on_event = on_event or (lambda kind, payload: None)
+        self.info = self._prepare_dir(resume, overwrite, extra_info or {})
+        self.tuner = FineTuner(data, settings)
+
+    # ------------------------------------------------------------------ the directory
+    def _prepare_dir(self, resume: bool, overwrite: bool, extra: dict[str, Any]) -> dict:
+        import shutil
+
+        path = self.dir / "netadapt.json"
+        if overwrite and self.dir.exists():
+            for name in ("iterations", "final"):
+                shutil.rmtree(self.dir / name, ignore_errors=True)
+            for name in ("netadapt.json", "latency_table.json", "report.md", "progress.png"):
+                (self.dir / name).unlink(missing_ok=True)
+        if not path.exists():
+            if resume:
+                raise NetAdaptError(f"nothing to resume: {path} does not exist")
+            if (self.dir / "iterations").exists():
+                raise NetAdaptError(f"{self.dir} holds iterations but no netadapt.json; use "
+                                    f"--overwrite to start again")
+            return {"settings": self.settings.to_dict(), "start": self.start.to_dict(),
+                    "created": _now(), **extra}
+        info = json.loads(path.read_text())
+        if not resume:
+            raise NetAdaptError(f"{self.dir} already holds a NetAdapt run; use --resume to "
+                                f"continue it, --overwrite to replace it, or another --name")
+        stored = NetAdaptSettings.from_dict(info["settings"])
+        changed = sorted(k for k, v in self.settings.run_key().items()
+                         if stored.run_key().get(k) != v)
+        if changed:
+            raise NetAdaptError(f"{self.dir} was started with other settings "
+                                f"({', '.join(changed)}); resume with the same ones")
+        if ArchSpec.from_dict(info["start"]) != self.start:
+            raise NetAdaptError(f"{self.dir} was started from another network")
+        info["settings"] = self.settings.to_dict()
+        return info
+
+    def _save_info(self) -> None:
+        from nas.export import write_text
+
+        write_text(self.dir / "netadapt.json", json.dumps(self.info, indent=2) + "\n")
+
+    def _model_spec(self, spec: ArchSpec) -> ArchSpec:
+        """The network as trained on the data (its classes, resolution and channels)."""
+        from nas.accuracy.base import adapt_spec
+
+        return adapt_spec(spec, self.data.num_classes, self.data.resolution, self.data.channels)
+
+    def _save_iteration(self, record: dict[str, Any], model) -> None:
+        from nas.export import save, write_text
+
+        directory = _iteration_dir(self.dir, record["iteration"])
+        directory.mkdir(parents=True, exist_ok=True)
+        save(model, directory / "model.pt")
+        write_text(directory / "spec.json", ArchSpec.from_dict(record["spec"]).to_json())
+        # written last: an iteration without its record did not finish
+        write_text(directory / "record.json", json.dumps(record, indent=2) + "\n")
+
+    def _load_model(self, index: int):
+        from nas.export import load
+
+        return load(_iteration_dir(self.dir, index) / "model.pt")
+
+    # ------------------------------------------------------------------ steps
+    def _iteration_zero(self) -> tuple[dict[str, Any], Any]:
+        from nas.export import build_with_weights
+
+        start = time.perf_counter()
+        self.latency.refresh(self.start, [])
+        model = build_with_weights(self._model_spec(self.start), self.weights,
+                                   seed=self.settings.seed, source="the start weights")
+        if self.weights is None:
+            self.on_event("pretrain", {"epochs": self.settings.init_epochs})
+            accuracy = self.tuner.initial(model, on_step=lambda s, n, loss: self.on_event(
+                "step", {"step": s, "total": n, "loss": loss}))
+            how = f"trained {self.settings.init_epochs} epochs"
+        else:
+            accuracy = self.tuner.score(model)
+            how = "weights given"
+        record = {"iteration": 0, "latency_ms": self.latency(self.start), "accuracy": accuracy,
+                  "start": how, "spec": self.start.to_dict(),
+                  "seconds": round(time.perf_counter() - start, 1), "finished": _now()}
+        self._save_iteration(record, model)
+        return record, model
+
+    def _proposals(self, spec: ArchSpec) -> list[tuple[tuple, list[tuple[int, ArchSpec]]]]:
+        s = self.settings
+        return [(site, list(candidate_widths(spec, site, divisor=s.divisor,
+                                             min_channels=s.min_channels)))
+                for site in proposal_sites(spec)]
+
+    def _iteration(self, index: int, last: dict[str, Any], model) -> tuple[dict | None, Any]:
+        """One NetAdapt iteration; (None, model) when no proposal can make the cut."""
+        start = time.perf_counter()
+        spec = ArchSpec.from_dict(last["spec"])
+        sites = self._proposals(spec)
+        measured = self.latency.refresh(spec, [c for _, cands in sites for _, c in cands])
+        latency = self.latency(spec)
+        delta = self.settings.delta_at(index, latency)
+        required = latency - delta
+        chosen_widths = []
+        for site, cands in sites:
+            lats = self.latency.many([c for _, c in cands])
+            for (width, cand), lat in zip(cands, lats, strict=True):
+                if lat <= required:  # the largest width (smallest reduction) meeting the cut
+                    chosen_widths.append((Proposal(site[0], site[1], width), cand, lat))
+                    break
+        self.on_event("iteration", {"iteration": index, "latency_ms": latency, "delta_ms": delta,
+                                    "proposals": len(chosen_widths), "measured": measured})
+        if not chosen_widths:
+            return None, model
+        key = (lambda r: (r["ratio"], -r["latency_ms"])) if self.settings.select == "ratio" \
+            else (lambda r: (r["accuracy"], -r["latency_ms"]))
+        results, best, best_model = [], None, None
+        for number, (proposal, cand, lat) in enumerate(chosen_widths, 1):
+            pruned = prune_model(model, cand)
+            self.on_event("proposal", {"iteration": index, "number": number,
+                                       "of": len(chosen_widths),
+                                       "what": proposal.describe(spec)})
+            try:
+                accuracy = self.tuner.short(pruned, index)
+            except TrainingFailed as exc:  # a diverging fine-tune loses this proposal only
+                accuracy, error = None, str(exc)
+            else:
+                error = None
+            ratio = None if accuracy is None else \
+                (accuracy - last["accuracy"]) / max(latency - lat, 1e-9)
+            result = {"site": list(proposal.site), "width": proposal.width,
+                      "what": proposal.describe(spec), "latency_ms": lat,
+                      "accuracy": accuracy, "ratio": ratio, "error": error}
+            results.append(result)
+            if accuracy is not None and (best is None or key(result) > key(best)):
+                best, best_model, best_spec = result, pruned, cand
+        if best is None:
+            raise NetAdaptError(f"iteration {index}: every proposal failed to fine-tune "
+                                f"(first: {results[0]['error']})")
+        record = {
+            "iteration": index, "latency_before_ms": latency, "delta_ms": delta,
+            "latency_ms": best["latency_ms"], "accuracy_before": last["accuracy"],
+            "accuracy": best["accuracy"], "chosen": best["what"],
+            "chosen_site": best["site"], "chosen_width": best["width"],
+            "proposals": results, "latency_refresh": measured, "spec": best_spec.to_dict(),
+            "seconds": round(time.perf_counter() - start, 1), "finished": _now(),
+        }
+        self._save_iteration(record, best_model)
+        return record, best_model
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> Result:
+        self._save_info()
+        records = load_iterations(self.dir)
+        if records:
+            model = self._load_model(len(records) - 1)
+            self.on_event("resumed", {"iterations": len(records) - 1})
+        else:
+            record, model = self._iteration_zero()
+            records = [record]
+            self.on_event("start", record)
+        target = self.settings.target_ms
+        reason = "target reached"
+        while records[-1]["latency_ms"] > target:
+            index = len(records)
+            if index > self.settings.max_iterations:
+                reason = f"stopped after {self.settings.max_iterations} iterations"
+                break
+            record, model = self._iteration(index, records[-1], model)
+            if record is None:
+                reason = "no proposal can cut the latency by delta any more"
+                break
+            records.append(record)
+            self.on_event("accepted", record)
+        self.info.update({"stop_reason": reason, "iterations": len(records) - 1})
+        self._save_info()
+        final = self._final(records[-1], model) if self.settings.long_epochs else None
+        return Result(records, reason, final)
+
+    def _final(self, last: dict[str, Any], model) -> dict[str, Any]:
+        """The long fine-tune of the last iteration's network (kept if already done)."""
+        from nas.export import save, write_text
+
+        directory = self.dir / "final"
+        path = directory / "record.json"
+        if path.exists():
+            final = json.loads(path.read_text())
+            if final.get("iteration") == last["iteration"] and \
+                    final.get("long_epochs") == self.settings.long_epochs:
+                return final
+        start = time.perf_counter()
+        self.on_event("long", {"epochs": self.settings.long_epochs})
+        accuracy = self.tuner.long(model, on_step=lambda s, n, loss: self.on_event(
+            "step", {"step": s, "total": n, "loss": loss}))
+        final = {"iteration": last["iteration"], "long_epochs": self.settings.long_epochs,
+                 "val_accuracy": accuracy, "latency_ms": last["latency_ms"],
+                 "spec": last["spec"], "seconds": round(time.perf_counter() - start, 1),
+                 "finished": _now()}
+        directory.mkdir(parents=True, exist_ok=True)
+        save(model, directory / "model.pt")
+        write_text(directory / "spec.json", ArchSpec.from_dict(last["spec"]).to_json())
+        write_text(path, json.dumps(final, indent=2) + "\n")
+        return final
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
