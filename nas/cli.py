@@ -205,12 +205,14 @@ def train_command(
 
 def _register_subcommands() -> None:
     from nas.cli_latency import app as latency_app
+    from nas.cli_netadapt import register as register_netadapt
     from nas.cli_search import register
     from nas.cli_supernet import app as supernet_app
 
     app.add_typer(latency_app, name="latency")
     app.add_typer(supernet_app, name="supernet")
     register(app)
+    register_netadapt(app)
 
 
 # --------------------------------------------------------------------------- entry points

@@ -49,7 +49,7 @@ from nas.prune import (
 from nas.spec import ArchSpec
 
 __all__ = ["NetAdapt", "NetAdaptError", "NetAdaptSettings", "ProposalLatency", "Result",
-           "load_iterations"]
+           "device_latency", "load_iterations"]
 
 SELECTIONS = ("ratio", "accuracy")
 LATENCY_MODES = ("paired", "table")
@@ -131,7 +131,7 @@ class NetAdaptSettings:
 
 
 # --------------------------------------------------------------------------- latency
-Measure = Callable[[Sequence[Any]], dict]  # layers -> {key: Timing}
+Measure = Callable[[Sequence[Any], int | None], dict]  # (layers, rounds) -> {key: Timing}
 
 
 class ProposalLatency:
@@ -167,9 +167,11 @@ class ProposalLatency:
             if key not in self.table.entries and key in self.source.entries:
                 self.table.entries[key] = dataclasses.replace(self.source.entries[key])
 
-    def refresh(self, current: ArchSpec, candidates: Sequence[ArchSpec]) -> dict[str, Any]:
+    def refresh(self, current: ArchSpec, candidates: Sequence[ArchSpec], *,
+                rounds: int | None = None) -> dict[str, Any]:
         """Make every layer of ``current`` and ``candidates`` known (paired: re-measured now,
-        side by side, at the level of the current network's table values)."""
+        side by side, ``rounds`` rounds, at the level of the current network's table
+        values)."""
         from latency_models.backends import Timing
         from latency_models.layers import layers_of
         from latency_models.predictor import MissingLayers
@@ -188,10 +190,10 @@ class ProposalLatency:
             if missing:
                 if self.measure is None:
                     raise MissingLayers([layer.key for layer in missing])
-                self.table.add(self.measure(missing))
+                self.table.add(self.measure(missing, None))
                 measured = len(missing)
         else:
-            fresh = self.measure(list(layers.values()))
+            fresh = self.measure(list(layers.values()), rounds)
             anchored = [k for k in current_keys if k in self.table.entries]
             if anchored:
                 before = sum(self.table.entries[k].value(self.statistic) for k in anchored)
@@ -200,6 +202,7 @@ class ProposalLatency:
             self.table.add({k: Timing(t.min_ms * factor, t.median_ms * factor, t.samples)
                             for k, t in fresh.items()})
             measured = len(fresh)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.table.save(self.path)
         self._predictor = None
         return {"layers": len(layers), "measured": measured, "factor": factor,
@@ -213,10 +216,21 @@ class ProposalLatency:
             self._predictor = LUTPredictor(self.table, self.calibration, self.statistic)
         return self._predictor
 
+    def _known(self, specs: Sequence[ArchSpec]) -> None:
+        """Layers the local table lacks but the device table has are copied over."""
+        from latency_models.layers import layers_of
+
+        before = len(self.table.entries)
+        self._copy_from_source(layer.key for spec in specs for layer in layers_of(spec))
+        if len(self.table.entries) != before:
+            self._predictor = None
+
     def __call__(self, spec: ArchSpec) -> float:
+        self._known([spec])
         return self.predictor.predict_one(spec)
 
     def many(self, specs: Sequence[ArchSpec]) -> list[float]:
+        self._known(specs)
         return [float(v) for v in self.predictor.predict(list(specs))] if specs else []
 
 
@@ -324,13 +338,15 @@ class NetAdapt:
     def __init__(self, settings: NetAdaptSettings, run_dir: str | Path, start: ArchSpec, data,
                  latency: ProposalLatency, *, weights: dict | None = None,
                  resume: bool = False, overwrite: bool = False, on_event: Event | None = None,
-                 extra_info: dict[str, Any] | None = None):
+                 extra_info: dict[str, Any] | None = None,
+                 measure_networks: Callable[[list[ArchSpec]], list[float]] | None = None):
         self.settings, self.dir = settings, Path(run_dir)
         try:
             self.start = check_prunable(start)
         except PruneError as exc:
             raise NetAdaptError(str(exc)) from None
         self.data, self.latency, self.weights = data, latency, weights
+        self.measure_networks = measure_networks
         self.on_event = on_event or (lambda kind, payload: None)
         self.info = self._prepare_dir(resume, overwrite, extra_info or {})
         self.tuner = FineTuner(data, settings)
@@ -371,6 +387,7 @@ class NetAdapt:
     def _save_info(self) -> None:
         from nas.export import write_text
 
+        self.dir.mkdir(parents=True, exist_ok=True)
         write_text(self.dir / "netadapt.json", json.dumps(self.info, indent=2) + "\n")
 
     def _model_spec(self, spec: ArchSpec) -> ArchSpec:
@@ -427,17 +444,20 @@ class NetAdapt:
         start = time.perf_counter()
         spec = ArchSpec.from_dict(last["spec"])
         sites = self._proposals(spec)
-        measured = self.latency.refresh(spec, [c for _, cands in sites for _, c in cands])
+        measured = [self.latency.refresh(spec, [c for _, cands in sites for _, c in cands])]
         latency = self.latency(spec)
         delta = self.settings.delta_at(index, latency)
         required = latency - delta
+        picks = {site: self._first_meeting(cands, required) for site, cands in sites}
+        if self.settings.latency == "paired":
+            measured += self._confirm(spec, sites, picks, required)
         chosen_widths = []
         for site, cands in sites:
-            lats = self.latency.many([c for _, c in cands])
-            for (width, cand), lat in zip(cands, lats, strict=True):
-                if lat <= required:  # the largest width (smallest reduction) meeting the cut
-                    chosen_widths.append((Proposal(site[0], site[1], width), cand, lat))
-                    break
+            pick = picks[site]
+            if pick is not None:
+                width, cand = cands[pick]
+                chosen_widths.append((Proposal(site[0], site[1], width), cand,
+                                      self.latency(cand)))
         self.on_event("iteration", {"iteration": index, "latency_ms": latency, "delta_ms": delta,
                                     "proposals": len(chosen_widths), "measured": measured})
         if not chosen_widths:
@@ -477,6 +497,41 @@ class NetAdapt:
         }
         self._save_iteration(record, best_model)
         return record, best_model
+
+    def _first_meeting(self, cands: list[tuple[int, ArchSpec]], required: float,
+                       begin: int = 0) -> int | None:
+        """Index of the largest width (from ``begin`` on) at or below ``required`` ms."""
+        lats = self.latency.many([c for _, c in cands[begin:]])
+        return next((begin + i for i, lat in enumerate(lats) if lat <= required), None)
+
+    def _confirm(self, spec: ArchSpec, sites, picks: dict, required: float) -> list[dict]:
+        """Re-measure every pick (and the next two smaller widths) with more rounds, beside the
+        current network, until every site's pick holds on values of one fresh measurement.
+
+        Picking the first of dozens of widths whose noisy measurement meets the cut favours
+        widths measured too fast (the winner's curse); an independent measurement of the pick
+        removes that bias. A site whose pick still moves after three passes is dropped.
+        """
+        rounds = 3 * self.settings.latency_rounds
+        cands_of = dict(sites)
+        infos = []
+        for _ in range(3):
+            window = {site: (pick, pick + 3) for site, pick in picks.items() if pick is not None}
+            if not window:
+                break
+            infos.append(self.latency.refresh(
+                spec, [c for site, (a, b) in window.items() for _, c in cands_of[site][a:b]],
+                rounds=rounds))
+            moved = False
+            for site, (a, b) in window.items():
+                picks[site] = self._first_meeting(cands_of[site], required)
+                moved |= picks[site] is not None and not a <= picks[site] < b
+            if not moved:  # every pick holds on values measured together, just now
+                return infos
+        for site, (a, b) in window.items():
+            if picks[site] is not None and not a <= picks[site] < b:
+                picks[site] = None
+        return infos
 
     # ------------------------------------------------------------------ running
     def run(self) -> Result:
@@ -526,11 +581,67 @@ class NetAdapt:
                  "val_accuracy": accuracy, "latency_ms": last["latency_ms"],
                  "spec": last["spec"], "seconds": round(time.perf_counter() - start, 1),
                  "finished": _now()}
+        if self.measure_networks is not None:  # end to end, the start network alongside
+            self.on_event("measure", {})
+            start_ms, final_ms = self.measure_networks([self.start,
+                                                        ArchSpec.from_dict(last["spec"])])
+            final["measured_ms"] = {"start": start_ms, "final": final_ms,
+                                    "ratio": final_ms / start_ms}
         directory.mkdir(parents=True, exist_ok=True)
         save(model, directory / "model.pt")
         write_text(directory / "spec.json", ArchSpec.from_dict(last["spec"]).to_json())
         write_text(path, json.dumps(final, indent=2) + "\n")
         return final
+
+
+def device_latency(start: ArchSpec, run_dir: str | Path, *, mode: str = "paired",
+                   rounds: int = 7, backend: str = "torch", threads: int = 1,
+                   table: str | None = None, recalibrate: bool = True, resume: bool = False,
+                   progress=None):
+    """(ProposalLatency, info to store, measure_networks) for ``start`` on this machine.
+
+    The device table covers ``start``, V3-Large and V3-Small (profiled if missing); its
+    calibration is rescaled to the machine's speed now (measured on those three), unless
+    resuming, which reuses the stored calibration so latencies stay comparable.
+    """
+    from latency_models.predictor import Calibration
+    from latency_models.profile import ProfileSettings, profile_layers
+    from latency_models.store import LatencySetup, load_predictor, measure_ms, rescaled
+    from search_spaces import zoo
+
+    run_dir = Path(run_dir)
+    setup = LatencySetup(backend, threads, resolution=start.input_size)
+    references = [zoo.get("v3-large", input_size=start.input_size),
+                  zoo.get("v3-small", input_size=start.input_size)]
+    predictor, table_path = load_predictor(setup, specs=[start, *references], path=table,
+                                           progress=progress)
+    info: dict[str, Any] = {"table": {"path": str(table_path),
+                                      "checksum": predictor.table.checksum(),
+                                      "fingerprint": predictor.table.fingerprint.describe()}}
+    stored_path = run_dir / "netadapt.json"
+    if resume and stored_path.exists():
+        stored = json.loads(stored_path.read_text())
+        calibration = Calibration(**stored["calibration"])
+        info = {k: stored[k] for k in ("table", "calibration", "drift_factor") if k in stored}
+    else:
+        if recalibrate and not predictor.table.imported:
+            predictor, info["drift_factor"] = rescaled(predictor, setup, [start, *references])
+        calibration = predictor.calibration
+        info["calibration"] = calibration.to_dict()
+    measure = None
+    if not predictor.table.imported:
+        def measure(layers, how_many=None, _count=[0]):  # noqa: B006 - a call counter (seed)
+            _count[0] += 1
+            settings = ProfileSettings(rounds=how_many or rounds, chunk_size=max(1, len(layers)),
+                                       batch=setup.settings.batch, seed=_count[0])
+            return profile_layers(layers, setup.backend, settings)
+    latency = ProposalLatency(predictor.table, calibration, run_dir / "latency_table.json",
+                              measure=measure, mode=mode)
+
+    def measure_networks(specs: list[ArchSpec]) -> list[float]:
+        return [float(ms) for ms in measure_ms(setup, specs, rounds=20)]
+
+    return latency, info, (None if predictor.table.imported else measure_networks)
 
 
 def _now() -> str:
