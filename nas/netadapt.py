@@ -52,6 +52,7 @@ __all__ = ["NetAdapt", "NetAdaptError", "NetAdaptSettings", "ProposalLatency", "
            "device_latency", "load_iterations"]
 
 SELECTIONS = ("ratio", "accuracy")
+CONFIRM_PASSES, CONFIRM_WINDOW = 5, 4  # re-measurements of the picks; widths in each
 LATENCY_MODES = ("paired", "table")
 # Settings that decide what the iterations are; the others (target, long fine-tune, device,
 # iteration cap) may change when a run is resumed, e.g. to continue to a lower target.
@@ -347,6 +348,7 @@ class NetAdapt:
             raise NetAdaptError(str(exc)) from None
         self.data, self.latency, self.weights = data, latency, weights
         self.measure_networks = measure_networks
+        self.unconfirmed = 0
         self.on_event = on_event or (lambda kind, payload: None)
         self.info = self._prepare_dir(resume, overwrite, extra_info or {})
         self.tuner = FineTuner(data, settings)
@@ -449,6 +451,7 @@ class NetAdapt:
         delta = self.settings.delta_at(index, latency)
         required = latency - delta
         picks = {site: self._first_meeting(cands, required) for site, cands in sites}
+        scanned = sum(pick is not None for pick in picks.values())
         if self.settings.latency == "paired":
             measured += self._confirm(spec, sites, picks, required)
         chosen_widths = []
@@ -461,6 +464,7 @@ class NetAdapt:
         self.on_event("iteration", {"iteration": index, "latency_ms": latency, "delta_ms": delta,
                                     "proposals": len(chosen_widths), "measured": measured})
         if not chosen_widths:
+            self.unconfirmed = scanned
             return None, model
         key = (lambda r: (r["ratio"], -r["latency_ms"])) if self.settings.select == "ratio" \
             else (lambda r: (r["accuracy"], -r["latency_ms"]))
@@ -505,18 +509,19 @@ class NetAdapt:
         return next((begin + i for i, lat in enumerate(lats) if lat <= required), None)
 
     def _confirm(self, spec: ArchSpec, sites, picks: dict, required: float) -> list[dict]:
-        """Re-measure every pick (and the next two smaller widths) with more rounds, beside the
+        """Re-measure every pick (and the next smaller widths) with more rounds, beside the
         current network, until every site's pick holds on values of one fresh measurement.
 
         Picking the first of dozens of widths whose noisy measurement meets the cut favours
         widths measured too fast (the winner's curse); an independent measurement of the pick
-        removes that bias. A site whose pick still moves after three passes is dropped.
+        removes that bias. A site whose pick still moves after the last pass is dropped.
         """
         rounds = 3 * self.settings.latency_rounds
         cands_of = dict(sites)
         infos = []
-        for _ in range(3):
-            window = {site: (pick, pick + 3) for site, pick in picks.items() if pick is not None}
+        for _ in range(CONFIRM_PASSES):
+            window = {site: (pick, pick + CONFIRM_WINDOW) for site, pick in picks.items()
+                      if pick is not None}
             if not window:
                 break
             infos.append(self.latency.refresh(
@@ -554,6 +559,9 @@ class NetAdapt:
             record, model = self._iteration(index, records[-1], model)
             if record is None:
                 reason = "no proposal can cut the latency by delta any more"
+                if self.unconfirmed:
+                    reason += (f" ({self.unconfirmed} met it on the scan but not when measured "
+                               f"again: the cut is within this machine's noise)")
                 break
             records.append(record)
             self.on_event("accepted", record)
@@ -639,7 +647,7 @@ def device_latency(start: ArchSpec, run_dir: str | Path, *, mode: str = "paired"
                               measure=measure, mode=mode)
 
     def measure_networks(specs: list[ArchSpec]) -> list[float]:
-        return [float(ms) for ms in measure_ms(setup, specs, rounds=20)]
+        return [float(ms) for ms in measure_ms(setup, specs, rounds=30)]
 
     return latency, info, (None if predictor.table.imported else measure_networks)
 

@@ -28,3 +28,11 @@ def test_search_quality_smoke(tmp_path):
                              "--smoke"], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| evolution |" in result.stdout and "V3-Small predicted" in result.stdout
+
+
+def test_netadapt_vs_multiplier_smoke(tmp_path):
+    env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "netadapt_vs_multiplier.py"),
+                             "--smoke"], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "NetAdapt ms" in result.stdout and "mult@same ms" in result.stdout

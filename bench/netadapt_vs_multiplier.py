@@ -1,0 +1,251 @@
+"""NetAdapt versus the width multiplier, at the same measured latencies.
+
+MobileNetV3 claims that NetAdapt's per-layer widths beat a uniform width multiplier. This
+benchmark starts from MobileNetV3-Large on the proxy task, runs NetAdapt (as `nas netadapt`:
+paired latency, ΔAcc/|ΔLat| selection) down to the lowest of several latency targets, and takes
+the first iteration under each target. The width-multiplier family of V3-Large is measured
+end to end in the same interleaved session as those networks; each NetAdapt network is paired
+with the multiplier network nearest to it in measured latency. Every network is then trained
+from scratch with one recipe and several seeds (the architecture comparison); the NetAdapt
+networks are also reported with their carried weights after the long fine-tune.
+
+    python bench/netadapt_vs_multiplier.py [--targets 0.9 0.8 0.7] [--seeds 3] [--smoke]
+
+Prints a table; writes bench/results/netadapt_vs_multiplier.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from latency_models.store import LatencySetup, load_predictor, measure_ms  # noqa: E402
+from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
+from nas.build import count_params  # noqa: E402
+from nas.data import load_data  # noqa: E402
+from nas.flops import count_madds  # noqa: E402
+from nas.netadapt import NetAdapt, NetAdaptSettings, device_latency  # noqa: E402
+from nas.spec import ArchSpec  # noqa: E402
+from search_spaces import zoo  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def multiplier_family(start: ArchSpec, widths) -> list[ArchSpec]:
+    return [dataclasses.replace(start, name=f"{start.name}_x{w:.2f}", width_mult=w).scaled()
+            for w in widths]
+
+
+def train(spec: ArchSpec, data, epochs: int, seeds: list[int]) -> list[float]:
+    scores = []
+    for seed in seeds:
+        estimate = TrainEstimator(data, Recipe(epochs=epochs, seed=seed)).estimate(spec)
+        if estimate.failed:
+            raise RuntimeError(f"{spec.name}: {estimate.reason}")
+        scores.append(estimate.score)
+    return scores
+
+
+def plot(rows, family_rows, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fam = sorted(family_rows, key=lambda r: r["measured_ms"])
+    ax.errorbar([r["measured_ms"] for r in fam], [r["top1_mean"] for r in fam],
+                yerr=[r["top1_sd"] for r in fam], fmt="s-", color="tab:gray", capsize=3,
+                label="width multiplier (V3-Large ×w)")
+    for r in fam:
+        ax.annotate(f"×{r['width_mult']:.2f}", (r["measured_ms"], r["top1_mean"]),
+                    textcoords="offset points", xytext=(3, -10), fontsize=7, color="tab:gray")
+    na = sorted(rows, key=lambda r: r["measured_ms"])
+    ax.errorbar([r["measured_ms"] for r in na], [r["top1_mean"] for r in na],
+                yerr=[r["top1_sd"] for r in na], fmt="o-", color="tab:blue", capsize=3,
+                label="NetAdapt (trained from scratch)")
+    ax.set_xlabel("measured latency (ms, 1 thread, batch 1, 224×224)")
+    ax.set_ylabel("proxy top-1 (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--start", default="v3-large")
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.9, 0.8, 0.7],
+                        help="latency targets as fractions of the start network's")
+    parser.add_argument("--data", default="digits-hard")
+    parser.add_argument("--resolution", type=int, default=16)
+    parser.add_argument("--delta", type=float, default=0.02)
+    parser.add_argument("--short-steps", type=int, default=40)
+    parser.add_argument("--init-epochs", type=int, default=10)
+    parser.add_argument("--long-epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=15, help="from-scratch recipe")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=30, help="end-to-end timing rounds")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/bench-netadapt"))
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "netadapt_vs_multiplier.json")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny version that only checks the benchmark runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.targets, args.seeds, args.rounds = [0.97, 0.94, 0.9], 1, 3
+        args.init_epochs = args.long_epochs = args.epochs = 1
+        args.short_steps, args.delta = 2, 0.03
+        scratch = Path(tempfile.mkdtemp(prefix="netadapt-bench-"))
+        args.out, args.run_dir = scratch / "netadapt_vs_multiplier.json", scratch / "run"
+
+    started = time.perf_counter()
+    data = load_data(args.data, args.resolution)
+    start = zoo.get(args.start)
+    setup = LatencySetup(resolution=start.input_size)
+    if args.smoke:  # V3-Small at 64 px, its table calibrated on a tiny space: seconds
+        start = zoo.get("v3-small", input_size=64)
+        setup = LatencySetup(resolution=start.input_size)
+        load_predictor(setup, tiny_space(start.input_size))
+    latency, info, measure_networks = device_latency(start, args.run_dir, resume=args.resume,
+                                                     recalibrate=not args.smoke)
+    start_ms = latency(start)
+    targets = [round(f * start_ms, 3) for f in args.targets]
+    settings = NetAdaptSettings(
+        target_ms=min(targets), delta=args.delta, short_steps=args.short_steps,
+        init_epochs=args.init_epochs, long_epochs=0, data=args.data,
+        resolution=args.resolution)
+    print(f"NetAdapt from {start.name}: {start_ms:.2f} ms predicted; targets "
+          f"{', '.join(f'{t:.2f}' for t in targets)} ms", flush=True)
+
+    def on_event(kind, p):
+        if kind == "accepted":
+            print(f"  iteration {p['iteration']}: {p['latency_ms']:.2f} ms, {p['chosen']}, "
+                  f"holdout {p['accuracy']:.2f}% ({p['seconds']:.0f} s)", flush=True)
+
+    run = NetAdapt(settings, args.run_dir, start, data, latency, resume=args.resume,
+                   overwrite=not args.resume, extra_info=info, on_event=on_event)
+    result = run.run()
+    its = result.iterations
+    snapshots = []
+    for target in targets:
+        hit = next((r for r in its if r["latency_ms"] <= target), None)
+        if hit is None:
+            print(f"target {target:.2f} ms not reached ({result.stop_reason})")
+            continue
+        snapshots.append((target, hit))
+
+    # The multiplier family and the NetAdapt networks, timed together.
+    widths = [round(w, 2) for w in np.arange(0.35, 1.001, 0.05)]
+    family = multiplier_family(start, widths)
+    load_predictor(setup, specs=family)  # profiles what the table lacks (not used to choose)
+    nets = [ArchSpec.from_dict(hit["spec"]) for _, hit in snapshots]
+    measured = [float(m) for m in measure_ms(setup, [start, *nets, *family],
+                                             rounds=args.rounds)]
+    start_measured, net_ms, family_ms = measured[0], measured[1:1 + len(nets)], \
+        measured[1 + len(nets):]
+    chosen = sorted({int(np.argmin([abs(f - m) for f in family_ms])) for m in net_ms})
+    # the family around the chosen ones too, so the plot shows the curve
+    lo, hi = max(0, min(chosen) - 1), min(len(family) - 1, max(chosen) + 1)
+    train_family = list(range(lo, hi + 1))
+    if len(family) - 1 not in train_family:
+        train_family.append(len(family) - 1)  # ×1.00, the start network itself
+
+    seeds = list(range(100, 100 + args.seeds))
+    family_rows = []
+    for i in train_family:
+        scores = train(family[i], data, args.epochs, seeds)
+        family_rows.append({"width_mult": widths[i], "measured_ms": family_ms[i],
+                            "params": count_params(family[i]), "madds": count_madds(family[i]),
+                            "top1": scores, "top1_mean": float(np.mean(scores)),
+                            "top1_sd": float(np.std(scores)), "spec": family[i].to_dict()})
+        print(f"  ×{widths[i]:.2f}: {family_ms[i]:.2f} ms, {np.mean(scores):.2f}%", flush=True)
+    rows = []
+    for (target, hit), spec, ms in zip(snapshots, nets, net_ms, strict=True):
+        scores = train(spec, data, args.epochs, seeds)
+        carried = None
+        if args.long_epochs:
+            from nas.export import load
+            from nas.netadapt import FineTuner
+
+            model = load(args.run_dir / "iterations" / f"{hit['iteration']:04d}" / "model.pt")
+            tuner = FineTuner(data, dataclasses.replace(settings, long_epochs=args.long_epochs))
+            carried = tuner.long(model)
+        nearest = min(family_rows, key=lambda r: abs(r["measured_ms"] - ms))
+        rows.append({"target_ms": target, "iteration": hit["iteration"],
+                     "predicted_ms": hit["latency_ms"], "measured_ms": ms,
+                     "params": count_params(spec), "madds": count_madds(spec),
+                     "top1": scores, "top1_mean": float(np.mean(scores)),
+                     "top1_sd": float(np.std(scores)), "carried_top1": carried,
+                     "nearest_multiplier": nearest["width_mult"],
+                     "nearest_multiplier_ms": nearest["measured_ms"],
+                     "nearest_multiplier_top1": nearest["top1_mean"],
+                     "interpolated_multiplier_top1": interpolate(family_rows, ms),
+                     "spec": spec.to_dict()})
+
+    print()
+    header = (f"{'target':>7} {'NetAdapt ms':>11} {'top-1':>13} {'carried':>8} {'params':>7} "
+              f"{'MAdds':>6} | {'mult':>5} {'ms':>6} {'top-1':>7} | {'mult@same ms':>12}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        carried = f"{r['carried_top1']:.2f}" if r["carried_top1"] is not None else "-"
+        interp = r["interpolated_multiplier_top1"]
+        print(f"{r['target_ms']:7.2f} {r['measured_ms']:11.2f} "
+              f"{r['top1_mean']:7.2f}±{r['top1_sd']:4.2f} {carried:>8} "
+              f"{r['params'] / 1e6:6.2f}M {r['madds'] / 1e6:5.0f}M | "
+              f"{r['nearest_multiplier']:5.2f} {r['nearest_multiplier_ms']:6.2f} "
+              f"{r['nearest_multiplier_top1']:7.2f} | "
+              f"{'-' if interp is None else f'{interp:.2f}':>12}")
+    summary = {
+        "benchmark": "netadapt_vs_multiplier",
+        "start": start.name, "start_predicted_ms": start_ms, "start_measured_ms": start_measured,
+        "data": data.describe(), "recipe": Recipe(epochs=args.epochs).to_dict(), "seeds": seeds,
+        "netadapt": {**settings.to_dict(), "iterations": len(its) - 1,
+                     "stop_reason": result.stop_reason,
+                     "trajectory": [{"iteration": r["iteration"], "latency_ms": r["latency_ms"],
+                                     "accuracy": r["accuracy"], "chosen": r.get("chosen")}
+                                    for r in its]},
+        "latency": info, "rows": rows, "family": family_rows,
+        "seconds": round(time.perf_counter() - started),
+        "smoke": args.smoke,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    plot(rows, family_rows, args.out.with_suffix(".png"),
+         f"NetAdapt vs width multiplier from {start.name} ({data.name}, "
+         f"{args.epochs} epochs, {len(seeds)} seeds)")
+    print(f"\nwrote {args.out} and its .png ({summary['seconds']} s)")
+
+
+def tiny_space(resolution: int):
+    from search_spaces.mobilenetv3 import default_space
+
+    space = default_space(resolution)
+    return dataclasses.replace(space, heads=space.heads[1:2], stages=tuple(
+        dataclasses.replace(s, kernels=(3,), exp_ratios=(3.0,), se=(False,), acts=("RE",))
+        for s in space.stages))
+
+
+def interpolate(family_rows, ms: float) -> float | None:
+    """The multiplier family's accuracy at ``ms`` (linear between the two neighbours)."""
+    fam = sorted(family_rows, key=lambda r: r["measured_ms"])
+    xs = [r["measured_ms"] for r in fam]
+    if not fam or ms < xs[0] or ms > xs[-1]:
+        return None
+    return float(np.interp(ms, xs, [r["top1_mean"] for r in fam]))
+
+
+if __name__ == "__main__":
+    main()
