@@ -87,9 +87,32 @@ def reproduce_command(
     out_dir: Annotated[Path | None, typer.Option("--out", help="output directory "
                                                  "(default runs/<name>)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the initial weights")] = 0,
+    search: Annotated[bool, typer.Option(
+        "--search", help="run the paper's recipe here: block search -> NetAdapt -> long "
+                         "fine-tune, then compare with the canonical network")] = False,
+    strategy: Annotated[str, typer.Option(help="--search: the block search's strategy")]
+        = "ppo",
+    trials: Annotated[int, typer.Option(help="--search: candidates of the block search")] = 100,
+    data: Annotated[str, typer.Option(help="--search: digits, digits-hard, imagefolder:PATH "
+                                      "or cifar10:PATH")] = "digits",
+    resolution: Annotated[int, typer.Option(help="--search: training resolution")] = 16,
+    init_epochs: Annotated[int, typer.Option(help="--search: first training of both "
+                                             "networks")] = 10,
+    short_steps: Annotated[int, typer.Option(help="--search: NetAdapt fine-tune steps per "
+                                             "proposal")] = 40,
+    long_epochs: Annotated[int, typer.Option(help="--search: the final fine-tune")] = 10,
+    delta: Annotated[float, typer.Option(help="--search: NetAdapt's cut per iteration, × "
+                                         "latency")] = 0.01,
+    workers: Annotated[int | None, typer.Option(help="--search: search workers")] = None,
+    device: Annotated[str, typer.Option(help="--search: training device, cpu or cuda")]
+        = "cpu",
 ) -> None:
-    """Emit a paper network: print its table, params and MAdds; write spec.json, table.md,
-    arch.txt and model.pt."""
+    """Emit a paper network (table, params, MAdds; spec.json, table.md, arch.txt, model.pt), or
+    with --search find one here the way the paper did and compare it row by row."""
+    if search:
+        _reproduce_with_search(model, width, out_dir, seed, strategy, trials, data, resolution,
+                               init_epochs, short_steps, long_epochs, delta, workers, device)
+        return
     from nas.build import build_model, count_params
     from nas.export import save, write_text
     from nas.flops import count_madds
@@ -123,6 +146,80 @@ def reproduce_command(
     for filename, write in files.items():
         write(directory / filename)
     out.print(f"wrote {', '.join(files)} to {directory}/")
+
+
+def _reproduce_with_search(model, width, out_dir, seed, strategy, trials, data, resolution,
+                           init_epochs, short_steps, long_epochs, delta, workers,
+                           device) -> None:
+    from nas.cli_common import fail, progress
+    from nas.cli_netadapt import layer_diff_table
+    from nas.pipeline import PRESETS, PipelineSettings, reproduce_search
+    from nas.search.run import default_workers
+    from nas.spec import ArchSpec
+    from search_spaces import zoo
+
+    name = zoo.canonical_name(model)
+    if name not in PRESETS:
+        fail(f"--search reproduces v3-large or v3-small (the paper's two searches), not {name}")
+    if width != 1.0:
+        fail("--search reproduces the 1.0 networks; drop --width")
+    settings = PipelineSettings(model=name, strategy=strategy, trials=trials, data=data,
+                                resolution=resolution, init_epochs=init_epochs,
+                                short_steps=short_steps, long_epochs=long_epochs, delta=delta,
+                                seed=seed, device=device)
+    directory = out_dir or Path("runs") / f"{name}-search"
+    with progress() as bar:
+        task = bar.add_task("measuring the target", total=None)
+
+        def on_event(kind, p):
+            if kind == "target":
+                out.print(f"target: {p['model']} measured here at {p['target_ms']:.2f} ms")
+            elif kind == "search":
+                bar.update(task, total=p["trials"], completed=0,
+                           description=f"block search ({p['strategy']}, {p['reward']}, from "
+                                       f"{p['seed_arch'] or 'scratch'})")
+            elif kind == "searched":
+                out.print(f"search winner: trial {p['trial']}, {p['latency_ms']:.2f} ms "
+                          f"predicted, proxy top-1 {p['accuracy']:.2f}%")
+            elif kind == "netadapt":
+                bar.update(task, total=None, completed=0, description="NetAdapt")
+            elif kind == "canonical":
+                bar.update(task, total=None, description=f"training {name} with the same "
+                                                         f"recipe ({p['epochs']} epochs)")
+            elif kind == "measure":
+                bar.update(task, description="timing both networks side by side")
+
+        def on_search_result(result, done, total):
+            bar.update(task, completed=done)
+
+        def on_netadapt(kind, p):
+            if kind == "accepted":
+                bar.update(task, description=f"NetAdapt iteration {p['iteration']}: "
+                                             f"{p['latency_ms']:.2f} ms, {p['chosen']}")
+            elif kind == "long":
+                bar.update(task, description=f"long fine-tune ({p['epochs']} epochs)")
+
+        try:
+            summary = reproduce_search(settings, directory, workers=workers or default_workers(),
+                                       on_event=on_event, on_search_result=on_search_result,
+                                       on_netadapt_event=on_netadapt)
+        except KeyboardInterrupt:
+            bar.stop()
+            err.print(f"interrupted: finished work is saved in {directory}; run the same command "
+                      f"again to continue")
+            raise typer.Exit(130) from None
+    canonical = zoo.get(name)
+    found = ArchSpec.from_dict(summary["found"]["spec"])
+    out.print(layer_diff_table(canonical, found, name, "found here"))
+    table = Table(title="Same recipe, same machine", title_justify="left")
+    for column in ("network", "measured ms", "val top-1", "params", "MAdds"):
+        table.add_column(column, justify="left" if column == "network" else "right")
+    for label, row in (("canonical", summary["canonical"]), ("found", summary["found"])):
+        table.add_row(label, "-" if row["measured_ms"] is None else f"{row['measured_ms']:.2f}",
+                      "-" if row["val_accuracy"] is None else f"{row['val_accuracy']:.2f}%",
+                      _fmt_count(row["params"]), _fmt_count(row["madds"]))
+    out.print(table)
+    out.print(f"wrote found.json, comparison.md, summary.json to {directory}/")
 
 
 @app.command("table")

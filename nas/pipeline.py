@@ -1,0 +1,207 @@
+"""The whole MobileNetV3 recipe on this machine: block search → NetAdapt → long fine-tune, then
+the found network against the canonical one (``nas reproduce v3-large --search``).
+
+1. The target is the canonical network's latency, measured end to end here.
+2. Platform-aware block search with that model's reward (V3-Large: w = -0.07, seeded from
+   MnasNet-A1, as the paper did; V3-Small: w = -0.15, from scratch), budget = the target; the
+   winner is chosen among the best five on measured latency.
+3. NetAdapt from the winner (trained first) down to the target, then the long fine-tune.
+4. The canonical network trained with the same recipe (first training, then the long
+   fine-tune), both timed side by side, and the two tables row by row.
+
+Every stage keeps its own resumable run directory under ``out_dir``; running the same command
+again continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.spec import ArchSpec
+
+__all__ = ["PRESETS", "PipelineSettings", "reproduce_search"]
+
+# The paper's two searches: reward preset and the architecture the search starts from.
+PRESETS = {"mobilenet_v3_large": ("soft", "mnasnet-a1"), "mobilenet_v3_small": ("soft-small",
+                                                                                 None)}
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    model: str                       # mobilenet_v3_large or mobilenet_v3_small
+    strategy: str = "ppo"
+    trials: int = 100
+    epochs: int = 1                  # training per search candidate
+    data: str = "digits"
+    resolution: int = 16
+    init_epochs: int = 10            # NetAdapt's first training (and the canonical network's)
+    short_steps: int = 40
+    long_epochs: int = 10
+    delta: float = 0.01
+    seed: int = 0
+    device: str = "cpu"
+    rounds: int = 30                 # end-to-end timing rounds
+
+    def __post_init__(self) -> None:
+        if self.model not in PRESETS:
+            raise ValueError(f"--search reproduces mobilenet_v3_large or mobilenet_v3_small, not "
+                             f"{self.model}")
+
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+def reproduce_search(settings: PipelineSettings, out_dir: str | Path, *, workers: int = 1,
+                     on_event: Event | None = None, predictor=None, netadapt_latency=None,
+                     measure: Callable[[list[ArchSpec]], list[float]] | None = None,
+                     target_ms: float | None = None, on_search_result=None,
+                     on_netadapt_event: Event | None = None) -> dict[str, Any]:
+    """Run the pipeline; returns the summary also written to ``out_dir/summary.json``.
+
+    ``predictor``, ``netadapt_latency`` (a ProposalLatency), ``measure`` (end-to-end ms of
+    specs, timed together) and ``target_ms`` replace the machine's own (tests use a synthetic
+    device).
+    """
+    from nas.data import load_data
+    from nas.export import save, write_text
+    from nas.netadapt import FineTuner, NetAdapt, NetAdaptSettings, device_latency
+    from nas.search.objective import AccuracyJob
+    from nas.search.report import best_result, measured_choice
+    from nas.search.run import SearchRun, SearchSettings
+    from nas.tables import table_diff
+    from search_spaces import zoo
+
+    event = on_event or (lambda kind, payload: None)
+    out_dir = Path(out_dir)
+    started = time.perf_counter()
+    canonical = zoo.get(settings.model)
+    reward, seed_arch = PRESETS[settings.model]
+
+    # 1. the target: the canonical network, measured here
+    if target_ms is None:
+        if measure is None:
+            measure = _measure_here(canonical.input_size, settings.rounds)
+        company = [zoo.get("v3-large"), zoo.get("v3-small"), zoo.get("mnasnet-a1")]
+        target_ms = measure([canonical, *[s for s in company if s.name != canonical.name]])[0]
+    event("target", {"target_ms": target_ms, "model": canonical.name})
+
+    # 2. block search
+    search_settings = SearchSettings(
+        budget_ms=target_ms, reward=reward, strategy=settings.strategy, trials=settings.trials,
+        seed=settings.seed, seed_arch=seed_arch,
+        job=AccuracyJob(data=settings.data, resolution=settings.resolution,
+                        epochs=settings.epochs, seed=settings.seed, device=settings.device))
+    search = SearchRun(search_settings, out_dir / "search", predictor=predictor)
+    event("search", {"trials": settings.trials, "strategy": settings.strategy, "reward": reward,
+                     "seed_arch": seed_arch, "dir": str(search.dir)})
+    results = search.run(workers=workers, on_result=on_search_result)
+    if predictor is None:
+        winner, _, _ = measured_choice(search, results, rounds=settings.rounds)
+    else:
+        winner = best_result(results)
+    if winner is None:
+        raise RuntimeError(f"no search candidate finished; see {search.dir / 'study.db'}")
+    found = dataclasses.replace(winner.spec, name=f"{canonical.name}_found")
+    event("searched", {"trial": winner.index, "latency_ms": winner.latency_ms,
+                       "accuracy": winner.accuracy, "spec": found.to_dict()})
+
+    # 3. NetAdapt from the search's winner down to the target, then the long fine-tune
+    data = load_data(settings.data, settings.resolution, seed=settings.seed)
+    na_dir = out_dir / "netadapt"
+    resume = (na_dir / "netadapt.json").exists()
+    info, measure_networks = {}, None
+    if netadapt_latency is None:
+        netadapt_latency, info, measure_networks = device_latency(found, na_dir, resume=resume)
+    na_settings = NetAdaptSettings(
+        target_ms=target_ms, delta=settings.delta, short_steps=settings.short_steps,
+        long_epochs=settings.long_epochs, init_epochs=settings.init_epochs, seed=settings.seed,
+        data=settings.data, resolution=settings.resolution, device=settings.device)
+    run = NetAdapt(na_settings, na_dir, found, data, netadapt_latency, resume=resume,
+                   extra_info=info, measure_networks=measure_networks,
+                   on_event=on_netadapt_event)
+    event("netadapt", {"dir": str(na_dir), "resumed": resume})
+    adapted = run.run()
+    final_spec = adapted.spec
+
+    # 4. the canonical network under the same recipe, both timed side by side
+    canonical_path = out_dir / "canonical.json"
+    if canonical_path.exists():
+        canonical_record = json.loads(canonical_path.read_text())
+    else:
+        event("canonical", {"epochs": settings.init_epochs + settings.long_epochs})
+        from nas.build import build_model
+
+        tuner = FineTuner(data, na_settings)
+        model = build_model(run._model_spec(canonical), seed=settings.seed)
+        tuner.initial(model)
+        canonical_record = {"val_accuracy": tuner.long(model) if settings.long_epochs else
+                            tuner.score(model)}
+        save(model, out_dir / "canonical.pt")
+        write_text(canonical_path, json.dumps(canonical_record, indent=2) + "\n")
+    final = adapted.final or {}
+    found_accuracy = final.get("val_accuracy")
+    event("measure", {})
+    if measure is None and predictor is None:
+        measure = _measure_here(canonical.input_size, settings.rounds)
+    measured = measure([canonical, final_spec]) if measure else [None, None]
+
+    from nas.build import count_params
+    from nas.flops import count_madds
+
+    diff = table_diff(canonical, final_spec)
+    summary = {
+        "model": canonical.name, "target_ms": target_ms, "reward": reward,
+        "seed_arch": seed_arch, "settings": dataclasses.asdict(settings),
+        "search": {"trial": winner.index, "predicted_ms": winner.latency_ms,
+                   "proxy_accuracy": winner.accuracy, "dir": str(search.dir)},
+        "netadapt": {"iterations": len(adapted.iterations) - 1,
+                     "stop_reason": adapted.stop_reason, "dir": str(na_dir)},
+        "found": {"spec": final_spec.to_dict(), "measured_ms": measured[1],
+                  "predicted_ms": adapted.iterations[-1]["latency_ms"],
+                  "val_accuracy": found_accuracy, "params": count_params(final_spec),
+                  "madds": count_madds(final_spec)},
+        "canonical": {"measured_ms": measured[0], "val_accuracy":
+                      canonical_record["val_accuracy"], "params": count_params(canonical),
+                      "madds": count_madds(canonical)},
+        "changed_rows": diff.changed_rows,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_text(out_dir / "found.json", final_spec.to_json())
+    write_text(out_dir / "comparison.md", _comparison_markdown(summary, diff))
+    write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _measure_here(input_size: int, rounds: int):
+    from latency_models.store import LatencySetup, measure_ms
+
+    setup = LatencySetup(resolution=input_size)
+    return lambda specs: [float(ms) for ms in measure_ms(setup, specs, rounds=rounds)]
+
+
+def _comparison_markdown(summary: dict[str, Any], diff) -> str:
+    found, canon = summary["found"], summary["canonical"]
+
+    def fmt(value, spec=".2f", suffix=""):
+        return "-" if value is None else f"{value:{spec}}{suffix}"
+
+    lines = [f"# {summary['model']}: canonical vs found on this machine", "",
+             f"Target: {summary['target_ms']:.2f} ms (the canonical network, measured here). "
+             f"Search: {summary['settings']['strategy']}, {summary['settings']['trials']} "
+             f"trials, reward {summary['reward']}, from {summary['seed_arch'] or 'scratch'}; "
+             f"NetAdapt: {summary['netadapt']['iterations']} iterations "
+             f"({summary['netadapt']['stop_reason']}).", "",
+             "| network | measured ms | val top-1 | params | MAdds |", "|---|---|---|---|---|",
+             f"| canonical | {fmt(canon['measured_ms'])} | {fmt(canon['val_accuracy'])} | "
+             f"{canon['params'] / 1e6:.2f}M | {canon['madds'] / 1e6:.0f}M |",
+             f"| found | {fmt(found['measured_ms'])} | {fmt(found['val_accuracy'])} | "
+             f"{found['params'] / 1e6:.2f}M | {found['madds'] / 1e6:.0f}M |", "",
+             f"## Row by row (canonical → found; {summary['changed_rows']} rows differ)", "",
+             diff.markdown()]
+    return "\n".join(lines)

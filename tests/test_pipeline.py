@@ -1,0 +1,55 @@
+"""`nas reproduce --search`: block search -> NetAdapt -> long fine-tune, on a synthetic device."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from latency_models.predictor import Calibration
+from nas.netadapt import ProposalLatency
+from nas.pipeline import PipelineSettings, reproduce_search
+from nas.spec import ArchSpec
+from search_spaces import zoo
+from tests.search_helpers import synthetic_predictor, synthetic_table
+from tests.test_netadapt import SyntheticDevice
+
+
+def test_the_pipeline_finds_adapts_and_compares(tmp_path):
+    predictor = synthetic_predictor()
+    target = predictor.predict_one(zoo.get("v3-small"))
+    settings = PipelineSettings(model="mobilenet_v3_small", strategy="random", trials=3,
+                                resolution=8, init_epochs=1, short_steps=2, long_epochs=1,
+                                delta=0.1)
+    latency = ProposalLatency(synthetic_table(), Calibration(), tmp_path / "na-table.json",
+                              measure=SyntheticDevice())
+    target *= 0.9  # below the space's V3-Small: NetAdapt has work to do
+    events = []
+    summary = reproduce_search(
+        settings, tmp_path, predictor=predictor, netadapt_latency=latency, target_ms=target,
+        measure=lambda specs: [latency(s) for s in specs],
+        on_event=lambda kind, payload: events.append(kind))
+    assert events[:4] == ["target", "search", "searched", "netadapt"]
+    found = ArchSpec.from_dict(summary["found"]["spec"])
+    assert summary["found"]["predicted_ms"] <= target
+    assert summary["netadapt"]["stop_reason"] == "target reached"
+    assert summary["netadapt"]["iterations"] >= 1
+    assert summary["found"]["measured_ms"] == pytest.approx(summary["found"]["predicted_ms"])
+    assert 0 <= summary["found"]["val_accuracy"] <= 100
+    assert 0 <= summary["canonical"]["val_accuracy"] <= 100
+    assert summary["canonical"]["params"] == 2_542_856
+    assert ArchSpec.from_json((tmp_path / "found.json").read_text()) == found
+    comparison = (tmp_path / "comparison.md").read_text()
+    assert "| canonical |" in comparison and "Row by row" in comparison
+    assert json.loads((tmp_path / "summary.json").read_text())["target_ms"] == target
+    # The same call again continues: nothing is searched, adapted or trained again.
+    again = reproduce_search(settings, tmp_path, predictor=predictor, target_ms=target,
+                             netadapt_latency=latency,
+                             measure=lambda specs: [latency(s) for s in specs])
+    assert again["found"] == summary["found"] and again["canonical"] == summary["canonical"]
+    assert again["seconds"] < summary["seconds"]
+
+
+def test_only_the_two_v3_searches_are_presets():
+    with pytest.raises(ValueError, match="mobilenet_v3_large or mobilenet_v3_small"):
+        PipelineSettings(model="mobilenet_v2")
