@@ -463,7 +463,9 @@ def alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_interrupting_a_parallel_search_leaves_no_workers_behind(tmp_path):
     table = save_synthetic_table(tmp_path / "table.json")
-    command = [sys.executable, "-m", "nas.cli", "search", "--budget", "20ms", "--trials", "400",
+    # Far more trials than can finish while the test looks: the search must still be running
+    # (with its workers) when it is signalled, however fast the machine.
+    command = [sys.executable, "-m", "nas.cli", "search", "--budget", "20ms", "--trials", "50000",
                "--strategy", "random", "--estimator", "zero-cost:params", "--table", str(table),
                "--no-recalibrate", "--workers", "2", "--runs-dir", str(tmp_path), "--no-report"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
@@ -475,6 +477,7 @@ def test_interrupting_a_parallel_search_leaves_no_workers_behind(tmp_path):
         while count_complete(db) < 4 and time.monotonic() < deadline:
             time.sleep(0.2)
         workers = children_of(process.pid)
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
         assert workers, "the search should run worker processes"
         process.send_signal(sig)
         code = process.wait(timeout=60)
