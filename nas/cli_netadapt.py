@@ -94,6 +94,7 @@ def netadapt_command(
     from nas.cli_search import _terminate_cleanly
     from nas.data import load_data
     from nas.netadapt import NetAdapt, NetAdaptSettings, device_latency
+    from nas.prune import check_prunable
     from nas.search.budget import parse_budget
 
     _terminate_cleanly()
@@ -108,7 +109,13 @@ def netadapt_command(
         latency_rounds=latency_rounds, max_iterations=max_iterations, device=device)
     dataset = load_data(data, resolution, seed=seed)
     start, weights = start_network(network, input_size, classes, dataset)
+    check_prunable(start)  # before any profiling: a shufflenet fails in one line, at once
     run_dir = runs_dir / (name or f"{start.name}-{target_ms:g}ms-{select}")
+    if resume and not (run_dir / "netadapt.json").exists():
+        fail(f"nothing to resume: {run_dir / 'netadapt.json'} does not exist")
+    if not resume and not overwrite and (run_dir / "netadapt.json").exists():
+        fail(f"{run_dir} already holds a NetAdapt run; use --resume to continue it, "
+             f"--overwrite to replace it, or another --name")
     with progress_bar("latency ") as update:
         measured, info, measure_networks = device_latency(
             start, run_dir, mode=latency, rounds=latency_rounds, backend=latency_backend,

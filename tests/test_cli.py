@@ -140,6 +140,18 @@ def test_bad_input_gives_one_line_and_exit_2(capsys, in_tmp, command):
         (["frobnicate"], "No such command"),
         (["table", "."], "is a directory"),
         (["search", "--budget", "fast"], "latency budget 'fast' not understood"),
+        (["netadapt", "v3-small"], "Missing option '--target'"),
+        (["netadapt", "v3-small", "--target", "soon"], "latency budget 'soon' not understood"),
+        (["netadapt", "v3-small", "--target", "5ms", "--delta", "lots"],
+         "--delta 'lots' not understood"),
+        (["netadapt", "v3-small", "--target", "5ms", "--delta", "2"], "--delta must be a "
+                                                                       "fraction"),
+        (["netadapt", "v3-small", "--target", "5ms", "--select", "best"], "--select must be"),
+        (["netadapt", "shufflenet_v2_x1_0", "--target", "5ms"], "has shuffle blocks"),
+        (["netadapt", "v3-small", "--target", "5ms", "--resume"], "nothing to resume"),
+        (["netadapt", "v3-large.pt", "--target", "5ms"], "neither a file nor a zoo model"),
+        (["reproduce", "v2", "--search"], "--search reproduces v3-large or v3-small"),
+        (["reproduce", "v3-large", "--search", "--width", "0.75"], "drop --width"),
     ],
 )
 def test_user_mistakes(capsys, in_tmp, args, words):
@@ -148,6 +160,16 @@ def test_user_mistakes(capsys, in_tmp, args, words):
     assert words in err
     assert len(err.strip().splitlines()) == 1
     assert not (in_tmp / "runs").exists()
+
+
+def test_netadapt_refuses_a_checkpoint_trained_for_other_data(capsys, in_tmp):
+    import nas
+
+    model = nas.build_model(zoo.get("v3-small"))  # 1000 ImageNet classes
+    nas.save(model, in_tmp / "imagenet.pt")
+    code, out, err = run(["netadapt", "imagenet.pt", "--target", "5ms"], capsys)
+    assert code == 2 and "trained for 1000 classes" in err and "give its spec" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.skipif(shutil.which("nas") is None and not Path(sys.executable).with_name("nas")
