@@ -509,33 +509,42 @@ class NetAdapt:
         return next((begin + i for i, lat in enumerate(lats) if lat <= required), None)
 
     def _confirm(self, spec: ArchSpec, sites, picks: dict, required: float) -> list[dict]:
-        """Re-measure every pick (and the next smaller widths) with more rounds, beside the
-        current network, until every site's pick holds on values of one fresh measurement.
+        """Re-measure every site's pick and the next smaller widths (a window) with more
+        rounds, beside the current network, until every pick holds on one fresh measurement.
 
         Picking the first of dozens of widths whose noisy measurement meets the cut favours
-        widths measured too fast (the winner's curse); an independent measurement of the pick
-        removes that bias. A site whose pick still moves after the last pass is dropped.
+        widths measured too fast (the winner's curse); an independent measurement removes
+        that bias. Within a pass a site may only pick from its window, measured in that pass:
+        wider widths failed on an earlier measurement, and comparing their stale values with
+        fresh ones would mix two moments. A site whose window holds no width meeting the cut
+        moves on to the next window; one that has not settled after the last pass is dropped.
         """
         rounds = 3 * self.settings.latency_rounds
         cands_of = dict(sites)
-        infos = []
+        window = {site: pick for site, pick in picks.items() if pick is not None}
+        infos: list[dict] = []
+        held: set = set()
         for _ in range(CONFIRM_PASSES):
-            window = {site: (pick, pick + CONFIRM_WINDOW) for site, pick in picks.items()
-                      if pick is not None}
+            window = {site: a for site, a in window.items() if a < len(cands_of[site])}
             if not window:
                 break
             infos.append(self.latency.refresh(
-                spec, [c for site, (a, b) in window.items() for _, c in cands_of[site][a:b]],
-                rounds=rounds))
-            moved = False
-            for site, (a, b) in window.items():
-                picks[site] = self._first_meeting(cands_of[site], required)
-                moved |= picks[site] is not None and not a <= picks[site] < b
-            if not moved:  # every pick holds on values measured together, just now
-                return infos
-        for site, (a, b) in window.items():
-            if picks[site] is not None and not a <= picks[site] < b:
-                picks[site] = None
+                spec, [c for site, a in window.items()
+                       for _, c in cands_of[site][a:a + CONFIRM_WINDOW]], rounds=rounds))
+            held = set()
+            for site, a in window.items():
+                cands = cands_of[site][a:a + CONFIRM_WINDOW]
+                lats = self.latency.many([c for _, c in cands])
+                hit = next((i for i, lat in enumerate(lats) if lat <= required), None)
+                if hit is None:
+                    window[site] = a + CONFIRM_WINDOW
+                else:
+                    window[site] = a + hit
+                    held.add(site)
+            if len(held) == len(window):
+                break
+        for site in picks:  # held in the last pass, on the values now in the table
+            picks[site] = window[site] if site in held else None
         return infos
 
     # ------------------------------------------------------------------ running
