@@ -224,3 +224,41 @@ def test_pruning_to_the_same_widths_changes_nothing():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), same(x))
+
+
+@pytest.mark.parametrize("fmt", ["pytorch", "py", "onnx"])
+def test_a_pruned_network_exports_like_any_other(tmp_path, fmt):
+    """NetAdapt's result is an ordinary spec with irregular widths: every exporter takes it."""
+    import importlib.util
+
+    from nas.export import export, load
+
+    spec = small("v3-small")
+    model = build_model(spec, seed=0)
+    for proposal in (Proposal("expand", 4, 104), Proposal("tensor", 9, 56),
+                     Proposal("head", "hidden", 712)):
+        spec = apply(spec, proposal)
+        model = prune_model(model, spec)
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+    path = export(model, fmt, tmp_path / {"pytorch": "m.pt", "py": "m.py", "onnx": "m.onnx"}[fmt])
+    if fmt == "pytorch":
+        again = load(path).eval()
+        assert again.arch_spec.blocks[4].exp_ch == 104
+    elif fmt == "py":
+        module_spec = importlib.util.spec_from_file_location("pruned_standalone", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        again = module.build_model().eval()
+        again.load_state_dict(model.state_dict(), strict=True)
+    else:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
+        assert (got - expected).abs().max().item() <= 1e-4
+        return
+    with torch.no_grad():
+        assert torch.allclose(again(x), expected, atol=1e-6)
