@@ -153,6 +153,7 @@ def _reproduce_with_search(model, width, out_dir, seed, strategy, trials, data, 
                            device) -> None:
     from nas.cli_common import fail, progress
     from nas.cli_netadapt import layer_diff_table
+    from nas.cli_search import _terminate_cleanly
     from nas.pipeline import PRESETS, PipelineSettings, reproduce_search
     from nas.search.run import default_workers
     from nas.spec import ArchSpec
@@ -168,6 +169,7 @@ def _reproduce_with_search(model, width, out_dir, seed, strategy, trials, data, 
                                 short_steps=short_steps, long_epochs=long_epochs, delta=delta,
                                 seed=seed, device=device)
     directory = out_dir or Path("runs") / f"{name}-search"
+    _terminate_cleanly()
     with progress() as bar:
         task = bar.add_task("measuring the target", total=None)
 
