@@ -183,6 +183,9 @@ def _reproduce_with_search(model, width, out_dir, seed, strategy, trials, data, 
             elif kind == "searched":
                 out.print(f"search winner: trial {p['trial']}, {p['latency_ms']:.2f} ms "
                           f"predicted, proxy top-1 {p['accuracy']:.2f}%")
+            elif kind == "netadapt_target":
+                out.print(f"NetAdapt target: {name} on NetAdapt's latency scale, "
+                          f"{p['target_ms']:.2f} ms")
             elif kind == "netadapt":
                 bar.update(task, total=None, completed=0, description="NetAdapt")
             elif kind == "canonical":

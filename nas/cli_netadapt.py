@@ -89,7 +89,7 @@ def netadapt_command(
 
     Every iteration (spec, weights, latency, accuracy, all proposals) is saved under
     runs/netadapt/NAME/iterations; --resume continues after an interruption, also to a lower
-    --target.
+    --target or with another --delta.
     """
     from nas.cli_search import _terminate_cleanly
     from nas.data import load_data

@@ -54,9 +54,10 @@ __all__ = ["NetAdapt", "NetAdaptError", "NetAdaptSettings", "ProposalLatency", "
 SELECTIONS = ("ratio", "accuracy")
 CONFIRM_PASSES, CONFIRM_WINDOW = 5, 4  # re-measurements of the picks; widths in each
 LATENCY_MODES = ("paired", "table")
-# Settings that decide what the iterations are; the others (target, long fine-tune, device,
-# iteration cap) may change when a run is resumed, e.g. to continue to a lower target.
-_RUN_KEYS = ("delta", "delta_ms", "delta_decay", "short_steps", "short_lr", "init_epochs",
+# Settings that decide what the finished iterations are; the others (target, the cut δ and its
+# schedule, long fine-tune, device, iteration cap) may change when a run is resumed, e.g. to
+# continue to a lower target with a smaller step.
+_RUN_KEYS = ("short_steps", "short_lr", "init_epochs",
              "lr", "select", "divisor", "min_channels", "holdout", "batch_size", "seed", "data",
              "resolution", "latency", "latency_rounds")
 

@@ -226,8 +226,11 @@ def test_a_run_directory_is_not_reused_by_accident(tmp_path, data):
         make_run(tmp_path, data, long_epochs=0, max_iterations=1)
     with pytest.raises(NetAdaptError, match="short_steps"):
         make_run(tmp_path, data, long_epochs=0, short_steps=3, resume=True)
-    # a lower target is fine when resuming: it continues from where the run stopped
-    more = make_run(tmp_path, data, long_epochs=0, resume=True, max_iterations=2).run()
+    # a lower target or another cut is fine when resuming: it continues from where it stopped
+    more = make_run(tmp_path, data, long_epochs=0, resume=True, max_iterations=2,
+                    delta=0.04).run()
+    assert more.iterations[2]["delta_ms"] == pytest.approx(0.04 * more.iterations[1]
+                                                           ["latency_ms"])
     assert len(more.iterations) == 3
     with pytest.raises(NetAdaptError, match="nothing to resume"):
         make_run(tmp_path / "new", data, resume=True)
