@@ -22,17 +22,20 @@ def test_benchmark_smoke(script, tmp_path):
     assert "specs/s" in result.stdout
 
 
-def test_search_quality_smoke(tmp_path):
+def smoke(script: str, tmp_path: Path) -> str:
+    """The benchmark's --smoke run with its own latency cache; its stdout."""
     env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "search_quality.py"),
-                             "--smoke"], capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke"],
+                            capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "| evolution |" in result.stdout and "V3-Small predicted" in result.stdout
+    return result.stdout
+
+
+def test_search_quality_smoke(tmp_path):
+    stdout = smoke("search_quality.py", tmp_path)
+    assert "| evolution |" in stdout and "V3-Small predicted" in stdout
 
 
 def test_netadapt_vs_multiplier_smoke(tmp_path):
-    env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "netadapt_vs_multiplier.py"),
-                             "--smoke"], capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "NetAdapt ms" in result.stdout and "mult@same ms" in result.stdout
+    stdout = smoke("netadapt_vs_multiplier.py", tmp_path)
+    assert "NetAdapt ms" in stdout and "mult@same ms" in stdout
