@@ -93,7 +93,7 @@ def netadapt_command(
     """
     from nas.cli_search import _terminate_cleanly
     from nas.data import load_data
-    from nas.netadapt import NetAdapt, NetAdaptSettings, device_latency
+    from nas.netadapt import NetAdapt, NetAdaptSettings, check_run_dir, device_latency
     from nas.prune import check_prunable
     from nas.search.budget import parse_budget
 
@@ -111,11 +111,7 @@ def netadapt_command(
     start, weights = start_network(network, input_size, classes, dataset)
     check_prunable(start)  # before any profiling: a shufflenet fails in one line, at once
     run_dir = runs_dir / (name or f"{start.name}-{target_ms:g}ms-{select}")
-    if resume and not (run_dir / "netadapt.json").exists():
-        fail(f"nothing to resume: {run_dir / 'netadapt.json'} does not exist")
-    if not resume and not overwrite and (run_dir / "netadapt.json").exists():
-        fail(f"{run_dir} already holds a NetAdapt run; use --resume to continue it, "
-             f"--overwrite to replace it, or another --name")
+    check_run_dir(run_dir, resume=resume, overwrite=overwrite)  # before any profiling
     with progress_bar("latency ") as update:
         measured, info, measure_networks = device_latency(
             start, run_dir, mode=latency, rounds=latency_rounds, backend=latency_backend,

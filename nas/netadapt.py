@@ -49,7 +49,7 @@ from nas.prune import (
 from nas.spec import ArchSpec
 
 __all__ = ["NetAdapt", "NetAdaptError", "NetAdaptSettings", "ProposalLatency", "Result",
-           "device_latency", "load_iterations"]
+           "check_run_dir", "device_latency", "load_iterations"]
 
 SELECTIONS = ("ratio", "accuracy")
 CONFIRM_PASSES, CONFIRM_WINDOW = 5, 4  # re-measurements of the picks; widths in each
@@ -204,7 +204,6 @@ class ProposalLatency:
             self.table.add({k: Timing(t.min_ms * factor, t.median_ms * factor, t.samples)
                             for k, t in fresh.items()})
             measured = len(fresh)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.table.save(self.path)
         self._predictor = None
         return {"layers": len(layers), "measured": measured, "factor": factor,
@@ -319,6 +318,25 @@ def _iteration_dir(run_dir: Path, index: int) -> Path:
     return run_dir / "iterations" / f"{index:04d}"
 
 
+def _save_result(directory: Path, record: dict[str, Any], model) -> None:
+    """model.pt, spec.json, then record.json: a directory without its record did not finish."""
+    from nas.export import save, write_text
+
+    save(model, directory / "model.pt")
+    write_text(directory / "spec.json", ArchSpec.from_dict(record["spec"]).to_json())
+    write_text(directory / "record.json", json.dumps(record, indent=2) + "\n")
+
+
+def check_run_dir(run_dir: str | Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to resume nothing, or to start over a run without --overwrite."""
+    path = Path(run_dir) / "netadapt.json"
+    if resume and not path.exists():
+        raise NetAdaptError(f"nothing to resume: {path} does not exist")
+    if not resume and not overwrite and path.exists():
+        raise NetAdaptError(f"{run_dir} already holds a NetAdapt run; use --resume to "
+                            f"continue it, --overwrite to replace it, or another --name")
+
+
 def load_iterations(run_dir: str | Path) -> list[dict[str, Any]]:
     """Every finished iteration's record, in order (an unfinished one has no record.json)."""
     records = []
@@ -359,23 +377,19 @@ class NetAdapt:
         import shutil
 
         path = self.dir / "netadapt.json"
+        check_run_dir(self.dir, resume=resume, overwrite=overwrite)
         if overwrite and self.dir.exists():
             for name in ("iterations", "final"):
                 shutil.rmtree(self.dir / name, ignore_errors=True)
             for name in ("netadapt.json", "latency_table.json", "report.md", "progress.png"):
                 (self.dir / name).unlink(missing_ok=True)
         if not path.exists():
-            if resume:
-                raise NetAdaptError(f"nothing to resume: {path} does not exist")
             if (self.dir / "iterations").exists():
                 raise NetAdaptError(f"{self.dir} holds iterations but no netadapt.json; use "
                                     f"--overwrite to start again")
             return {"settings": self.settings.to_dict(), "start": self.start.to_dict(),
                     "created": _now(), **extra}
         info = json.loads(path.read_text())
-        if not resume:
-            raise NetAdaptError(f"{self.dir} already holds a NetAdapt run; use --resume to "
-                                f"continue it, --overwrite to replace it, or another --name")
         stored = NetAdaptSettings.from_dict(info["settings"])
         changed = sorted(k for k, v in self.settings.run_key().items()
                          if stored.run_key().get(k) != v)
@@ -390,7 +404,6 @@ class NetAdapt:
     def _save_info(self) -> None:
         from nas.export import write_text
 
-        self.dir.mkdir(parents=True, exist_ok=True)
         write_text(self.dir / "netadapt.json", json.dumps(self.info, indent=2) + "\n")
 
     def _model_spec(self, spec: ArchSpec) -> ArchSpec:
@@ -400,14 +413,7 @@ class NetAdapt:
         return adapt_spec(spec, self.data.num_classes, self.data.resolution, self.data.channels)
 
     def _save_iteration(self, record: dict[str, Any], model) -> None:
-        from nas.export import save, write_text
-
-        directory = _iteration_dir(self.dir, record["iteration"])
-        directory.mkdir(parents=True, exist_ok=True)
-        save(model, directory / "model.pt")
-        write_text(directory / "spec.json", ArchSpec.from_dict(record["spec"]).to_json())
-        # written last: an iteration without its record did not finish
-        write_text(directory / "record.json", json.dumps(record, indent=2) + "\n")
+        _save_result(_iteration_dir(self.dir, record["iteration"]), record, model)
 
     def _load_model(self, index: int):
         from nas.export import load
@@ -503,11 +509,10 @@ class NetAdapt:
         self._save_iteration(record, best_model)
         return record, best_model
 
-    def _first_meeting(self, cands: list[tuple[int, ArchSpec]], required: float,
-                       begin: int = 0) -> int | None:
-        """Index of the largest width (from ``begin`` on) at or below ``required`` ms."""
-        lats = self.latency.many([c for _, c in cands[begin:]])
-        return next((begin + i for i, lat in enumerate(lats) if lat <= required), None)
+    def _first_meeting(self, cands: list[tuple[int, ArchSpec]], required: float) -> int | None:
+        """Index of the largest width at or below ``required`` ms."""
+        lats = self.latency.many([c for _, c in cands])
+        return next((i for i, lat in enumerate(lats) if lat <= required), None)
 
     def _confirm(self, spec: ArchSpec, sites, picks: dict, required: float) -> list[dict]:
         """Re-measure every site's pick and the next smaller widths (a window) with more
@@ -534,9 +539,7 @@ class NetAdapt:
                        for _, c in cands_of[site][a:a + CONFIRM_WINDOW]], rounds=rounds))
             held = set()
             for site, a in window.items():
-                cands = cands_of[site][a:a + CONFIRM_WINDOW]
-                lats = self.latency.many([c for _, c in cands])
-                hit = next((i for i, lat in enumerate(lats) if lat <= required), None)
+                hit = self._first_meeting(cands_of[site][a:a + CONFIRM_WINDOW], required)
                 if hit is None:
                     window[site] = a + CONFIRM_WINDOW
                 else:
@@ -582,8 +585,6 @@ class NetAdapt:
 
     def _final(self, last: dict[str, Any], model) -> dict[str, Any]:
         """The long fine-tune of the last iteration's network (kept if already done)."""
-        from nas.export import save, write_text
-
         directory = self.dir / "final"
         path = directory / "record.json"
         if path.exists():
@@ -605,10 +606,7 @@ class NetAdapt:
                                                         ArchSpec.from_dict(last["spec"])])
             final["measured_ms"] = {"start": start_ms, "final": final_ms,
                                     "ratio": final_ms / start_ms}
-        directory.mkdir(parents=True, exist_ok=True)
-        save(model, directory / "model.pt")
-        write_text(directory / "spec.json", ArchSpec.from_dict(last["spec"]).to_json())
-        write_text(path, json.dumps(final, indent=2) + "\n")
+        _save_result(directory, final, model)
         return final
 
 

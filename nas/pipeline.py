@@ -148,10 +148,12 @@ def reproduce_search(settings: PipelineSettings, out_dir: str | Path, *, workers
         canonical_record = json.loads(canonical_path.read_text())
     else:
         event("canonical", {"epochs": settings.init_epochs + settings.long_epochs})
+        from nas.accuracy.base import adapt_spec
         from nas.build import build_model
 
         tuner = FineTuner(data, na_settings)
-        model = build_model(run._model_spec(canonical), seed=settings.seed)
+        model = build_model(adapt_spec(canonical, data.num_classes, data.resolution,
+                                       data.channels), seed=settings.seed)
         tuner.initial(model)
         canonical_record = {"val_accuracy": tuner.long(model) if settings.long_epochs else
                             tuner.score(model)}

@@ -39,13 +39,9 @@ class PruneError(ValueError):
 @dataclass(frozen=True)
 class TensorGroup:
     """Activations tied by residual additions. Tensor 0 is the stem's output, tensor ``i + 1``
-    block ``i``'s output; ``producers`` are the layers writing into them (-1: the stem)."""
+    block ``i``'s output."""
 
     tensors: tuple[int, ...]
-
-    @property
-    def producers(self) -> tuple[int, ...]:
-        return tuple(t - 1 for t in self.tensors)
 
     @property
     def residual(self) -> bool:
