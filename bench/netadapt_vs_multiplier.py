@@ -117,7 +117,9 @@ def main() -> None:
     if args.smoke:  # V3-Small at 64 px, its table calibrated on a tiny space: seconds
         start = zoo.get("v3-small", input_size=64)
         setup = LatencySetup(resolution=start.input_size)
-        load_predictor(setup, tiny_space(start.input_size))
+        from search_quality import smoke_space  # bench/ is on sys.path for its scripts
+
+        load_predictor(setup, smoke_space(start.input_size))
     latency, info, measure_networks = device_latency(start, args.run_dir, resume=args.resume,
                                                      recalibrate=not args.smoke)
     start_ms = latency(start)
@@ -228,14 +230,6 @@ def main() -> None:
          f"{args.epochs} epochs, {len(seeds)} seeds)")
     print(f"\nwrote {args.out} and its .png ({summary['seconds']} s)")
 
-
-def tiny_space(resolution: int):
-    from search_spaces.mobilenetv3 import default_space
-
-    space = default_space(resolution)
-    return dataclasses.replace(space, heads=space.heads[1:2], stages=tuple(
-        dataclasses.replace(s, kernels=(3,), exp_ratios=(3.0,), se=(False,), acts=("RE",))
-        for s in space.stages))
 
 
 def interpolate(family_rows, ms: float) -> float | None:

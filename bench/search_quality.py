@@ -38,6 +38,15 @@ from search_spaces.mobilenetv3 import default_space  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def smoke_space(resolution: int = 224):
+    """The default space cut to one kernel, ratio, SE and activation choice and one head: a few
+    dozen layers, profiled in seconds even from nothing (the --smoke runs)."""
+    space = default_space(resolution)
+    return dataclasses.replace(space, heads=space.heads[1:2], stages=tuple(
+        dataclasses.replace(s, kernels=(3,), exp_ratios=(3.0,), se=(False,), acts=("RE",))
+        for s in space.stages))
+
+
 def measure(specs, rounds: int) -> list[float]:
     """Min over ``rounds`` interleaved rounds, 1 thread, batch 1: the search's setting."""
     return [float(ms) for ms in measure_ms(LatencySetup(threads=1), specs, rounds=rounds)]
@@ -169,10 +178,8 @@ def main() -> None:
         return
     args.seed_arch = None if args.seed_arch == "none" else args.seed_arch
     args.space = default_space()
-    if args.smoke:  # a space of a few dozen layers: profiled in seconds, even from nothing
-        args.space = dataclasses.replace(args.space, heads=args.space.heads[1:2], stages=tuple(
-            dataclasses.replace(s, kernels=(3,), exp_ratios=(3.0,), se=(False,), acts=("RE",))
-            for s in args.space.stages))
+    if args.smoke:
+        args.space = smoke_space()
         args.seed_arch = None
         args.trials, args.seeds, args.strategies = 6, 1, ["random", "evolution"]
         args.population, args.estimator, args.final_epochs = 3, "zero-cost:params", 1
