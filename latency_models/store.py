@@ -18,6 +18,7 @@ from latency_models.layers import Layer, layers_of, space_layers
 from latency_models.lut import LatencyTable, TableError, TableMismatch, cached_table_path
 from latency_models.predictor import Calibration, LUTPredictor
 from latency_models.profile import ProfileSettings, measure_specs, profile_layers
+from nas.runlock import RunLock
 from nas.spec import ArchSpec
 
 __all__ = ["LatencySetup", "calibrate", "ensure_layers", "measure_ms", "open_table",
@@ -100,9 +101,10 @@ def ensure_layers(table: LatencyTable, path: Path, setup: LatencySetup,
         table.add(timings)
         table.save(path)  # an interruption keeps every finished chunk
 
-    profile_layers(missing, setup.backend, setup.settings, on_chunk=saved,
-                   on_progress=(lambda done: progress("layers", done, len(missing)))
-                   if progress else None)
+    with RunLock(path, file=True):  # two processes profiling into one table: one is refused
+        profile_layers(missing, setup.backend, setup.settings, on_chunk=saved,
+                       on_progress=(lambda done: progress("layers", done, len(missing)))
+                       if progress else None)
     return len(missing)
 
 

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from nas.cli_common import err, fail, out, progress, progress_bar, resolve_spec, user_errors
+from nas.runlock import RunLock
 
 
 def parse_delta(text: str) -> tuple[float, float | None]:
@@ -93,7 +94,7 @@ def netadapt_command(
     """
     from nas.cli_search import _terminate_cleanly
     from nas.data import load_data
-    from nas.netadapt import NetAdapt, NetAdaptSettings, check_run_dir, device_latency
+    from nas.netadapt import NetAdaptSettings, check_run_dir
     from nas.prune import check_prunable
     from nas.search.budget import parse_budget
 
@@ -112,6 +113,20 @@ def netadapt_command(
     check_prunable(start)  # before any profiling: a shufflenet fails in one line, at once
     run_dir = runs_dir / (name or f"{start.name}-{target_ms:g}ms-{select}")
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)  # before any profiling
+    with RunLock(run_dir):  # one writer per directory, from the first file written into it
+        _netadapt(settings, run_dir, start, weights, dataset, resume=resume,
+                  overwrite=overwrite, latency_backend=latency_backend,
+                  latency_threads=latency_threads, table=table, recalibrate=recalibrate)
+
+
+def _netadapt(settings, run_dir: Path, start, weights, dataset, *, resume: bool,
+              overwrite: bool, latency_backend: str, latency_threads: int, table: str | None,
+              recalibrate: bool) -> None:
+    from nas.netadapt import NetAdapt, device_latency
+
+    latency, latency_rounds = settings.latency, settings.latency_rounds
+    target_ms, fraction, delta_ms = settings.target_ms, settings.delta, settings.delta_ms
+    short_steps, select = settings.short_steps, settings.select
     with progress_bar("latency ") as update:
         measured, info, measure_networks = device_latency(
             start, run_dir, mode=latency, rounds=latency_rounds, backend=latency_backend,
@@ -128,7 +143,8 @@ def netadapt_command(
               f"scored on a {settings.holdout:.0%} holdout of the training images")
     if target_ms >= start_ms:
         out.print(f"[yellow]the start network already meets {target_ms:g} ms[/]", markup=True)
-    result = _run_with_progress(run)
+    with run:
+        result = _run_with_progress(run)
     _print_result(run, result)
 
 

@@ -61,7 +61,6 @@ def search_command(
     """
     from nas.search.budget import parse_budget
     from nas.search.objective import AccuracyJob
-    from nas.search.report import write_outputs
     from nas.search.run import SearchRun, SearchSettings, default_workers
 
     _terminate_cleanly()
@@ -86,6 +85,15 @@ def search_command(
     with progress_bar("") as update:
         run = SearchRun(settings, run_dir, overwrite=overwrite, resume=resume,
                         progress=update)
+    with run:  # no other process writes to run_dir meanwhile
+        _search(run, trials, workers, executor, ray_address, report)
+
+
+def _search(run, trials: int, workers: int, executor: str, ray_address: str | None,
+            report: bool) -> None:
+    from nas.search.report import write_outputs
+
+    settings, run_dir, budget_ms = run.settings, run.dir, run.settings.budget_ms
     stored = len(run.store.history())
     out.print(f"run {run_dir}: {settings.strategy}, {trials} trials, budget {budget_ms:g} ms, "
               f"{run.reward.describe()}")

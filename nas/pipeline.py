@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.runlock import RunLock
 from nas.spec import ArchSpec
 
 __all__ = ["PRESETS", "PipelineSettings", "reproduce_search"]
@@ -58,11 +59,18 @@ class PipelineSettings:
 Event = Callable[[str, dict[str, Any]], None]
 
 
-def reproduce_search(settings: PipelineSettings, out_dir: str | Path, *, workers: int = 1,
-                     on_event: Event | None = None, predictor=None, netadapt_latency=None,
-                     measure: Callable[[list[ArchSpec]], list[float]] | None = None,
-                     target_ms: float | None = None, on_search_result=None,
-                     on_netadapt_event: Event | None = None) -> dict[str, Any]:
+def reproduce_search(settings: PipelineSettings, out_dir: str | Path, **options) -> dict[str, Any]:
+    """Run the pipeline (see ``_reproduce_search``) with ``out_dir`` locked against other
+    processes."""
+    with RunLock(out_dir):
+        return _reproduce_search(settings, Path(out_dir), **options)
+
+
+def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int = 1,
+                      on_event: Event | None = None, predictor=None, netadapt_latency=None,
+                      measure: Callable[[list[ArchSpec]], list[float]] | None = None,
+                      target_ms: float | None = None, on_search_result=None,
+                      on_netadapt_event: Event | None = None) -> dict[str, Any]:
     """Run the pipeline; returns the summary also written to ``out_dir/summary.json``.
 
     ``predictor``, ``netadapt_latency`` (a ProposalLatency), ``measure`` (end-to-end ms of
@@ -107,11 +115,12 @@ def reproduce_search(settings: PipelineSettings, out_dir: str | Path, *, workers
     search = SearchRun(search_settings, out_dir / "search", predictor=predictor)
     event("search", {"trials": settings.trials, "strategy": settings.strategy, "reward": reward,
                      "seed_arch": seed_arch, "dir": str(search.dir)})
-    results = search.run(workers=workers, on_result=on_search_result)
-    if predictor is None:
-        winner, _, _ = measured_choice(search, results, rounds=settings.rounds)
-    else:
-        winner = best_result(results)
+    with search:
+        results = search.run(workers=workers, on_result=on_search_result)
+        if predictor is None:
+            winner, _, _ = measured_choice(search, results, rounds=settings.rounds)
+        else:
+            winner = best_result(results)
     if winner is None:
         raise RuntimeError(f"no search candidate finished; see {search.dir / 'study.db'}")
     found = dataclasses.replace(winner.spec, name=f"{canonical.name}_found")
@@ -139,7 +148,8 @@ def reproduce_search(settings: PipelineSettings, out_dir: str | Path, *, workers
                    extra_info=info, measure_networks=measure_networks,
                    on_event=on_netadapt_event)
     event("netadapt", {"dir": str(na_dir), "resumed": resume})
-    adapted = run.run()
+    with run:
+        adapted = run.run()
     final_spec = adapted.spec
 
     # 4. the canonical network under the same recipe, both timed side by side

@@ -16,6 +16,7 @@ sub-networks every step) in the last phase.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from torch import nn
 from nas.accuracy.base import AccuracyEstimator, adapt_spec
 from nas.build import build_model
 from nas.data import ImageData
+from nas.runlock import RunLock
 from nas.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec, v3_squeeze_channels
 from search_spaces.mobilenetv3 import BlockwiseSpace, StageChoices
 
@@ -397,7 +399,9 @@ def train_supernet(space: BlockwiseSpace, data: ImageData,
                    on_step: Callable[[int, int, float], None] | None = None) -> Supernet:
     """Sandwich-rule training; resumes from ``checkpoint`` if it exists, saving every
     ``save_every`` steps (atomically), so an interruption loses at most that many steps."""
-    with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's RNG
+    lock = RunLock(checkpoint, file=True) if checkpoint is not None else contextlib.nullcontext()
+    # one trainer per checkpoint; seeded, without touching the caller's RNG
+    with lock, torch.random.fork_rng(devices=[]):
         return _train_supernet(space, data, recipe, checkpoint, on_step)
 
 

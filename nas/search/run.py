@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas.runlock import RunLock
 from nas.search.budget import BudgetError
 from nas.search.objective import AccuracyJob, Objective
 from nas.search.reward import Reward
@@ -110,21 +111,39 @@ class SearchRun:
         self.space = space or default_space()
         self.reward = Reward.from_preset(settings.reward, settings.budget_ms)
         self.progress = progress
-        self.info = self._prepare_dir(overwrite, resume)
-        self.predictor = predictor or self._predictor()
-        self._check_budget()
-        self.seed_arch = resolve_seed_arch(settings.seed_arch, self.space) \
-            if settings.seed_arch else None
-        self.objective = Objective(settings.job, self.predictor, self.reward, estimator)
-        self.objective.check()
-        self.store = RunStore(self.dir / "study.db", self.space, self.reward)
+        # one writer per directory; a run refused below leaves the directory as it was
+        self.lock = RunLock(self.dir).acquire()
+        try:
+            self.info = self._prepare_dir(overwrite, resume)
+            self.predictor = predictor or self._predictor()
+            self._check_budget()
+            self.seed_arch = resolve_seed_arch(settings.seed_arch, self.space) \
+                if settings.seed_arch else None
+            self.objective = Objective(settings.job, self.predictor, self.reward, estimator)
+            self.objective.check()
+            if overwrite:
+                for name in ("study.db", "run.json"):
+                    (self.dir / name).unlink(missing_ok=True)
+            self.store = RunStore(self.dir / "study.db", self.space, self.reward)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def close(self) -> None:
+        """Let another process write to this run directory."""
+        self.lock.release()
+
+    def __enter__(self) -> SearchRun:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ set-up
     def _prepare_dir(self, overwrite: bool, resume: bool) -> dict[str, Any]:
         path = self.dir / "run.json"
-        if overwrite and self.dir.exists():
-            for name in ("study.db", "run.json"):
-                (self.dir / name).unlink(missing_ok=True)
+        if overwrite:  # the old files go once every check has passed
+            return {"settings": self.settings.to_dict(), "created": _now()}
         if not path.exists():
             if resume:
                 raise RunError(f"nothing to resume: {path} does not exist")
