@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -42,13 +43,12 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (CliError, ValueError, FileNotFoundError, IsADirectoryError,
-                PermissionError) as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+        except (CliError, ValueError) as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
             raise typer.Exit(USER_ERROR) from None
-        except OSError as exc:
+        except OSError as exc:  # a missing file, no permission, a full disk
             where = f"{exc.filename}: " if exc.filename else ""
-            err.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", markup=True,
+            err.print(f"[bold red]error:[/] {escape(f'{where}{exc.strerror or exc}')}", markup=True,
                       soft_wrap=True)
             raise typer.Exit(USER_ERROR) from None
 

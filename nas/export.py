@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import errno
 import io
 import logging
 import os
 import pprint
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -60,7 +62,11 @@ class ExportError(ValueError):
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    A failed write (disk full, quota, I/O error) raises ``OSError`` naming ``path``, and the
+    previous file, if any, is left exactly as it was.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -72,8 +78,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        raise _write_error(target, exc.errno, exc.strerror or str(exc)) from exc
+    except RuntimeError as exc:  # a C++ writer (torch.save, ONNX) on a full disk
+        if shutil.disk_usage(target.parent).free >= _FULL_BYTES:
+            raise
+        raise _write_error(target, errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_FULL_BYTES = 1 << 20  # less free space than this after a failed write: the disk was full
+
+
+def _write_error(target: Path, code: int | None, reason: str) -> OSError:
+    kept = "the previous file is kept" if target.exists() else "nothing was written"
+    return OSError(code, f"could not write {target}: {reason} ({kept})")
 
 
 def _umask() -> int:

@@ -9,6 +9,7 @@ written in one transaction as soon as it finishes, so a killed search loses noth
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,16 @@ class RunStore:
                                                                  result.latency_ms),
             params=self.space.params(result.spec), distributions=self.distributions,
             user_attrs=attrs)
-        self.study.add_trial(trial)
+        try:
+            self.study.add_trial(trial)
+        except Exception as exc:  # noqa: BLE001 - the storage wraps the cause in its own error
+            cause = _root_cause(exc)
+            if isinstance(cause, OSError) or "disk is full" in str(cause) \
+                    or "disk I/O error" in str(cause):
+                raise OSError(errno.ENOSPC if "full" in str(cause) else errno.EIO,
+                              f"could not write trial {result.index} to {self.path}: {cause} "
+                              f"(every trial finished before it is kept)") from exc
+            raise
 
     def history(self) -> dict[int, TrialResult]:
         """Finished trials by index (the first record of an index wins)."""
@@ -73,3 +83,9 @@ class RunStore:
                 failed=trial.state.name == "FAIL", reason=attrs["reason"],
                 details=json.loads(attrs.get("details") or "{}"))
         return dict(sorted(results.items()))
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    return exc
