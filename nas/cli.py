@@ -306,6 +306,7 @@ def train_command(
 
 
 def _register_subcommands() -> None:
+    from nas.cli_doctor import register as register_doctor
     from nas.cli_latency import app as latency_app
     from nas.cli_netadapt import register as register_netadapt
     from nas.cli_search import register
@@ -315,6 +316,7 @@ def _register_subcommands() -> None:
     app.add_typer(supernet_app, name="supernet")
     register(app)
     register_netadapt(app)
+    register_doctor(app)
 
 
 # --------------------------------------------------------------------------- entry points
