@@ -120,6 +120,13 @@ class _Line:
         return SpecError(f"line {self.number}", message)
 
 
+def _integer(digits: str, where: str, line: _Line) -> int:
+    # Python refuses to convert integers of more than 4,300 digits (a ValueError, not ours).
+    if len(digits) > 18:
+        raise line.error(f"{where}: the number {digits[:12]}... is too large")
+    return int(digits)
+
+
 def _split_parts(token: str, line: _Line, ints: str, flags: tuple[str, ...]) -> dict[str, Any]:
     """Parse the parts after the first of ``ir_k3_s2_c16_se_nre``: integer letters, flags and
     one activation."""
@@ -131,7 +138,7 @@ def _split_parts(token: str, line: _Line, ints: str, flags: tuple[str, ...]) -> 
         elif part in flags:
             key, value = part, True
         elif match and match.group(1) in ints:
-            key, value = match.group(1), int(match.group(2))
+            key, value = match.group(1), _integer(match.group(2), f"token {token!r}", line)
         else:
             raise line.error(f"token {token!r}: unknown part {part!r}")
         if key in found:
@@ -231,8 +238,8 @@ def _parse_header(words: list[str], line: _Line) -> dict[str, Any]:
             continue
         if not _NUMBER.match(value):
             raise line.error(f"header entry {word!r}: expected a number")
-        fields[attr] = int(value) if key in ("input", "classes") and value.isdigit() \
-            else float(value)
+        fields[attr] = _integer(value, f"header entry {word!r}", line) \
+            if key in ("input", "classes") and value.isdigit() else float(value)
     return fields
 
 

@@ -83,33 +83,47 @@ def v3_squeeze_channels(exp_ch: int) -> int:
 
 
 # --------------------------------------------------------------------------- field checks
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` for an error message: one line, at most ``limit`` characters."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # a 5,000-digit integer, a deeply nested list
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise SpecError(name, f"must be an integer, got {value!r}")
+        raise SpecError(name, f"must be an integer, got {_show(value)}")
     if not low <= value <= high:
-        raise SpecError(name, f"must be between {low} and {high}, got {value}")
+        raise SpecError(name, f"must be between {low} and {high}, got {_show(value)}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
     # Exact types: 3.0 is not a kernel size, and True is not 1.
     if not any(type(value) is type(choice) and value == choice for choice in choices):
         listed = ", ".join(str(c) for c in choices)
-        raise SpecError(name, f"must be one of {listed}, got {value!r}")
+        raise SpecError(name, f"must be one of {listed}, got {_show(value)}")
 
 
 def _check_bool(name: str, value: Any) -> None:
     if not isinstance(value, bool):
-        raise SpecError(name, f"must be true or false, got {value!r}")
+        raise SpecError(name, f"must be true or false, got {_show(value)}")
 
 
 def _check_float(name: str, value: Any, low: float, high: float, *, open_low: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise SpecError(name, f"must be a number, got {value!r}")
-    too_low = value <= low if open_low else value < low
-    if too_low or value > high:
+    if isinstance(value, bool) or not isinstance(value, int | float) or \
+            isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(name, f"must be a number, got {_show(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float: out of range below
+        number = math.inf if value > 0 else -math.inf
+    too_low = number <= low if open_low else number < low
+    if too_low or number > high:
         bracket = "(" if open_low else "["
-        raise SpecError(name, f"must be in {bracket}{low}, {high}], got {value}")
-    return float(value)
+        raise SpecError(name, f"must be in {bracket}{low}, {high}], got {_show(value)}")
+    return number
 
 
 def _check_channels(name: str, value: Any) -> None:
@@ -278,7 +292,7 @@ class ArchSpec:
             raise SpecError(
                 "name",
                 f"must be 1-100 letters, digits, '_', '.' or '-' starting with a letter or "
-                f"digit, got {self.name!r}",
+                f"digit, got {_show(self.name)}",
             )
         _check_int("input_size", self.input_size, 8, 4096)
         _check_int("num_classes", self.num_classes, 1, 1_000_000)
@@ -467,11 +481,11 @@ class ArchSpec:
         data = dict(data)
         fmt = data.pop("format", SPEC_FORMAT)
         if fmt != SPEC_FORMAT:
-            raise SpecError("format", f"expected {SPEC_FORMAT!r}, got {fmt!r}")
+            raise SpecError("format", f"expected {SPEC_FORMAT!r}, got {_show(fmt)}")
         version = data.pop("version", SPEC_VERSION)
         if version != SPEC_VERSION:
             raise SpecError("version", f"this version reads spec version {SPEC_VERSION}, "
-                                       f"got {version!r}")
+                                       f"got {_show(version)}")
         raw_blocks = data.get("blocks")
         if not isinstance(raw_blocks, list):
             raise SpecError("blocks", "must be a list of block objects")
@@ -484,11 +498,17 @@ class ArchSpec:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ArchSpec:
+        if not isinstance(text, str | bytes | bytearray):
+            raise SpecError("", f"JSON text must be str or bytes, got {type(text).__name__}")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError("", f"not valid JSON (line {exc.lineno}, column {exc.colno}: "
                                 f"{exc.msg})") from None
+        except RecursionError:
+            raise SpecError("", "not valid JSON (nested too deeply)") from None
+        except ValueError as exc:  # not UTF-8, an integer of more than 4,300 digits
+            raise SpecError("", f"not valid JSON ({str(exc).splitlines()[0][:200]})") from None
         return cls.from_dict(data)
 
     # ------------------------------------------------------------------ text form
@@ -522,7 +542,7 @@ def _from_mapping(cls: type, raw: Any, where: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names))
     if unknown:
-        raise SpecError(where, f"unknown field {unknown[0]!r} (known: {', '.join(names)})")
+        raise SpecError(where, f"unknown field {_show(unknown[0])} (known: {', '.join(names)})")
     required = [f.name for f in dataclasses.fields(cls)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     missing = [n for n in required if n not in raw]

@@ -155,6 +155,28 @@ def test_from_json_rejects_malformed_text():
         ArchSpec.from_json("[1, 2]")
 
 
+def _v3_small_json(**changes) -> str:
+    data = json.loads(zoo.get("mobilenet_v3_small").to_json())
+    return json.dumps({**data, **changes})
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [  # found by tests/test_fuzz.py: each once escaped as OverflowError, ValueError, TypeError
+        (_v3_small_json(width_mult=9 ** 400), "width_mult: must be in (0.0, 4.0], got 497"),
+        ("[" * 100_000, "not valid JSON (nested too deeply)"),
+        ('{"input_size": ' + "1" * 5000 + "}", "not valid JSON (Exceeds the limit"),
+        (b"\xff\xfe{", "not valid JSON"),
+        (5, "JSON text must be str or bytes, got int"),
+    ],
+)
+def test_from_json_turns_every_failure_into_a_spec_error(text, words):
+    with pytest.raises(SpecError) as info:
+        ArchSpec.from_json(text)
+    assert words in str(info.value)
+    assert len(str(info.value)) < 300
+
+
 # --------------------------------------------------------------------------- text form
 def test_text_form_reads_like_timm():
     text = zoo.get("mobilenet_v3_small").to_text()
@@ -207,6 +229,9 @@ def test_text_form_accepts_comments_and_any_part_order():
          "even out_ch"),
         ("arch a\nstem conv_k3_s2_c16_nhs\nblock ir_k3_s1_x16_c16_nre\nhead drop0.2",
          "unknown line keyword 'block'"),
+        # numbers beyond Python's 4,300-digit conversion limit (found by tests/test_fuzz.py)
+        ("arch a input=" + "1" * 5000, "line 1: header entry 'input=111"),
+        ("arch a\nstem conv_k3_s2_c" + "1" * 5000 + "_nhs", "is too large"),
     ],
 )
 def test_text_parser_is_strict(text, words):
