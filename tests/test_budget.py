@@ -8,7 +8,10 @@ from nas.search.budget import BudgetError, parse_budget
 
 
 @pytest.mark.parametrize(("text", "ms"), [("60ms", 60.0), ("60 ms", 60.0), ("0.06s", 60.0),
-                                          ("15.8ms", 15.8), (" 51MS ", 51.0), ("500us", 0.5)])
+                                          ("15.8ms", 15.8), (" 51MS ", 51.0), ("500us", 0.5),
+                                          # micro sign, Greek mu, capital mu (the last two
+                                          # once a KeyError, found by tests/test_fuzz.py)
+                                          ("500µs", 0.5), ("500μs", 0.5), ("500Μs", 0.5)])
 def test_budgets_users_type(text, ms):
     assert parse_budget(text) == pytest.approx(ms)
 
