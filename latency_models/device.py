@@ -13,6 +13,10 @@ from pathlib import Path
 __all__ = ["DeviceFingerprint", "cpu_model", "fingerprint"]
 
 
+_INT_FIELDS = ("logical_cores", "threads", "batch", "resolution")
+_OPTIONAL_FIELDS = ("cuda_device", "cuda_driver")
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -43,7 +47,16 @@ class DeviceFingerprint:
     def from_dict(cls, data: dict) -> DeviceFingerprint:
         names = {f.name for f in dataclasses.fields(cls)}
         if not isinstance(data, dict) or set(data) - names:
-            raise ValueError(f"not a device fingerprint: {data!r}")
+            raise ValueError(f"not a device fingerprint (an object with the fields "
+                             f"{', '.join(sorted(names))})")
+        for name, value in data.items():
+            if name in _INT_FIELDS:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, str) or (value is None and name in _OPTIONAL_FIELDS)
+            if not ok:
+                raise ValueError(f"device fingerprint field {name!r}: unexpected "
+                                 f"{type(value).__name__}")
         return cls(**data)
 
     def key(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -131,8 +132,12 @@ class LatencyTable:
             body = json.loads(path.read_text())
         except FileNotFoundError:
             raise
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise TableError(f"{path}: not a readable latency table ({exc})") from None
+        except (OSError, ValueError) as exc:  # not UTF-8, not JSON, a 5,000-digit number
+            raise TableError(f"{path}: not a readable latency table "
+                             f"({str(exc).splitlines()[0][:200]})") from None
+        except RecursionError:
+            raise TableError(f"{path}: not a readable latency table (nested too deeply)") \
+                from None
         if not isinstance(body, dict) or body.get("format") != TABLE_FORMAT:
             raise TableError(f"{path}: not a latency table (format {TABLE_FORMAT!r})")
         if body.get("version") != TABLE_VERSION:
@@ -142,19 +147,68 @@ class LatencyTable:
         if checksum != cls._checksum(body):
             raise TableError(f"{path}: checksum mismatch, the table is truncated or corrupted")
         try:
-            entries = {k: Entry(**v) for k, v in body["entries"].items()}
-            return cls(fingerprint=DeviceFingerprint.from_dict(body["fingerprint"]),
-                       entries=entries, settings=body["settings"],
-                       calibration=body["calibration"], created=body["created"],
-                       source=body["source"])
+            return cls._from_body(body)
         except (KeyError, TypeError, ValueError) as exc:
-            raise TableError(f"{path}: malformed latency table ({exc})") from None
+            raise TableError(f"{path}: malformed latency table ({_short(exc)})") from None
+
+    @classmethod
+    def _from_body(cls, body: dict[str, Any]) -> LatencyTable:
+        """The table of a checksummed body; a field of the wrong type raises ``ValueError``
+        (the checksum only proves the file is as written, not that it was written right)."""
+        entries = body["entries"]
+        _expect(isinstance(entries, dict), "'entries' must be an object")
+        for key, entry in entries.items():
+            _expect(isinstance(entry, dict) and set(entry) == {"min_ms", "median_ms", "samples"},
+                    f"entry {key!r} must have min_ms, median_ms and samples")
+            _expect(_is_ms(entry["min_ms"]) and _is_ms(entry["median_ms"]),
+                    f"entry {key!r}: times must be numbers >= 0")
+            _expect(isinstance(entry["samples"], int) and not isinstance(entry["samples"], bool)
+                    and entry["samples"] >= 0, f"entry {key!r}: samples must be a count")
+        _expect(isinstance(body["settings"], dict), "'settings' must be an object")
+        calibration = body["calibration"]
+        if calibration is not None:
+            coefficients = calibration.get("coefficients") if isinstance(calibration, dict) \
+                else None
+            _expect(isinstance(coefficients, dict)
+                    and set(coefficients) <= {"scale", "per_block_ms", "overhead_ms"}
+                    and all(_is_number(v) for v in coefficients.values()),
+                    "'calibration' must be null or hold numeric coefficients")
+        _expect(isinstance(body["created"], str) and isinstance(body["source"], str),
+                "'created' and 'source' must be strings")
+        return cls(fingerprint=DeviceFingerprint.from_dict(body["fingerprint"]),
+                   entries={k: Entry(**v) for k, v in entries.items()},
+                   settings=body["settings"], calibration=calibration,
+                   created=body["created"], source=body["source"])
 
     def check_fingerprint(self, here: DeviceFingerprint, path: str | os.PathLike = "") -> None:
         differences = here.differences(self.fingerprint)
         if differences:
             where = f"{path}: " if path else ""
             raise TableMismatch(f"{where}table measured elsewhere ({'; '.join(differences)})")
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+def _is_ms(value: Any) -> bool:
+    return _is_number(value) and value >= 0
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, at most ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------- Once-for-All
@@ -186,15 +240,16 @@ def import_ofa_table(path: str | os.PathLike) -> LatencyTable:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise TableError(f"{path}: not a readable YAML latency table ({exc})") from None
+    except (OSError, ValueError, yaml.YAMLError, RecursionError) as exc:
+        raise TableError(f"{path}: not a readable YAML latency table ({_short(exc)})") from None
     if not isinstance(raw, dict) or not raw:
         raise TableError(f"{path}: expected a mapping of layer keys to {{mean: ms}}")
 
     def mean(key: str) -> float:
         value = raw[key]
-        if not isinstance(value, dict) or not isinstance(value.get("mean"), int | float):
-            raise TableError(f"{path}: entry {key!r} has no numeric 'mean'")
+        if not isinstance(value, dict) or not _is_ms(value.get("mean")):
+            raise TableError(f"{path}: entry {_short(repr(key))} has no numeric 'mean' (ms, "
+                             f">= 0)")
         return float(value["mean"])
 
     entries: dict[str, Entry] = {}
@@ -222,15 +277,18 @@ def import_ofa_table(path: str | os.PathLike) -> LatencyTable:
                 layer = BlockLayer(h, "bneck", in_ch, exp_ch, out_ch, int(f["kernel"]), stride,
                                    1, se_ch, "hardsigmoid", act)
             elif kind in ("Conv_1", "AvgPool2D", "Conv_2", "Logits"):
-                head_parts.setdefault(kind, {})[_shape(f["input"]) + _shape(f["output"])] = \
-                    mean(key)
+                shape = _shape(f["input"]) + _shape(f["output"])
+                if len(shape) != (4 if kind == "Logits" else 6):  # HxWxC -> HxWxC or classes
+                    raise ValueError(f"shapes {f['input']} -> {f['output']}")
+                head_parts.setdefault(kind, {})[shape] = mean(key)
                 continue
             else:
                 raise TableError(f"{path}: unknown layer type {kind!r} in key {key!r}")
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, OverflowError) as exc:  # OverflowError: expand:inf
             if isinstance(exc, TableError):
                 raise
-            raise TableError(f"{path}: cannot read key {key!r} ({exc})") from None
+            raise TableError(f"{path}: cannot read key {_short(repr(key))} ({_short(exc)})") \
+                from None
         entries[layer.key] = Entry(mean(key), mean(key), 1)
 
     # Head: final expand conv (Conv_1) -> pool -> feature mix (Conv_2, MBv3 only) -> logits.

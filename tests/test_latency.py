@@ -158,6 +158,33 @@ def test_table_round_trip_and_corruption(tmp_path):
         LatencyTable.load(path)
 
 
+@pytest.mark.parametrize(
+    ("mutate", "words"),
+    [  # found by tests/test_fuzz.py: each once loaded as is, or raised AttributeError
+        (lambda b: b.update(entries=[]), "'entries' must be an object"),
+        (lambda b: next(iter(b["entries"].values())).update(min_ms="fast"), "times must be"),
+        (lambda b: next(iter(b["entries"].values())).update(median_ms=float("nan")),
+         "times must be"),
+        (lambda b: next(iter(b["entries"].values())).update(samples=2.5), "samples must be"),
+        (lambda b: b["fingerprint"].update(threads="one"), "fingerprint field 'threads'"),
+        (lambda b: b.update(calibration={"coefficients": {"scale": "x"}}), "'calibration'"),
+        (lambda b: b.update(settings=None), "'settings' must be an object"),
+        (lambda b: b.update(source=3), "must be strings"),
+    ],
+)
+def test_checksummed_table_with_wrong_types_is_rejected(tmp_path, mutate, words):
+    body = json.loads(synthetic_table(space_layers(tiny_space())).save(tmp_path / "t.json")
+                      .read_text())
+    body.pop("checksum")
+    mutate(body)
+    body["checksum"] = LatencyTable._checksum(body)  # as written, just written wrong
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(body))
+    with pytest.raises(TableError, match="malformed latency table") as info:
+        LatencyTable.load(path)
+    assert words in str(info.value)
+
+
 def test_killed_write_leaves_the_old_table(tmp_path, monkeypatch):
     path = tmp_path / "t.json"
     old = synthetic_table(space_layers(tiny_space()), seed=1)
@@ -252,6 +279,17 @@ def test_import_rejects_bad_files(tmp_path):
         import_ofa_table(bad)
     bad.write_text(": : :")
     with pytest.raises(TableError):
+        import_ofa_table(bad)
+    # found by tests/test_fuzz.py: an IndexError/ValueError after reading, an OverflowError
+    bad.write_text("Conv_1-input:8x8-output:8x8x960:\n  mean: 0.25\n")
+    with pytest.raises(TableError, match="cannot read key"):
+        import_ofa_table(bad)
+    bad.write_text("expanded_conv-input:8x8x24-output:8x8x24-expand:inf-kernel:5-stride:1:\n"
+                   "  mean: 0.75\n")
+    with pytest.raises(TableError, match="cannot read key"):
+        import_ofa_table(bad)
+    bad.write_text("Conv-input:32x32x3-output:16x16x16:\n  mean: .nan\n")
+    with pytest.raises(TableError, match="has no numeric 'mean'"):
         import_ofa_table(bad)
 
 
