@@ -196,9 +196,17 @@ def _read_folder(root: Path, classes: list[str], resolution: int):
                                                       Image.Resampling.BILINEAR)
                     images.append(np.asarray(rgb, dtype=np.uint8))
             except (UnidentifiedImageError, OSError) as exc:
-                raise DataError(f"{file}: not a readable image ({exc})") from None
+                raise DataError(f"{file}: not a readable image ({_short(exc)})") from None
+            except Exception as exc:  # Pillow's decoders fail in many ways on broken files
+                raise DataError(f"{file}: not a readable image ({type(exc).__name__}: "
+                                f"{_short(exc)})") from None
             labels.append(label)
     return images, labels
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def load_image_folder(path: str | Path, resolution: int = 32, *, seed: int = 0) -> ImageData:
@@ -217,6 +225,14 @@ def load_image_folder(path: str | Path, resolution: int = 32, *, seed: int = 0) 
     if not images:
         raise DataError(f"imagefolder {class_root}: the class folders hold no images "
                         f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+    # Every class needs training images, and without a val/ folder one for validation too.
+    needed = 1 if split_dirs else 2
+    counts = np.bincount(labels, minlength=len(classes))
+    if counts.min() < needed:
+        name = classes[int(counts.argmin())]
+        raise DataError(f"imagefolder {class_root}: class folder {name!r} holds "
+                        f"{int(counts.min())} image(s), needs at least {needed}"
+                        f"{'' if split_dirs else ' (one for training, one for validation)'}")
     if split_dirs:
         val_images, val_labels = _read_folder(root / "val", classes, resolution)
         if not val_images:
@@ -244,16 +260,21 @@ def _cifar_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(file, "rb") as handle:
             batch = pickle.load(handle, encoding="bytes")
-        data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        data = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[b"labels"])
     except FileNotFoundError:
         raise
     except Exception as exc:  # truncated pickles and wrong contents fail in many ways
         raise DataError(f"cifar10 {file}: not a CIFAR-10 python batch ({type(exc).__name__})") \
             from None
-    if len(data) != len(labels) or (len(labels) and not 0 <= labels.min() <= labels.max() < 10):
+    # Checked, not cast: a cast would wrap 256 to 0 and turn labels of shape (N, 1) into images.
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or (data.size and (
+            data.dtype.kind not in "iu" or not 0 <= data.min() <= data.max() <= 255)):
+        raise DataError(f"cifar10 {file}: 'data' must be N x 3072 pixel values in 0..255")
+    if labels.ndim != 1 or len(labels) != len(data) or (len(labels) and (
+            labels.dtype.kind not in "iu" or not 0 <= labels.min() <= labels.max() < 10)):
         raise DataError(f"cifar10 {file}: images and labels do not match")
-    return data, labels
+    return data.astype(np.uint8).reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 def load_cifar10(path: str | Path, resolution: int = 32) -> ImageData:
@@ -273,6 +294,9 @@ def load_cifar10(path: str | Path, resolution: int = 32) -> ImageData:
     x_train = torch.from_numpy(np.concatenate([p[0] for p in parts]))
     y_train = torch.from_numpy(np.concatenate([p[1] for p in parts]))
     x_val, y_val = (torch.from_numpy(a) for a in _cifar_batch(root / "test_batch"))
+    if not len(y_train) or not len(y_val):
+        raise DataError(f"cifar10 {root}: the {'training' if not len(y_train) else 'test'} "
+                        f"batches hold no images")
     return ImageData(name=f"cifar10:{root}", x_train=_resize(x_train, resolution),
                      y_train=y_train, x_val=_resize(x_val, resolution), y_val=y_val,
                      classes=CIFAR10_CLASSES, mean=CIFAR10_MEAN, std=CIFAR10_STD)
@@ -281,6 +305,8 @@ def load_cifar10(path: str | Path, resolution: int = 32) -> ImageData:
 # --------------------------------------------------------------------------- entry point
 def load_data(source: str = "digits", resolution: int = 32, *, seed: int = 0) -> ImageData:
     """``digits``, ``digits-hard``, ``imagefolder:PATH`` or ``cifar10:PATH``."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise DataError(f"the data seed must be an integer in [0, 2^63), got {seed!r}")
     kind, sep, path = source.partition(":")
     if kind in ("digits", "digits-hard") and not sep:
         return load_digits_data(resolution, hard=kind == "digits-hard", seed=seed)

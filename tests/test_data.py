@@ -89,6 +89,27 @@ def test_cifar10(tmp_path):
     assert load_data(f"cifar10:{tmp_path}", resolution=16).x_train.shape[-1] == 16
 
 
+def _cifar_like(root, data=None, labels=None):
+    """Every CIFAR-10 batch file holding ``data`` and ``labels`` (two valid images by default)."""
+    data = np.zeros((2, 3072), np.uint8) if data is None else data
+    labels = [1, 2] if labels is None else labels
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (root / name).write_bytes(pickle.dumps({b"data": data, b"labels": labels}))
+
+
+def _png_header(path, side):
+    """A PNG that claims ``side`` x ``side`` pixels and holds none."""
+    import struct
+    import zlib
+
+    def chunk(tag, body):
+        return (struct.pack(">I", len(body)) + tag + body +
+                struct.pack(">I", zlib.crc32(tag + body)))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
 @pytest.mark.parametrize(
     ("make", "source", "words"),
     [
@@ -102,6 +123,18 @@ def test_cifar10(tmp_path):
         (lambda p: [(p / n).write_bytes(b"junk") for n in
                     [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]],
          "cifar10:{p}", "not a CIFAR-10 python batch"),
+        # found by tests/test_fuzz.py: each once loaded as is or escaped as another error
+        (lambda p: [(p / c).mkdir() for c in "ab"] and _png_header(p / "a" / "x.png", 10**5),
+         "imagefolder:{p}", "DecompressionBombError"),
+        (lambda p: _image_folder(p, per_class=1), "imagefolder:{p}", "needs at least 2"),
+        (lambda p: _image_folder(p / "train", per_class=1) or
+         _image_folder(p / "val", ("cat",), per_class=1) or (p / "train" / "eel").mkdir(),
+         "imagefolder:{p}", "class folder 'eel' holds 0 image(s)"),
+        (lambda p: _cifar_like(p, data=np.full((2, 3072), 300)), "cifar10:{p}", "0..255"),
+        (lambda p: _cifar_like(p, data=np.zeros((2, 3072), np.float32)), "cifar10:{p}", "0..255"),
+        (lambda p: _cifar_like(p, labels=[[1], [2]]), "cifar10:{p}", "do not match"),
+        (lambda p: _cifar_like(p, data=np.zeros((0, 3072), np.uint8), labels=[]), "cifar10:{p}",
+         "the training batches hold no images"),
         (lambda p: None, "mnist:{p}", "not understood"),
         (lambda p: None, "imagefolder:", "not understood"),
     ],
@@ -112,3 +145,8 @@ def test_bad_data_is_one_clear_error(tmp_path, make, source, words):
         load_data(source.format(p=tmp_path), resolution=16)
     assert words in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_the_seed_is_checked_before_any_data_is_read():
+    with pytest.raises(DataError, match=r"seed must be an integer in \[0, 2\^63\), got -1"):
+        load_data("digits", 8, seed=-1)
