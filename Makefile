@@ -26,11 +26,10 @@ test: install
 test-all: install
 	$(PY) -m pytest -q -m ''
 
+# Every benchmark, one after another, each under a time limit (about 3 h at most, ~1.5 h
+# typical on 2 cores); rewrites bench/results/*.json and the figures block of bench/README.md.
 bench: install
-	@for script in bench/*.py; do \
-		case $$script in bench/torchvision_*) continue;; esac; \
-		echo "== $$script"; $(PY) $$script || exit 1; \
-	done
+	$(PY) bench/run_all.py
 
 # The true comparison against torchvision needs a torch that torchvision imports beside
 # (large, from local disk); kept apart from .venv and from `make test`.

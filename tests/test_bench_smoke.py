@@ -39,3 +39,70 @@ def test_search_quality_smoke(tmp_path):
 def test_netadapt_vs_multiplier_smoke(tmp_path):
     stdout = smoke("netadapt_vs_multiplier.py", tmp_path)
     assert "NetAdapt ms" in stdout and "mult@same ms" in stdout
+
+
+def test_estimator_ranking_smoke(tmp_path):
+    stdout = smoke("estimator_ranking.py", tmp_path)
+    assert "Kendall" in stdout and "img/s" in stdout
+
+
+TV_PYTHON = ROOT / ".venv-tv" / "bin" / "python"
+
+
+@pytest.mark.skipif(not TV_PYTHON.exists(), reason="needs .venv-tv (make bench-torchvision)")
+def test_torchvision_equivalence_smoke():
+    result = subprocess.run([str(TV_PYTHON), str(ROOT / "bench" / "torchvision_equivalence.py"),
+                             "--smoke"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "mobilenet_v3_large" in result.stdout
+
+
+# --------------------------------------------------------------------------- make bench
+def load_run_all():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "bench" / "run_all.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_all"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_all_rewrites_only_the_figures_block_from_the_stored_results(tmp_path):
+    import json
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# before\n\n<!-- figures:start (bench/run_all.py writes this block) -->"
+                      "\nstale\n<!-- figures:end -->\n\n# after\n")
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "run_all.py"),
+                             "--readme-only", "--readme", str(readme)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    text = readme.read_text()
+    assert text.startswith("# before\n") and text.endswith("\n# after\n")
+    assert "stale" not in text
+    results = ROOT / "bench" / "results"
+    ranking = json.loads((results / "estimator_ranking.json").read_text())["ranking"]
+    for row in ranking:  # every estimator's τ, as stored
+        assert f"| {row['estimator']} | {row['kendall_tau']:.3f} |" in text
+    latency = json.loads((results / "latency_validation.json").read_text())["metrics"]
+    assert f"{100 * latency['plain_sum']['within_10pct']:.1f}%" in text
+    for name in ("latency_validation", "estimator_ranking", "search_quality",
+                 "netadapt_vs_multiplier", "torchvision_equivalence"):
+        assert f"(`bench/{name}.py`)" in text
+
+
+def test_run_all_stops_a_benchmark_over_its_limit_and_reports_failures(tmp_path, monkeypatch):
+    run_all = load_run_all()
+    monkeypatch.setattr(run_all, "LOGS", tmp_path / "logs")
+    sleeper = tmp_path / "sleeper.py"
+    sleeper.write_text("import time\nprint('started', flush=True)\ntime.sleep(120)\n")
+    failing = tmp_path / "failing.py"
+    failing.write_text("import sys\nprint('going wrong')\nsys.exit(3)\n")
+    slow = run_all.run(run_all.Benchmark("sleeper", 0.05, path=sleeper), smoke=False)
+    assert slow["status"] == "over the time limit" and slow["seconds"] < 30
+    assert "started" in (tmp_path / "logs" / "sleeper.log").read_text()
+    bad = run_all.run(run_all.Benchmark("failing", 1, path=failing), smoke=False)
+    assert bad["status"] == "failed (exit 3)"
+    skipped = run_all.run(run_all.Benchmark("absent", 1, needs=lambda: "no GPU"), smoke=False)
+    assert skipped["status"] == "skipped" and skipped["why"] == "no GPU"

@@ -25,6 +25,7 @@ import torch
 from latency_models.lut import LatencyTable, TableError
 from nas.export import load_checkpoint
 from nas.netadapt import load_iterations
+from nas.runlock import RunLock
 from nas.search.storage import STUDY_NAME
 from search_spaces import zoo
 from tests.search_helpers import save_synthetic_table
@@ -202,7 +203,8 @@ def test_sigkill_during_profiling_keeps_every_finished_chunk(tmp_path):
         stored = dict(now)
         if not killed:
             break
-    assert not table.with_name(table.name + ".lock").exists()
+    # a killed profiler leaves its lock file behind, but not the lock: the next one goes on
+    RunLock(table, file=True).acquire().release()
 
 
 NETADAPT = """
@@ -239,15 +241,26 @@ def test_sigkill_during_netadapt_loses_no_finished_iteration(tmp_path):
             records = load_iterations(run_dir)
             assert len(records) >= done  # nothing finished is lost
             for i, record in enumerate(records):  # every finished iteration is whole
-                assert record == reference[i] or i >= done
+                assert i >= done or same_iteration(record, reference[i])
                 load_checkpoint(run_dir / "iterations" / f"{i:04d}" / "model.pt")
             done = len(records)
             if not killed:
                 assert process.returncode == 0, process.stderr.read().decode()[-2000:]
                 break
-        assert [r["spec"] for r in load_iterations(run_dir)] == [r["spec"] for r in reference]
-        assert [r["accuracy"] for r in load_iterations(run_dir)] == \
-            [r["accuracy"] for r in reference]
+        records = load_iterations(run_dir)
+        assert len(records) == len(reference)
+        assert all(same_iteration(a, b) for a, b in zip(records, reference, strict=True))
+
+
+def same_iteration(a: dict, b: dict) -> bool:
+    """Equal but for when and how long (a killed run's iteration is redone later)."""
+    def drop(value):
+        if isinstance(value, dict):
+            return {k: drop(v) for k, v in value.items() if k not in ("seconds", "finished")}
+        if isinstance(value, list):
+            return [drop(v) for v in value]
+        return value
+    return drop(a) == drop(b)
 
 
 WRITER = """

@@ -1,0 +1,292 @@
+"""Run every benchmark in a bounded time and regenerate the figures of bench/README.md.
+
+    python bench/run_all.py                      # what `make bench` runs (~90 min on 2 cores)
+    python bench/run_all.py --only latency_validation estimator_ranking
+    python bench/run_all.py --readme-only        # the README table from the stored JSON
+    python bench/run_all.py --smoke              # every benchmark's seconds-long mode
+
+Benchmarks run one after another (never side by side: they time things), each under its own
+time limit; one that fails or overruns is reported and the rest still run. The outcome of the
+session (machine fingerprint, seconds and status per benchmark) goes to
+``bench/results/bench_run.json``; then the "Latest figures" block of bench/README.md is
+rewritten from ``bench/results/*.json``. The torchvision comparison needs its own venv
+(`make bench-torchvision`); it runs here only when ``.venv-tv`` exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "bench" / "README.md"
+LOGS = ROOT / "runs" / "bench-logs"
+TV_PYTHON = ROOT / ".venv-tv" / "bin" / "python"
+START, END = "<!-- figures:start (bench/run_all.py writes this block) -->", "<!-- figures:end -->"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    minutes: float  # time limit on this 2-core machine, about twice what a run took
+    args: tuple[str, ...] = ()
+    python: Path | None = None  # another interpreter (the torchvision venv)
+    needs: Callable[[], str] | None = field(default=None, compare=False)  # why it cannot run
+    path: Path | None = None  # default: bench/NAME.py
+
+    @property
+    def script(self) -> Path:
+        return self.path or ROOT / "bench" / f"{self.name}.py"
+
+
+def _torchvision_venv() -> str:
+    return "" if TV_PYTHON.exists() else "needs .venv-tv: run `make bench-torchvision` once"
+
+
+BENCHMARKS = (
+    Benchmark("latency_validation", 25),
+    Benchmark("estimator_ranking", 40),
+    Benchmark("netadapt_vs_multiplier", 40),
+    Benchmark("search_quality", 80),
+    Benchmark("torchvision_equivalence", 10, python=TV_PYTHON, needs=_torchvision_venv),
+)
+BOUND_MINUTES = sum(b.minutes for b in BENCHMARKS)
+
+
+def machine() -> dict:
+    import torch
+
+    from latency_models.device import cpu_model
+
+    return {"cpu": cpu_model(), "logical_cores": os.cpu_count(),
+            "usable_cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "torch": torch.__version__, "platform": platform.platform()}
+
+
+def run(benchmark: Benchmark, smoke: bool) -> dict:
+    python = benchmark.python or Path(sys.executable)
+    command = [str(python), str(benchmark.script), *benchmark.args, *(["--smoke"] if smoke else [])]
+    why = benchmark.needs() if benchmark.needs else ""
+    record = {"name": benchmark.name, "command": " ".join(command[1:]),
+              "limit_seconds": round(benchmark.minutes * 60)}
+    if why:
+        print(f"== {benchmark.name}: skipped ({why})", flush=True)
+        return {**record, "status": "skipped", "why": why}
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / f"{benchmark.name}.log"
+    print(f"== {benchmark.name} (limit {benchmark.minutes} min; output also in {log})",
+          flush=True)
+    started = time.perf_counter()
+    with open(log, "w") as sink:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        overran = threading.Event()
+
+        def stop() -> None:
+            overran.set()
+            process.kill()
+
+        timer = threading.Timer(benchmark.minutes * 60, stop)  # a silent hang is caught too
+        timer.start()
+        try:
+            for line in process.stdout:  # shown as it comes, kept in the log
+                sys.stdout.write(line)
+                sink.write(line)
+            code = process.wait()
+        finally:
+            timer.cancel()
+    status = "over the time limit" if overran.is_set() else \
+        "ok" if code == 0 else f"failed (exit {code})"
+    seconds = round(time.perf_counter() - started, 1)
+    print(f"== {benchmark.name}: {status}, {seconds:.0f} s", flush=True)
+    return {**record, "status": status, "seconds": seconds,
+            "log": os.path.relpath(log, ROOT)}
+
+
+# --------------------------------------------------------------------------- the README block
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def _num(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _when(data: dict) -> str:
+    return data.get("created") or data.get("final_redone_at") or "date not recorded"
+
+
+def summary_latency(d: dict) -> list[str]:
+    s = d["settings"]
+    lines = [f"{s['archs']} random networks{' + the zoo' if s.get('zoo') else ''}, "
+             f"{s['rounds']} interleaved rounds each; {_when(d)}", "",
+             "| predictor | within ±5% | within ±10% | RMSE % | Spearman |",
+             "|---|---|---|---|---|"]
+    rows = dict(d["metrics"], **{"measurement vs itself": d["repeatability"]})
+    for name, m in rows.items():
+        lines.append(f"| {name.replace('_', ' ')} | {_pct(m['within_5pct'])} | "
+                     f"{_pct(m['within_10pct'])} | {_num(m['rmse_pct'], 1)} | "
+                     f"{_num(m['spearman'], 3)} |")
+    t = d.get("throughput")
+    if t:
+        lines += ["", f"Predictor throughput: {t['per_second_from_specs']:,.0f} specs/s from "
+                      f"ArchSpec objects, {t['per_second_encoded']:,.0f}/s on encoded arrays."]
+    return lines
+
+
+def summary_ranking(d: dict) -> list[str]:
+    s = d["settings"]
+    lines = [f"{s['archs']} architectures, stand-alone {s['epochs']} epochs × {s['seeds']} "
+             f"seeds on {s['data']} {s['resolution']}²; seed-to-seed τ "
+             f"{d['seed_to_seed_kendall_tau']:.3f}; {_when(d)}", "",
+             "| estimator | Kendall τ | Spearman | s / candidate |", "|---|---|---|---|"]
+    for r in d["ranking"]:
+        lines.append(f"| {r['estimator']} | {r['kendall_tau']:.3f} | {r['spearman']:.3f} | "
+                     f"{r['cost_seconds_per_candidate']:.2f} |")
+    lines += ["", "| training throughput | plain eager img/s | TrainEstimator img/s | speed-up |",
+              "|---|---|---|---|"]
+    for r in d.get("throughput", []):
+        lines.append(f"| {r['model']} (batch {r['batch']}) | {r['plain_images_per_s']:.0f} | "
+                     f"{r['estimator_images_per_s']:.0f} | {r['speedup']:.2f}× |")
+    return lines
+
+
+def summary_search(d: dict) -> list[str]:
+    s = d["settings"]
+    lines = [f"{s['trials']} trials × {s['seeds']} seeds per strategy from {s['seed_arch']}, "
+             f"budget {d['budget_ms']:.2f} ms (V3-Small measured); {_when(d)}", "",
+             "| strategy | mean best reward | mean best top-1 within budget | trial reaching it "
+             "| wall s / run |", "|---|---|---|---|---|"]
+    for name, r in d["summary"].items():
+        lines.append(f"| {name} | {_num(r['best_reward_mean'])} | "
+                     f"{_num(r['best_accuracy_within_budget_mean'])} | "
+                     f"{_num(r['trial_reaching_it_mean'], 0)} | "
+                     f"{_num(r['wall_seconds_mean'], 0)} |")
+    f = d.get("final")
+    if f:
+        lines += ["", f"Found network measured {f['found_measured_ms']:.2f} ms against "
+                      f"V3-Small's {f['v3_small_measured_ms']:.2f} ms, side by side."]
+    return lines
+
+
+def summary_netadapt(d: dict) -> list[str]:
+    lines = [f"{d['start']} on {d['data']}; NetAdapt δ {d['netadapt']['delta']:g}, "
+             f"{d['netadapt']['short_steps']} short steps; from-scratch top-1 over "
+             f"{len(d['seeds'])} seeds; {d.get('seconds', 0) / 60:.0f} min", "",
+             "| NetAdapt measured ms | NetAdapt top-1 | width multiplier at that latency "
+             "(interpolated) | carried weights + long fine-tune |", "|---|---|---|---|"]
+    for r in d["rows"]:
+        lines.append(f"| {r['measured_ms']:.2f} | {r['top1_mean']:.2f} ± {r['top1_sd']:.2f} | "
+                     f"{_num(r.get('interpolated_multiplier_top1'))} | "
+                     f"{_num(r.get('carried_top1'))} |")
+    return lines
+
+
+def summary_torchvision(d: dict) -> list[str]:
+    fp = d["fingerprint"]
+    lines = [f"torch {fp['torch']}, torchvision {fp['torchvision']}, {fp['threads']} threads, "
+             f"{fp['rounds']} interleaved rounds; {_when(d)}", "",
+             "| model | params ours / tv | max abs diff | paired latency ratio ours/tv |",
+             "|---|---|---|---|"]
+    for r in d["v3"]:
+        lines.append(f"| {r['model']} | {r['params_ours']:,} / {r['params_torchvision']:,} | "
+                     f"{r['max_abs_diff']:.1e} | {r['ratio_paired']:.3f} |")
+    return lines
+
+
+SUMMARIES = {
+    "latency_validation": ("Latency predictor vs measurement", summary_latency),
+    "estimator_ranking": ("Accuracy estimators: ranking and cost", summary_ranking),
+    "search_quality": ("Search strategies at equal trials", summary_search),
+    "netadapt_vs_multiplier": ("NetAdapt vs the width multiplier", summary_netadapt),
+    "torchvision_equivalence": ("Equivalence with torchvision", summary_torchvision),
+}
+
+
+def figures_block(session: dict | None) -> str:
+    lines = [START, ""]
+    if session:
+        m = session["machine"]
+        lines += [f"Last run of `bench/run_all.py` (`make bench`): {session['finished']} on "
+                  f"{m['cpu']}, "
+                  f"{m['usable_cores']} usable cores, Python {m['python']}, torch {m['torch']} "
+                  f"({session['seconds'] / 60:.0f} min; bound {session['bound_minutes']} min).",
+                  "", "| benchmark | status | minutes (limit) |", "|---|---|---|"]
+        for b in session["benchmarks"]:
+            minutes = f"{b['seconds'] / 60:.1f}" if "seconds" in b else "–"
+            lines.append(f"| {b['name']} | {b['status']} | {minutes} "
+                         f"({b['limit_seconds'] // 60}) |")
+        lines.append("")
+    for name, (title, summarise) in SUMMARIES.items():
+        data = _load(name)
+        lines += [f"#### {title} (`bench/{name}.py`)", ""]
+        lines += summarise(data) if data else ["No result yet."]
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_readme(session: dict | None, readme: Path = README) -> None:
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"{readme} has no figures block ({START} … {END})")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    readme.write_text(head + figures_block(session) + tail)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=[b.name for b in BENCHMARKS])
+    parser.add_argument("--readme-only", action="store_true",
+                        help="regenerate the README block from the stored JSON; run nothing")
+    parser.add_argument("--smoke", action="store_true",
+                        help="every benchmark's seconds-long mode (writes no figures)")
+    parser.add_argument("--readme", type=Path, default=README, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    session_path = RESULTS / "bench_run.json"
+    if args.readme_only:
+        write_readme(json.loads(session_path.read_text()) if session_path.exists() else None,
+                     args.readme)
+        print(f"rewrote the figures block of {args.readme}")
+        return
+    chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only]
+    bound = sum(b.minutes for b in chosen)
+    print(f"{len(chosen)} benchmark(s), one after another; at most {bound} min", flush=True)
+    started = time.perf_counter()
+    records = [run(b, args.smoke) for b in chosen]
+    session = {"machine": machine(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+               "seconds": round(time.perf_counter() - started, 1), "bound_minutes": bound,
+               "smoke": args.smoke, "benchmarks": records}
+    for r in records:
+        print(f"{r['name']:<26} {r['status']:<22} {r.get('seconds', 0) / 60:6.1f} min")
+    if args.smoke:
+        bad = [r for r in records if r["status"] not in ("ok", "skipped")]
+        raise SystemExit(1 if bad else 0)
+    from nas.export import write_text
+
+    write_text(session_path, json.dumps(session, indent=1) + "\n")
+    write_readme(session, args.readme)
+    print(f"wrote {session_path.relative_to(ROOT)} and the figures block of {args.readme}")
+    if any(r["status"] not in ("ok", "skipped") for r in records):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
