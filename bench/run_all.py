@@ -53,11 +53,12 @@ def _torchvision_venv() -> str:
     return "" if TV_PYTHON.exists() else "needs .venv-tv: run `make bench-torchvision` once"
 
 
+# Accuracy-bound benchmarks first, the pure timing ones last (the quietest stretch of a session).
 BENCHMARKS = (
-    Benchmark("latency_validation", 25),
     Benchmark("estimator_ranking", 40),
-    Benchmark("netadapt_vs_multiplier", 40),
     Benchmark("search_quality", 80),
+    Benchmark("netadapt_vs_multiplier", 40),
+    Benchmark("latency_validation", 25),
     Benchmark("torchvision_equivalence", 10, python=TV_PYTHON, needs=_torchvision_venv),
 )
 BOUND_MINUTES = sum(b.minutes for b in BENCHMARKS)
