@@ -46,6 +46,8 @@ def build_model(spec: ArchSpec, *, seed: int | None = None) -> nn.Module:
     """
     if not isinstance(spec, ArchSpec):
         raise TypeError(f"build_model takes an ArchSpec, got {type(spec).__name__}")
+    if seed is not None and not -(2**63) <= seed < 2**64:  # what torch.manual_seed takes
+        raise ValueError(f"the seed must be an integer in [-2^63, 2^64), got {seed}"[:120])
     plan = layer_plan(spec)
     if seed is None:
         model = Network(plan)

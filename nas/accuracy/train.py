@@ -49,8 +49,10 @@ class Recipe:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
-        if not (self.lr > 0 and 0 <= self.label_smoothing < 1 and self.weight_decay >= 0):
-            raise ValueError("lr must be > 0, label_smoothing in [0, 1), weight_decay >= 0")
+        if not (0 < self.lr < math.inf and 0 <= self.label_smoothing < 1
+                and 0 <= self.weight_decay < math.inf):
+            raise ValueError("lr must be > 0, label_smoothing in [0, 1), weight_decay >= 0 "
+                             "(all finite)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -167,6 +169,18 @@ def train_model(model: torch.nn.Module, data: ImageData, recipe: Recipe, *,
     return {"steps": step, "final_loss": last_loss}
 
 
+def check_device(device: str) -> None:
+    """``cpu`` or ``cuda`` (``cuda:1``), the latter only where torch sees a CUDA device."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError, ValueError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}: use cpu or cuda")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+
+
 class TrainEstimator(AccuracyEstimator):
     """Validation top-1 (%) after training the spec from scratch with ``recipe``."""
 
@@ -175,8 +189,7 @@ class TrainEstimator(AccuracyEstimator):
     def __init__(self, data: ImageData, recipe: Recipe = Recipe(), *, device: str = "cpu",
                  threads: int | None = None,
                  on_step: Callable[[int, int, float], None] | None = None):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+        check_device(device)
         self.data, self.recipe, self.device = data, recipe, device
         self.threads = threads or os.cpu_count() or 1
         self.on_step = on_step
