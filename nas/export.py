@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import pprint
+import re
 import shutil
 import tempfile
 import warnings
@@ -145,18 +146,26 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ArchSpec, dict[str, torch.
         try:
             payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupted archives raise many different errors
-            raise SpecError("", f"{path}: not a readable checkpoint ({exc})") from None
+            raise SpecError("", f"{path}: not a readable checkpoint ({_first_line(exc)})") \
+                from None
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise SpecError("", f"{path}: a torch file, but not a nas checkpoint "
                                 f"(save one with nas.save or `nas export --format pytorch`)")
         if payload.get("version") != CHECKPOINT_VERSION:
-            raise SpecError("", f"{path}: checkpoint version {payload.get('version')!r}, "
+            raise SpecError("", f"{path}: checkpoint version {repr(payload.get('version'))[:40]}, "
                                 f"this version reads {CHECKPOINT_VERSION}")
+        spec_json, state_dict = payload.get("spec"), payload.get("state_dict")
+        if not isinstance(spec_json, str):
+            raise SpecError("", f"{path}: the checkpoint holds no spec (JSON text under 'spec')")
+        if not isinstance(state_dict, dict) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+            raise SpecError("", f"{path}: the checkpoint's 'state_dict' does not map names to "
+                                f"tensors")
         try:
-            spec = ArchSpec.from_json(payload["spec"])
+            spec = ArchSpec.from_json(spec_json)
         except SpecError as exc:
             raise SpecError("", f"{path}: {exc}") from None
-        return spec, payload["state_dict"]
+        return spec, state_dict
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -171,6 +180,13 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ArchSpec, dict[str, torch.
         raise SpecError("", f"{path}: {exc}") from None
 
 
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an error from torch (some span many lines, with terminal colours)."""
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+    text = lines[0].strip() if lines else type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def load_spec(path: str | os.PathLike) -> ArchSpec:
     return load_checkpoint(path)[0]
 
@@ -183,9 +199,10 @@ def build_with_weights(spec: ArchSpec, state_dict: dict[str, torch.Tensor] | Non
         try:
             model.load_state_dict(state_dict, strict=True)
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
+            lines = str(exc).strip().splitlines()  # a heading, then one line per mismatch
+            first = lines[1].strip() if len(lines) > 1 else lines[0]
             where = f"{source}: " if source else ""
-            raise SpecError("", f"{where}weights do not fit the spec ({first})") from None
+            raise SpecError("", f"{where}weights do not fit the spec ({first[:200]})") from None
     return model
 
 

@@ -167,3 +167,23 @@ def test_load_rejects_foreign_torch_files_and_mismatched_weights(tmp_path):
         load(tmp_path / "mixed.pt")
     with pytest.raises(FileNotFoundError):
         load(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [  # found by tests/test_fuzz.py: KeyError, TypeError, or weights that failed later
+        (lambda p: p.pop("spec"), "holds no spec"),
+        (lambda p: p.update(spec=zoo.get("v3-small").to_dict()), "holds no spec"),
+        (lambda p: p.pop("state_dict"), "'state_dict' does not map names to tensors"),
+        (lambda p: p.update(state_dict=[1, 2]), "'state_dict' does not map names to tensors"),
+        (lambda p: p["state_dict"].update(extra=3), "'state_dict' does not map names to tensors"),
+    ],
+)
+def test_checkpoint_payloads_are_checked(tmp_path, change, words):
+    model = build_model(zoo.get("mobilenet_v3_small", input_size=32, num_classes=10))
+    payload = torch.load(save(model, tmp_path / "m.pt"), weights_only=True)
+    change(payload)
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(SpecError, match=words):
+        load_checkpoint(tmp_path / "bad.pt")
+
