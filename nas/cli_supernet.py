@@ -37,8 +37,8 @@ def train_command(
 
     if checkpoint.exists() and not resume:
         fail(f"{checkpoint} exists: pass --resume to continue it, or another --checkpoint")
-    dataset = load_data(data, resolution, seed=seed)
     recipe = SupernetRecipe(steps=budget, batch_size=batch_size, seed=seed)
+    dataset = load_data(data, resolution, seed=seed)
     out.print(f"supernet on {dataset.describe()}")
     with progress_bar("training ") as update:
         train_supernet(default_space(), dataset, recipe, checkpoint=checkpoint,

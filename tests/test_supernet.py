@@ -148,3 +148,21 @@ def test_supernet_cli(capsys, tmp_path, monkeypatch):
     assert code == 0 and "failed: ValueError" in out  # V3-Small is not in the tiny space
     code, out, err = run(["supernet", "eval", "v3-small", "--checkpoint", "none.pt"], capsys)
     assert code == 2 and "no supernet checkpoint" in err
+
+
+def test_bad_recipes_and_checkpoints_are_value_errors(tmp_path):
+    # found by tests/test_fuzz.py: --budget 0 trained nothing and saved it; a garbage checkpoint
+    # was an UnpicklingError, and one holding code was run
+    for bad in ({"steps": 0}, {"batch_size": 0}, {"lr": float("inf")}, {"save_every": 0}):
+        with pytest.raises(ValueError):
+            SupernetRecipe(**bad)
+    (tmp_path / "junk.pt").write_bytes(b"\x80\x02junk")
+    with pytest.raises(ValueError, match="junk.pt: not a supernet checkpoint"):
+        load_supernet(tmp_path / "junk.pt")
+    torch.save({"format": "nas.supernet", "space": {"stages": 3}}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="odd.pt: a damaged supernet checkpoint"):
+        load_supernet(tmp_path / "odd.pt")
+    torch.save({"format": "nas.supernet", "space": tmp_path}, tmp_path / "code.pt")
+    with pytest.raises(ValueError, match="not a supernet checkpoint .*Weights only"):
+        load_supernet(tmp_path / "code.pt")
+

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,6 +359,13 @@ class SupernetRecipe:
     # on elastic kernel and depth; the rest trains every choice (sandwich rule).
     phases: tuple[float, float] = (0.25, 0.25)
 
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.save_every < 1:
+            raise ValueError("a supernet recipe needs at least one step (--budget), a batch size "
+                             "of at least 1 and save_every >= 1")
+        if not 0 < self.lr < math.inf or self.random_subnets < 0 or self.sort_every < 0:
+            raise ValueError("lr must be finite and > 0, random_subnets and sort_every >= 0")
+
 
 def space_to_dict(space: BlockwiseSpace) -> dict[str, Any]:
     return dataclasses.asdict(space)
@@ -385,12 +393,30 @@ def save_checkpoint(path: Path, supernet: Supernet, optimizer, step: int,
 
 
 def load_supernet(path: str | Path) -> tuple[Supernet, dict[str, Any]]:
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    """The supernet of a checkpoint and the checkpoint's payload; anything else raises
+    ``ValueError`` (``FileNotFoundError`` for a missing file)."""
+    try:  # tensors and plain values only: a checkpoint never needs to run code to load
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # a corrupted or foreign file fails in many different ways
+        raise ValueError(f"{path}: not a supernet checkpoint ({_first_line(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != "nas.supernet":
         raise ValueError(f"{path}: not a supernet checkpoint")
-    supernet = Supernet(space_from_dict(payload["space"]))
-    supernet.load_state_dict(payload["state_dict"])
+    try:
+        supernet = Supernet(space_from_dict(payload["space"]))
+        supernet.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise ValueError(f"{path}: a damaged supernet checkpoint ({_first_line(exc)})") \
+            from None
     return supernet, payload
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an error from torch (some span many lines, with terminal colours)."""
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def train_supernet(space: BlockwiseSpace, data: ImageData,
