@@ -38,6 +38,8 @@ class LatencySetup:
                  calibration_archs: int = 24):
         if threads < 1 or batch < 1:
             raise ValueError("--threads and --batch must be at least 1")
+        if not 8 <= resolution <= 4096:  # the input sizes a spec can have
+            raise ValueError(f"--resolution must be between 8 and 4096, got {resolution}")
         self.backend_name = backend
         self.backend = get_backend(backend, threads)
         self.fingerprint: DeviceFingerprint = fingerprint(backend, threads, batch, resolution)

@@ -66,6 +66,8 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
     from search_spaces import zoo
     from search_spaces.mobilenetv3 import default_space
 
+    if archs < 0 or rounds < 1:
+        raise ValueError(f"--archs must be >= 0 and --rounds >= 1, got {archs} and {rounds}")
     space = default_space(setup.fingerprint.resolution)
     rng = np.random.default_rng(seed)
     specs = [space.sample(rng, name=f"random-{i}") for i in range(archs)]

@@ -76,6 +76,16 @@ class BlockwiseSpace:
     stages: tuple[StageChoices, ...] = ()
     heads: tuple[HeadSpec, ...] = ()
 
+    def __post_init__(self) -> None:
+        # The bounds of ArchSpec: every architecture of the space must be a valid spec.
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, int) or \
+                not 8 <= self.input_size <= 4096:
+            raise SpecError("input_size", f"must be between 8 and 4096, got {self.input_size!r}")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or \
+                not 1 <= self.num_classes <= 1_000_000:
+            raise SpecError("num_classes", f"must be between 1 and 1000000, got "
+                                           f"{self.num_classes!r}")
+
     # ------------------------------------------------------------------ structure
     def in_widths(self) -> list[tuple[int, ...]]:
         """Possible input widths of every stage (a skipped stage passes its input on)."""

@@ -28,7 +28,7 @@ from latency_models.predictor import Calibration, LUTPredictor, MissingLayers
 from latency_models.profile import ProfileSettings, layer_module
 from latency_models.store import LatencySetup, ensure_layers, load_predictor, open_table
 from nas.build import build_model
-from nas.spec import ArchSpec, BlockSpec, StemSpec
+from nas.spec import ArchSpec, BlockSpec, SpecError, StemSpec
 from search_spaces import zoo
 from search_spaces.mobilenetv3 import (
     V3_LARGE_HEAD,
@@ -439,3 +439,16 @@ def test_quick_profile_of_a_tiny_space_is_resumable():
     assert np.all(predictions > 0)
     assert predictor.min_latency(space) <= predictions.min()
     assert predictions.max() <= predictor.max_latency(space)
+
+
+def test_setups_and_validation_runs_refuse_impossible_settings():
+    # found by tests/test_fuzz.py: resolution 0 profiled for seconds, then a RuntimeError
+    with pytest.raises(ValueError, match="--resolution must be between 8 and 4096"):
+        LatencySetup(resolution=0)
+    from latency_models.validate import validate
+
+    with pytest.raises(ValueError, match="--archs must be >= 0 and --rounds >= 1"):
+        validate(LatencySetup(resolution=32), archs=-1)
+    with pytest.raises(SpecError, match="input_size"):
+        default_space(4)
+
