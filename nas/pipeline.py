@@ -51,9 +51,29 @@ class PipelineSettings:
     rounds: int = 30                 # end-to-end timing rounds
 
     def __post_init__(self) -> None:
+        from nas.accuracy.train import Recipe, check_device
+        from nas.netadapt import NetAdaptSettings
+        from nas.search.objective import AccuracyJob
+        from nas.search.run import SearchSettings
+
         if self.model not in PRESETS:
             raise ValueError(f"--search reproduces mobilenet_v3_large or mobilenet_v3_small, not "
                              f"{self.model}")
+        if self.rounds < 1:
+            raise ValueError(f"rounds must be at least 1, got {self.rounds}")
+        # The stages' own checks, now: a bad setting fails before the target is measured and
+        # written, not minutes later (the targets here are placeholders).
+        reward, seed_arch = PRESETS[self.model]
+        SearchSettings(budget_ms=1.0, reward=reward, strategy=self.strategy, trials=self.trials,
+                       seed=self.seed, seed_arch=seed_arch,
+                       job=AccuracyJob(data=self.data, resolution=self.resolution,
+                                       epochs=self.epochs, seed=self.seed, device=self.device))
+        NetAdaptSettings(target_ms=1.0, delta=self.delta, short_steps=self.short_steps,
+                         long_epochs=self.long_epochs, init_epochs=self.init_epochs,
+                         seed=self.seed, data=self.data, resolution=self.resolution,
+                         device=self.device)
+        Recipe(epochs=self.epochs)
+        check_device(self.device)
 
 
 Event = Callable[[str, dict[str, Any]], None]
@@ -91,6 +111,7 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     started = time.perf_counter()
     canonical = zoo.get(settings.model)
     reward, seed_arch = PRESETS[settings.model]
+    data = load_data(settings.data, settings.resolution, seed=settings.seed)  # a bad one: now
 
     # 1. the target: the canonical network, measured here (once: a rerun continues with the
     # stored value, which the search and NetAdapt runs were started with)
@@ -128,7 +149,6 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
                        "accuracy": winner.accuracy, "spec": found.to_dict()})
 
     # 3. NetAdapt from the search's winner down to the target, then the long fine-tune
-    data = load_data(settings.data, settings.resolution, seed=settings.seed)
     na_dir = out_dir / "netadapt"
     resume = (na_dir / "netadapt.json").exists()
     info, measure_networks = {}, None

@@ -61,3 +61,29 @@ def test_the_pipeline_finds_adapts_and_compares(tmp_path):
 def test_only_the_two_v3_searches_are_presets():
     with pytest.raises(ValueError, match="mobilenet_v3_large or mobilenet_v3_small"):
         PipelineSettings(model="mobilenet_v2")
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [  # found by tests/test_fuzz.py: each was refused only after the target was measured
+        ({"trials": 0}, "--trials must be at least 1"),
+        ({"strategy": "annealing"}, "unknown strategy"),
+        ({"short_steps": 0}, "short-steps must be at least 1"),
+        ({"long_epochs": -1}, "--long-epochs must be >= 0"),
+        ({"delta": 1.5}, "--delta must be a fraction"),
+        ({"epochs": 0}, "at least one epoch"),
+        ({"device": "tpu"}, "unknown device"),
+        ({"rounds": 0}, "rounds must be at least 1"),
+    ],
+)
+def test_pipeline_settings_are_checked_before_anything_runs(change, words):
+    with pytest.raises(ValueError, match=words):
+        PipelineSettings(model="mobilenet_v3_small", **change)
+
+
+def test_bad_data_fails_before_the_target_is_measured(tmp_path):
+    settings = PipelineSettings(model="mobilenet_v3_small", data="imagefolder:/nonexistent")
+    with pytest.raises(ValueError, match="no such directory"):
+        reproduce_search(settings, tmp_path / "run",
+                         measure=lambda specs: pytest.fail("measured before the data check"))
+    assert not (tmp_path / "run").exists()
