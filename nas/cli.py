@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from nas.cli_common import USER_ERROR, err, fail, out, resolve_spec
+from nas.cli_common import USER_ERROR, err, fail, one_line, out, resolve_spec
 from nas.cli_common import user_errors as _user_errors
 from nas.spec import ArchSpec, TableRow
 
@@ -154,6 +154,7 @@ def _reproduce_with_search(model, width, out_dir, seed, strategy, trials, data, 
     from nas.cli_common import fail, progress
     from nas.cli_netadapt import layer_diff_table
     from nas.cli_search import _terminate_cleanly
+    from nas.data import load_data
     from nas.pipeline import PRESETS, PipelineSettings, reproduce_search
     from nas.search.run import default_workers
     from nas.spec import ArchSpec
@@ -164,10 +165,14 @@ def _reproduce_with_search(model, width, out_dir, seed, strategy, trials, data, 
         fail(f"--search reproduces v3-large or v3-small (the paper's two searches), not {name}")
     if width != 1.0:
         fail("--search reproduces the 1.0 networks; drop --width")
+    if workers is not None and workers < 1:
+        fail("--workers must be at least 1")
     settings = PipelineSettings(model=name, strategy=strategy, trials=trials, data=data,
                                 resolution=resolution, init_epochs=init_epochs,
                                 short_steps=short_steps, long_epochs=long_epochs, delta=delta,
                                 seed=seed, device=device)
+    load_data(data, resolution, seed=seed)  # a bad --data fails here, in one line (the
+    # pipeline loads it again, inside its run directory's lock)
     directory = out_dir or Path("runs") / f"{name}-search"
     _terminate_cleanly()
     with progress() as bar:
@@ -284,10 +289,11 @@ def train_command(
     device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
 ) -> None:
     """Train a network briefly from scratch and print its validation accuracy."""
-    from nas.accuracy.train import Recipe, TrainEstimator
+    from nas.accuracy.train import Recipe, TrainEstimator, check_device
     from nas.cli_common import progress_bar
     from nas.data import load_data
 
+    check_device(device)
     spec, _ = resolve_spec(spec_arg)
     dataset = load_data(data, resolution, seed=seed)
     recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
@@ -331,13 +337,13 @@ def _run(command: Any, args: list[str], prog: str) -> int:
     except typer.TyperException as exc:
         # Usage mistakes (unknown option, missing argument): one line, like every user error.
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        err.print(f"[bold red]error:[/] {message} (see `{prog} --help`)", markup=True,
-                  soft_wrap=True)
+        err.print(f"[bold red]error:[/] {one_line(message)} (see `{prog} --help`)",
+                  markup=True, soft_wrap=True)
         return USER_ERROR
     except Exception as exc:  # a bug of ours: say so in one line, keep the trace on request
         if os.environ.get("NAS_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+        err.print(f"[bold red]internal error:[/] {one_line(f'{type(exc).__name__}: {exc}')} "
                   f"(set NAS_DEBUG=1 to see the traceback)", markup=True, soft_wrap=True)
         return 1
     # Without standalone mode, click returns the exit code of typer.Exit instead of raising.

@@ -44,15 +44,26 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except (CliError, ValueError) as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {one_line(str(exc))}", markup=True, soft_wrap=True)
             raise typer.Exit(USER_ERROR) from None
         except OSError as exc:  # a missing file, no permission, a full disk
             where = f"{exc.filename}: " if exc.filename else ""
-            err.print(f"[bold red]error:[/] {escape(f'{where}{exc.strerror or exc}')}", markup=True,
-                      soft_wrap=True)
+            err.print(f"[bold red]error:[/] {one_line(f'{where}{exc.strerror or exc}')}",
+                      markup=True, soft_wrap=True)
             raise typer.Exit(USER_ERROR) from None
 
     return run
+
+
+# Control characters (line breaks, tabs, terminal escapes) and the Unicode line separators,
+# shown escaped (\\n, \\t, \\x1b, \\u2028): a path or value a user typed may hold them.
+_ESCAPED = {c: repr(chr(c))[1:-1] for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
+
+
+def one_line(message: str) -> str:
+    """``message`` as one line of plain text for rich: control characters escaped, markup
+    escaped."""
+    return escape(message.translate(_ESCAPED))
 
 
 # --------------------------------------------------------------------------- helpers

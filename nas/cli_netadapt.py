@@ -92,6 +92,7 @@ def netadapt_command(
     runs/netadapt/NAME/iterations; --resume continues after an interruption, also to a lower
     --target or with another --delta.
     """
+    from nas.accuracy.train import check_device
     from nas.cli_search import _terminate_cleanly
     from nas.data import load_data
     from nas.netadapt import NetAdaptSettings, check_run_dir
@@ -101,6 +102,7 @@ def netadapt_command(
     _terminate_cleanly()
     if resume and overwrite:
         fail("--resume and --overwrite exclude each other")
+    check_device(device)  # NetAdapt trains after profiling: a bad device must fail now
     target_ms = parse_budget(target)
     fraction, delta_ms = parse_delta(delta)
     settings = NetAdaptSettings(

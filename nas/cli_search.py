@@ -60,8 +60,9 @@ def search_command(
     runs/NAME/study.db`); an interrupted run continues where it stopped when started again.
     """
     from nas.search.budget import parse_budget
-    from nas.search.objective import AccuracyJob
-    from nas.search.run import SearchRun, SearchSettings, default_workers
+    from nas.search.objective import AccuracyJob, Objective
+    from nas.search.run import SearchRun, SearchSettings, default_workers, resolve_seed_arch
+    from search_spaces.mobilenetv3 import default_space
 
     _terminate_cleanly()
     budget_ms = parse_budget(budget)
@@ -70,6 +71,10 @@ def search_command(
     options = {"population": population} if population is not None else {}
     if population is not None and strategy != "evolution":
         fail("--population is an option of --strategy evolution")
+    if population is not None and population < 2:
+        fail(f"--population must be at least 2, got {population}")
+    if executor not in ("local", "ray"):
+        fail(f"--executor must be local or ray, got {executor!r}")
     settings = SearchSettings(
         budget_ms=budget_ms, reward=reward, strategy=strategy, trials=trials, seed=seed,
         seed_arch=seed_arch, strategy_options=options,
@@ -80,6 +85,12 @@ def search_command(
     workers = workers or default_workers()
     if workers < 1:
         fail("--workers must be at least 1")
+    # Before the latency table is loaded and recalibrated (seconds): a bad --seed-arch, --data,
+    # --resolution, --epochs, --device or supernet checkpoint fails at once. The estimator
+    # built here is the one the run's objective uses.
+    if seed_arch:
+        resolve_seed_arch(seed_arch, default_space())
+    Objective(settings.job, predictor=None, reward=None).check()
     name = name or f"{strategy}-{budget_ms:g}ms-{reward}-seed{seed}"
     run_dir = runs_dir / name
     with progress_bar("") as update:

@@ -152,14 +152,47 @@ def test_bad_input_gives_one_line_and_exit_2(capsys, in_tmp, command):
         (["netadapt", "v3-large.pt", "--target", "5ms"], "neither a file nor a zoo model"),
         (["reproduce", "v2", "--search"], "--search reproduces v3-large or v3-small"),
         (["reproduce", "v3-large", "--search", "--width", "0.75"], "drop --width"),
+        # found by tests/test_fuzz.py: each was a traceback, a second line, exit code 0 or 1, a
+        # file written, or work (timing, training, profiling) done before the refusal
+        (["tab[/x]"], "No such command 'tab[/x]'"),
+        (["train", "v3-small", "--data", "imagefolder:a\nb\x1b[2J"],
+         "imagefolder a\\nb\\x1b[2J: no such directory"),
+        (["train", "v3-small", "--device", "gpu"], "unknown device 'gpu': use cpu or cuda"),
+        (["train", "v3-small", "--lr", "inf"], "lr must be > 0"),
+        (["reproduce", "v3-small", "--seed", str(2**70)], "the seed must be an integer"),
+        (["reproduce", "v3-large", "--search", "--trials", "0"], "--trials must be at least 1"),
+        (["reproduce", "v3-large", "--search", "--data", "mnist"], "data source 'mnist'"),
+        (["reproduce", "v3-large", "--search", "--workers", "-2"], "--workers must be at least"),
+        (["reproduce", "v3-small", "--search", "--device", "tpu"], "unknown device 'tpu'"),
+        (["space", "--resolution", "0"], "input_size: must be between 8 and 4096"),
+        (["latency", "profile", "--resolution", "0"], "--resolution must be between 8 and 4096"),
+        (["latency", "validate", "--rounds", "0"], "--rounds >= 1"),
+        (["supernet", "train", "--budget", "0"], "a supernet recipe needs at least one step"),
+        (["search", "--population", "1"], "--population must be at least 2"),
+        (["search", "--executor", "slurm"], "--executor must be local or ray"),
+        (["search", "--data", "cifar10:/nonexistent"], "cifar10 /nonexistent: no such directory"),
+        (["search", "--seed-arch", "v2"], "is not an architecture of the mobilenetv3 space"),
+        (["netadapt", "v3-small", "--target", "5ms", "--device", "tpu"], "unknown device"),
     ],
 )
-def test_user_mistakes(capsys, in_tmp, args, words):
+def test_user_mistakes(capsys, in_tmp, args, words, monkeypatch):
+    monkeypatch.setenv("NAS_CACHE_DIR", str(in_tmp / "cache"))  # no table: nothing to reuse
     code, out, err = run(args, capsys)
     assert code == 2
     assert words in err
     assert len(err.strip().splitlines()) == 1
-    assert not (in_tmp / "runs").exists()
+    assert out == ""
+    assert not (in_tmp / "runs").exists() and not (in_tmp / "cache").exists()
+
+
+def test_a_torch_file_that_is_not_plain_weights_is_one_line(capsys, in_tmp):
+    import torch
+
+    torch.save({"format": "nas.checkpoint", "version": 1, "spec": in_tmp}, in_tmp / "odd.pt")
+    code, out, err = run(["export", "odd.pt", "--out", "copy.pt"], capsys)
+    assert code == 2 and "odd.pt: not a readable checkpoint (Weights only load failed" in err
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err
+    assert not (in_tmp / "copy.pt").exists()
 
 
 def test_netadapt_refuses_a_checkpoint_trained_for_other_data(capsys, in_tmp):
