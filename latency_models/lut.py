@@ -308,6 +308,10 @@ def import_ofa_table(path: str | os.PathLike) -> LatencyTable:
                                   "HS", shape[3])
                 total = conv1_ms + pool_ms + mix_ms + logits_ms
                 entries[layer.key] = Entry(total, total, 1)
+    if not entries:
+        raise TableError(f"{path}: no usable layer in the file (expected Once-for-All keys "
+                         f"such as 'expanded_conv-input:112x112x24-output:56x56x32-expand:3-"
+                         f"kernel:5-stride:2-idskip:0')")
     fp = DeviceFingerprint(cpu="imported", logical_cores=0, threads=0, torch="n/a",
                            backend=f"ofa:{path.stem}", dtype="float32", batch=1,
                            resolution=resolution or 224)

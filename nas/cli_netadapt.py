@@ -11,6 +11,7 @@ from rich.table import Table
 
 from nas.cli_common import err, fail, out, progress, progress_bar, resolve_spec, user_errors
 from nas.runlock import RunLock
+from nas.tables import plural
 
 
 def parse_delta(text: str) -> tuple[float, float | None]:
@@ -156,8 +157,8 @@ def _run_with_progress(run):
 
         def on_event(kind: str, p: dict[str, Any]) -> None:
             if kind == "pretrain":
-                bar.update(task, description=f"training the start network ({p['epochs']} "
-                                             f"epochs)")
+                bar.update(task, description=f"training the start network "
+                                             f"({plural(p['epochs'], 'epoch')})")
             elif kind == "step":
                 bar.update(task, total=p["total"], completed=p["step"])
             elif kind == "resumed":
@@ -177,9 +178,9 @@ def _run_with_progress(run):
                 out.print(f"iteration {p['iteration']}: {p['latency_before_ms']:.2f} → "
                           f"{p['latency_ms']:.2f} ms, {p['chosen']}; top-1 "
                           f"{p['accuracy']:.2f}% ({p['accuracy'] - p['accuracy_before']:+.2f}); "
-                          f"{len(p['proposals'])} proposals, {p['seconds']:.0f} s")
+                          f"{plural(len(p['proposals']), 'proposal')}, {p['seconds']:.0f} s")
             elif kind == "long":
-                bar.update(task, description=f"long fine-tune ({p['epochs']} epochs)",
+                bar.update(task, description=f"long fine-tune ({plural(p['epochs'], 'epoch')})",
                            completed=0)
             elif kind == "measure":
                 bar.update(task, description="measuring the start and final networks")
@@ -201,7 +202,7 @@ def _print_result(run, result) -> None:
     from nas.netadapt_report import write_report
 
     last = result.iterations[-1]
-    out.print(f"stopped: {result.stop_reason} after {last['iteration']} iteration(s): "
+    out.print(f"stopped ({result.stop_reason}) after {plural(last['iteration'], 'iteration')}: "
               f"{result.iterations[0]['latency_ms']:.2f} → {last['latency_ms']:.2f} ms "
               f"predicted")
     paths = write_report(run.dir, result, run.settings.target_ms)

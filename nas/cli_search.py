@@ -162,7 +162,10 @@ def _print_summary(run, results, summary, best) -> None:
         fail("no candidate finished; the failures are recorded in study.db")
     table = Table(title=f"Best architecture: trial {best.index} (reward {best.reward:.3f})",
                   title_justify="left")
-    for column in ("network", "params", "MAdds", "predicted ms", "measured ms", "proxy top-1"):
+    from nas.search.report import proxy_label
+
+    for column in ("network", "params", "MAdds", "predicted ms", "measured ms",
+                   proxy_label(run.settings.job.unit)):
         table.add_column(column, justify="left" if column == "network" else "right")
     for row in summary["rows"]:
         accuracy = f"{row['accuracy']:.4g}{run.settings.job.unit}" \

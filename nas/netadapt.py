@@ -242,12 +242,12 @@ class FineTuner:
     final network on the real validation images."""
 
     def __init__(self, data, settings: NetAdaptSettings):
-        import os
+        from nas.threads import training_threads
 
         self.full = data
         self.split = data.holdout(settings.holdout, settings.seed)
         self.settings = settings
-        self.threads = settings.threads or os.cpu_count() or 1
+        self.threads = settings.threads or training_threads()
 
     def _recipe(self, **kw):
         from nas.accuracy.train import Recipe
@@ -583,7 +583,7 @@ class NetAdapt:
         while records[-1]["latency_ms"] > target:
             index = len(records)
             if index > self.settings.max_iterations:
-                reason = f"stopped after {self.settings.max_iterations} iterations"
+                reason = f"--max-iterations {self.settings.max_iterations} reached"
                 break
             record, model = self._iteration(index, records[-1], model)
             if record is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nas.spec import ArchSpec
+from nas.tables import plural
 
 __all__ = ["plot_progress", "write_report"]
 
@@ -44,7 +45,7 @@ def write_report(run_dir: str | Path, result, target_ms: float | None = None) ->
     start, end = ArchSpec.from_dict(its[0]["spec"]), ArchSpec.from_dict(its[-1]["spec"])
     lines = ["# NetAdapt", "",
              f"{start.name}: {its[0]['latency_ms']:.2f} → {its[-1]['latency_ms']:.2f} ms "
-             f"predicted in {len(its) - 1} iterations ({result.stop_reason}).", ""]
+             f"predicted in {plural(len(its) - 1, 'iteration')} ({result.stop_reason}).", ""]
     if result.final:
         final = result.final
         lines.append(f"After a {final['long_epochs']}-epoch fine-tune: validation top-1 "

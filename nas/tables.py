@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 from nas.spec import ArchSpec, TableRow
 
-__all__ = ["TableDiff", "table_diff"]
+__all__ = ["TableDiff", "plural", "table_diff"]
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 epoch``, ``3 epochs``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,24 @@
-"""``torch_threads(n)``: run a block with ``n`` torch threads, restoring the previous count."""
+"""``torch_threads(n)``: run a block with ``n`` torch threads, restoring the previous count;
+``training_threads()``: how many threads training uses unless told."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+
+
+def training_threads() -> int:
+    """``$OMP_NUM_THREADS`` when set (a shared machine's way to say "use fewer"), else the
+    cores this process may run on."""
+    try:
+        wanted = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        wanted = 0
+    if wanted >= 1:
+        return wanted
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
 
 
 @contextlib.contextmanager

@@ -232,7 +232,9 @@ def test_sigkill_during_netadapt_loses_no_finished_iteration(tmp_path):
         run_dir = tmp_path / f"cut{repetition}"
         done = 0
         while True:
-            at = rng.randint(done, len(reference) - 1)
+            # kill once iteration `at` is on disk (plus up to 2 s); `at` past the last
+            # iteration lets the run finish
+            at = rng.randint(done + 1, len(reference))
             process = subprocess.Popen([sys.executable, "-c", NETADAPT, str(run_dir)],
                                        env=ENV, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE)

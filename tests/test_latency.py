@@ -288,6 +288,10 @@ def test_import_rejects_bad_files(tmp_path):
                    "  mean: 0.75\n")
     with pytest.raises(TableError, match="cannot read key"):
         import_ofa_table(bad)
+    # a head part alone makes no layer: an empty import is refused, not a 0-entry table
+    bad.write_text("Logits-input:1x1x1280-output:1000:\n  mean: 0.1\n")
+    with pytest.raises(TableError, match="no usable layer"):
+        import_ofa_table(bad)
     bad.write_text("Conv-input:32x32x3-output:16x16x16:\n  mean: .nan\n")
     with pytest.raises(TableError, match="has no numeric 'mean'"):
         import_ofa_table(bad)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from nas.accuracy.base import AccuracyEstimator, adapt_spec
 from nas.build import build_model
 from nas.data import ImageData
 from nas.spec import ArchSpec
-from nas.threads import torch_threads
+from nas.threads import torch_threads, training_threads
 
 __all__ = ["Recipe", "TrainEstimator", "TrainingFailed", "evaluate", "recalibrate_bn",
            "train_model"]
@@ -191,7 +190,7 @@ class TrainEstimator(AccuracyEstimator):
                  on_step: Callable[[int, int, float], None] | None = None):
         check_device(device)
         self.data, self.recipe, self.device = data, recipe, device
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or training_threads()
         self.on_step = on_step
 
     def _score(self, spec: ArchSpec) -> tuple[float, dict[str, Any]]:

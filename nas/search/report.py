@@ -20,7 +20,12 @@ import numpy as np
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
 
-__all__ = ["best_result", "pareto_front", "write_outputs"]
+__all__ = ["best_result", "pareto_front", "proxy_label", "write_outputs"]
+
+
+def proxy_label(unit: str) -> str:
+    """What the estimator's number is: a top-1 in % (training, supernet) or a score."""
+    return "proxy top-1" if unit == "%" else "proxy score"
 
 
 def best_result(results: Sequence[TrialResult]) -> TrialResult | None:
@@ -90,7 +95,7 @@ def plot_pareto(results: Sequence[TrialResult], references: dict[str, dict], bud
                        color=f"C{number + 1}", zorder=4, label=label)
     ax.axvline(budget_ms, color="C3", ls="--", lw=0.8, label=f"budget {budget_ms:g} ms")
     ax.set_xlabel("predicted latency (ms)")
-    ax.set_ylabel("proxy accuracy (%)" if unit == "%" else "proxy score")
+    ax.set_ylabel("proxy top-1 (%)" if unit == "%" else proxy_label(unit))
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -162,7 +167,8 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
                f"# best: trial {best.index}\n\n"
                f"Measured latency {finalist_ms[best.index]:.2f} ms, predicted "
                f"{best.latency_ms:.2f} ms (budget "
-               f"{run.settings.budget_ms:g} ms), proxy accuracy {best.accuracy:.4g}{unit}, reward "
+               f"{run.settings.budget_ms:g} ms), {proxy_label(unit)} {best.accuracy:.4g}{unit}, "
+               f"reward "
                f"{best.reward:.3f}; {params / 1e6:.2f}M params, {madds / 1e6:.0f}M MAdds "
                f"(224x224, 1000 classes).\n\n{spec.table()}\n")
 
@@ -174,7 +180,7 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
     for reference in compared[1:]:
         ref = references[_label(reference)]
         rows.append((_label(reference), reference, ref["latency_ms"], ref["accuracy"]))
-    lines = ["| network | params | MAdds | predicted ms | measured ms | proxy top-1 |",
+    lines = [f"| network | params | MAdds | predicted ms | measured ms | {proxy_label(unit)} |",
              "|---|---|---|---|---|---|"]
     table_rows = []
     for (label, net, predicted, accuracy), ms in zip(rows, measured, strict=True):
@@ -198,7 +204,7 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
         "", *lines, "",
         f"Final choice: the {len(finalist_ms)} best trials by predicted reward, timed "
         f"together with V3-Large and V3-Small; the best reward on measured latency wins.", "",
-        "| trial | proxy top-1 | predicted ms | measured ms | reward (predicted) | "
+        f"| trial | {proxy_label(unit)} | predicted ms | measured ms | reward (predicted) | "
         "reward (measured) |", "|---|---|---|---|---|---|",
         *(f"| {r.index}{' (chosen)' if r.index == best.index else ''} | "
           f"{r.accuracy:.4g}{unit} | {r.latency_ms:.2f} | {finalist_ms[r.index]:.2f} | "
