@@ -21,7 +21,7 @@ demo: install
 	$(VENV)/bin/nas-search --budget 60ms
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-all: install
 	$(PY) -m pytest -q -m ''

@@ -108,7 +108,7 @@ def main() -> int:
     args = parser.parse_args()
     console = Console()
     if args.smoke:
-        args.archs, args.epochs, args.seeds, args.supernet_steps = 4, 1, 2, 2
+        args.archs, args.epochs, args.seeds, args.supernet_steps = 3, 1, 2, 2
     resolution = 16 if args.smoke else 32
     data = load_data(args.data, resolution)
     specs, latencies = pick_architectures(args.archs, seed=11, smoke=args.smoke)

@@ -157,7 +157,8 @@ def main() -> None:
                                              rounds=args.rounds)]
     start_measured, net_ms, family_ms = measured[0], measured[1:1 + len(nets)], \
         measured[1 + len(nets):]
-    chosen = sorted({int(np.argmin([abs(f - m) for f in family_ms])) for m in net_ms})
+    chosen = sorted({int(np.argmin([abs(f - m) for f in family_ms])) for m in net_ms}) \
+        or [len(family) - 1]  # no target reached (a noisy machine): the table stays empty
     # the family around the chosen ones too, so the plot shows the curve
     lo, hi = max(0, min(chosen) - 1), min(len(family) - 1, max(chosen) + 1)
     train_family = list(range(lo, hi + 1))
