@@ -84,6 +84,11 @@ def test_exceptions_and_non_finite_scores_are_recorded():
     spec = small_spec()
     assert Broken(RuntimeError("boom")).estimate(spec).reason.startswith("RuntimeError: boom")
     assert Broken(MemoryError()).estimate(spec).reason == "out of memory"
+    cuda_oom = Broken(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert cuda_oom.estimate(spec).reason.startswith("out of memory (CUDA out of memory.")
+    cpu_oom = Broken(RuntimeError("[enforce fail at alloc_cpu.cpp:119] DefaultCPUAllocator: "
+                                  "can't allocate memory: you tried to allocate 9 GB"))
+    assert cpu_oom.estimate(spec).reason.startswith("out of memory ([enforce fail")
     assert Broken(math.nan).estimate(spec).failed
     ok = Broken(0.5).estimate(spec)
     assert isinstance(ok, Estimate) and ok.score == 0.5 and not ok.failed

@@ -55,6 +55,10 @@ class AccuracyEstimator(ABC):
         except MemoryError:
             return Estimate.failure("out of memory", time.perf_counter() - start)
         except Exception as exc:  # a candidate may fail in any way; the caller goes on
+            if _out_of_memory(exc):  # torch's CUDA OOM, or its CPU allocator giving up
+                _release_cuda_memory()
+                return Estimate.failure(f"out of memory ({str(exc).splitlines()[0][:160]})",
+                                        time.perf_counter() - start)
             last = traceback.extract_tb(exc.__traceback__)[-1]
             return Estimate.failure(f"{type(exc).__name__}: {exc} ({last.filename}:"
                                     f"{last.lineno})", time.perf_counter() - start)
@@ -62,3 +66,20 @@ class AccuracyEstimator(ABC):
         if score is None or not math.isfinite(score):
             return Estimate.failure(f"non-finite score {score!r}", cost, **details)
         return Estimate(float(score), cost, details=details)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text
+                                              or "out of memory" in text)
+
+
+def _release_cuda_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
