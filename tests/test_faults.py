@@ -234,7 +234,7 @@ def test_sigkill_during_netadapt_loses_no_finished_iteration(tmp_path):
         while True:
             # kill once iteration `at` is on disk (plus up to 2 s); `at` past the last
             # iteration lets the run finish
-            at = rng.randint(done + 1, len(reference))
+            at = rng.randint(done + 1, len(reference)) if done < len(reference) else done + 1
             process = subprocess.Popen([sys.executable, "-c", NETADAPT, str(run_dir)],
                                        env=ENV, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE)
