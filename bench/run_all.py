@@ -68,9 +68,10 @@ def machine() -> dict:
     import torch
 
     from latency_models.device import cpu_model
+    from nas.threads import usable_cores
 
     return {"cpu": cpu_model(), "logical_cores": os.cpu_count(),
-            "usable_cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "usable_cores": usable_cores(), "python": platform.python_version(),
             "torch": torch.__version__, "platform": platform.platform()}
 
 
@@ -223,7 +224,10 @@ def figures_block(session: dict | None) -> str:
     lines = [START, ""]
     if session:
         m = session["machine"]
-        lines += [f"Last run of `bench/run_all.py` (`make bench`): {session['finished']} on "
+        ran = [b["name"] for b in session["benchmarks"]]
+        how = "`make bench`" if set(ran) >= {b.name for b in BENCHMARKS} else \
+            f"`bench/run_all.py --only {' '.join(ran)}` (the other figures are older)"
+        lines += [f"Last run of {how}: {session['finished']} on "
                   f"{m['cpu']}, "
                   f"{m['usable_cores']} usable cores, Python {m['python']}, torch {m['torch']} "
                   f"({session['seconds'] / 60:.0f} min; bound {session['bound_minutes']} min).",
