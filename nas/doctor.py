@@ -89,8 +89,9 @@ def _packages() -> list[Check]:
 def _threads() -> list[Check]:
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        (os.cpu_count() or 1)
+    from nas.threads import usable_cores
+
+    cores = usable_cores()
     threads = torch.get_num_threads()
     build = f"torch {torch.__version__}" + (f", CUDA {torch.version.cuda} build"
                                             if torch.version.cuda else ", CPU build")
@@ -206,10 +207,12 @@ def _data() -> list[Check]:
 
 
 def _runs(runs_dir: Path) -> list[Check]:
+    from nas.runlock import in_use
+
     if not runs_dir.is_dir():
         return [Check("runs", str(runs_dir), OK, "no runs yet here")]
     runs = [p for p in runs_dir.iterdir() if p.is_dir()]
-    busy = [p.name for p in runs if _locked(p / ".lock")]
+    busy = [p.name for p in runs if in_use(p)]
     detail = f"{len(runs)} run(s)" + (f"; in use now: {', '.join(busy)}" if busy else "")
     return [Check("runs", str(runs_dir), OK, detail)]
 
@@ -220,21 +223,3 @@ def _writable(path: Path) -> bool:
     while not probe.exists():
         probe = probe.parent
     return os.access(probe, os.W_OK)
-
-
-def _locked(lock_file: Path) -> bool:
-    import fcntl
-
-    if not lock_file.exists():
-        return False
-    try:
-        fd = os.open(lock_file, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False

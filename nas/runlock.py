@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["RunLock", "RunLocked"]
+__all__ = ["RunLock", "RunLocked", "in_use"]
 
 
 class RunLocked(ValueError):
@@ -109,6 +109,22 @@ class RunLock:
             self.release()
         except Exception:  # noqa: BLE001 - interpreter shutdown: the kernel drops the lock
             pass
+
+
+def in_use(directory: str | os.PathLike) -> bool:
+    """Whether some process holds the lock of the run directory ``directory`` now."""
+    lock_file = Path(directory) / ".lock"
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _read_holder(fd: int) -> str:

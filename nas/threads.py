@@ -15,8 +15,11 @@ def training_threads() -> int:
         wanted = int(os.environ.get("OMP_NUM_THREADS", ""))
     except ValueError:
         wanted = 0
-    if wanted >= 1:
-        return wanted
+    return wanted if wanted >= 1 else usable_cores()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; all logical cores elsewhere)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         (os.cpu_count() or 1)
 
