@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -56,3 +57,20 @@ def die_on_wide_stems(job, spec_json: str) -> dict:
     if ArchSpec.from_json(spec_json).stem.out_ch == 32:
         os._exit(3)
     return estimate_accuracy(job, spec_json)
+
+
+def finished_trials(db: Path) -> int:
+    """Trials stored in a run's ``study.db``, read with plain SQLite in read-only mode.
+
+    For polling a search that runs in another process: opening the storage with Optuna would
+    create its schema, racing the search's own creation ("table ... already exists")."""
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True,
+                                                timeout=5)) as connection:
+            return connection.execute("SELECT count(*) FROM trials").fetchone()[0]
+    except sqlite3.Error:  # not created yet, or being created
+        return 0

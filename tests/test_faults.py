@@ -28,7 +28,7 @@ from nas.netadapt import load_iterations
 from nas.runlock import RunLock
 from nas.search.storage import STUDY_NAME
 from search_spaces import zoo
-from tests.search_helpers import save_synthetic_table
+from tests.search_helpers import finished_trials, save_synthetic_table
 
 ROOT = Path(__file__).parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -160,7 +160,7 @@ def test_sigkill_during_a_search_loses_and_repeats_nothing(tmp_path):
             process = subprocess.Popen(command + (["--resume"] if db.exists() else []),
                                        env=ENV, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
-            kill_when(process, lambda at=kill_at, db=db: len(study_trials(db)) >= at,
+            kill_when(process, lambda at=kill_at, db=db: finished_trials(db) >= at,
                       extra=rng.uniform(0, 0.5))
             for trial in study_trials(db):  # what was stored stays as it was
                 index = trial.user_attrs["index"]

@@ -10,12 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 
 from nas.runlock import RunLock, RunLocked
 from nas.search.run import SearchRun, SearchSettings
-from tests.search_helpers import save_synthetic_table, synthetic_predictor
+from tests.search_helpers import finished_trials, save_synthetic_table, synthetic_predictor
 
 ROOT = Path(__file__).parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -107,13 +106,6 @@ def synthetic_predictor_space():
     return default_space()
 
 
-def trials_in(db: Path) -> int:
-    try:
-        return len(optuna.load_study(study_name="search", storage=f"sqlite:///{db}").trials)
-    except Exception:  # noqa: BLE001 - not created yet
-        return 0
-
-
 def test_two_searches_in_one_run_directory(tmp_path):
     table = save_synthetic_table(tmp_path / "table.json")
     command = [sys.executable, "-m", "nas.cli", "search", "--budget", "20ms", "--trials",
@@ -124,7 +116,7 @@ def test_two_searches_in_one_run_directory(tmp_path):
     first = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
-        while trials_in(db) < 2 and time.monotonic() < deadline and first.poll() is None:
+        while finished_trials(db) < 2 and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.2)
         assert first.poll() is None, first.stderr.read().decode()[-2000:]
         second = subprocess.run(command + ["--resume"], env=ENV, capture_output=True,

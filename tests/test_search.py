@@ -28,7 +28,12 @@ from nas.search.strategies import STRATEGIES, StrategyError, make_strategy, spec
 from nas.search.trial import TrialResult
 from search_spaces import zoo
 from search_spaces.mobilenetv3 import default_space
-from tests.search_helpers import die_on_wide_stems, save_synthetic_table, synthetic_predictor
+from tests.search_helpers import (
+    die_on_wide_stems,
+    finished_trials,
+    save_synthetic_table,
+    synthetic_predictor,
+)
 
 SPACE = default_space()
 FAST_JOB = AccuracyJob(estimator="zero-cost:params")
@@ -312,13 +317,7 @@ def test_parallel_workers_give_the_same_history(tmp_path):
 
 
 def count_complete(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{db}")
-    except Exception:  # noqa: BLE001 - the study may not be created yet
-        return 0
-    return len(study.trials)
+    return finished_trials(db)  # never Optuna here: it would race the search's schema
 
 
 def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path):
