@@ -64,36 +64,46 @@ def pick_architectures(count: int, seed: int, smoke: bool) -> tuple[list, list[f
     return [pool[i] for i in chosen], [float(latency[i]) for i in chosen]
 
 
-def train_throughput(data, steps: int, batch: int) -> list[dict]:
-    """Images/s of the estimator's loop vs a plain eager loop, interleaved per model."""
+def train_throughput(data, steps: int, batch: int, compiled: bool = True) -> list[dict]:
+    """Images/s of the estimator's loop vs a plain eager loop, interleaved per model; and of
+    the estimator's loop under ``torch.compile`` (its compile time reported apart)."""
     rows = []
     for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
         spec = adapt_spec(zoo.get(name), data.num_classes, data.resolution, data.channels)
         images, labels = next(data.batches("train", batch))
-        results = {}
-        for variant in ("plain", "estimator", "plain", "estimator"):  # twice each, best kept
+        results, compile_seconds = {}, None
+        variants = ["plain", "estimator", "plain", "estimator"] + (["compiled"] if compiled else [])
+        for variant in variants:  # twice each, best kept; compiled: two timed rounds
             model = build_model(spec, seed=0)
             x = images
             threads = torch.get_num_threads()
-            if variant == "estimator":
+            if variant != "plain":
                 torch.set_num_threads(os.cpu_count() or 1)
                 model = model.to(memory_format=torch.channels_last)
                 x = images.contiguous(memory_format=torch.channels_last)
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
             model.train()
-            for index in range(steps + 2):
-                if index == 2:
+            step_fn = torch.compile(model) if variant == "compiled" else model
+            rounds = 2 if variant == "compiled" else 1
+            begin = time.perf_counter()
+            for index in range(2 + rounds * steps):
+                if index >= 2 and (index - 2) % steps == 0:
+                    if index == 2 and variant == "compiled":
+                        compile_seconds = time.perf_counter() - begin
                     start = time.perf_counter()
-                loss = F.cross_entropy(model(x), labels)
+                loss = F.cross_entropy(step_fn(x), labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            rate = steps * batch / (time.perf_counter() - start)
+                if index >= 2 and (index - 1) % steps == 0:
+                    rate = steps * batch / (time.perf_counter() - start)
+                    results[variant] = max(results.get(variant, 0.0), rate)
             torch.set_num_threads(threads)
-            results[variant] = max(results.get(variant, 0.0), rate)
         rows.append({"model": name, "batch": batch, "plain_images_per_s": results["plain"],
                      "estimator_images_per_s": results["estimator"],
-                     "speedup": results["estimator"] / results["plain"]})
+                     "speedup": results["estimator"] / results["plain"],
+                     "compiled_images_per_s": results.get("compiled"),
+                     "compile_seconds": compile_seconds})
     return rows
 
 
@@ -158,7 +168,8 @@ def main() -> int:
                      "kendall_tau": float(kendalltau(values[ok], reference[ok]).statistic),
                      "spearman": float(spearmanr(values[ok], reference[ok]).statistic),
                      "cost_seconds_per_candidate": cost, "failed": int((~ok).sum())})
-    throughput = train_throughput(data, steps=3 if args.smoke else 20, batch=64)
+    throughput = train_throughput(data, steps=3 if args.smoke else 20, batch=64,
+                                  compiled=not args.smoke)
 
     table = Table(title=f"ranking of {len(specs)} architectures vs stand-alone training "
                         f"({args.epochs} epochs, {args.seeds} seeds, {data.name} "
@@ -174,11 +185,15 @@ def main() -> int:
     console.print(table)
     speed = Table(title=f"training throughput, images/s (batch 64, {resolution}×{resolution})",
                   title_justify="left")
-    for column in ("model", "plain eager loop", "TrainEstimator loop", "speed-up"):
+    for column in ("model", "plain eager loop", "TrainEstimator loop", "speed-up",
+                   "+ torch.compile", "compile s"):
         speed.add_column(column, justify="left" if column == "model" else "right")
     for row in throughput:
+        compiled = row["compiled_images_per_s"]
         speed.add_row(row["model"], f"{row['plain_images_per_s']:.0f}",
-                      f"{row['estimator_images_per_s']:.0f}", f"{row['speedup']:.2f}×")
+                      f"{row['estimator_images_per_s']:.0f}", f"{row['speedup']:.2f}×",
+                      "-" if compiled is None else f"{compiled:.0f}",
+                      "-" if compiled is None else f"{row['compile_seconds']:.0f}")
     console.print(speed)
     if not args.smoke:
         payload = {

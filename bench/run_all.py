@@ -160,11 +160,13 @@ def summary_ranking(d: dict) -> list[str]:
     for r in d["ranking"]:
         lines.append(f"| {r['estimator']} | {r['kendall_tau']:.3f} | {r['spearman']:.3f} | "
                      f"{r['cost_seconds_per_candidate']:.2f} |")
-    lines += ["", "| training throughput | plain eager img/s | TrainEstimator img/s | speed-up |",
-              "|---|---|---|---|"]
+    lines += ["", "| training throughput | plain eager img/s | TrainEstimator img/s | speed-up | "
+              "+ torch.compile img/s (compile s) |", "|---|---|---|---|---|"]
     for r in d.get("throughput", []):
+        compiled = r.get("compiled_images_per_s")
+        compiled = "-" if compiled is None else f"{compiled:.0f} ({r['compile_seconds']:.0f} s)"
         lines.append(f"| {r['model']} (batch {r['batch']}) | {r['plain_images_per_s']:.0f} | "
-                     f"{r['estimator_images_per_s']:.0f} | {r['speedup']:.2f}× |")
+                     f"{r['estimator_images_per_s']:.0f} | {r['speedup']:.2f}× | {compiled} |")
     return lines
 
 

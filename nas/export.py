@@ -75,21 +75,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
     try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        raise _write_error(target, exc.errno, exc.strerror or str(exc)) from exc
-    except RuntimeError as exc:  # a C++ writer (torch.save, ONNX) on a full disk
-        if shutil.disk_usage(target.parent).free >= _FULL_BYTES:
-            raise
-        raise _write_error(target, errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
+        try:
+            yield tmp
+        except OSError as exc:  # the caller's writer; other errors of the body stay its own
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            raise _write_error(target, exc.errno, exc.strerror or str(exc)) from exc
+        except RuntimeError as exc:  # a C++ writer (torch.save, ONNX) on a full disk
+            if shutil.disk_usage(target.parent).free >= _FULL_BYTES:
+                raise
+            raise _write_error(target, errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
+        try:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise _write_error(target, exc.errno, exc.strerror or str(exc)) from exc
     finally:
         tmp.unlink(missing_ok=True)
 
 
 _FULL_BYTES = 1 << 20  # less free space than this after a failed write: the disk was full
+# what a failing write looks like; any other OSError raised while the body runs is the body's
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
 
 
 def _write_error(target: Path, code: int | None, reason: str) -> OSError:

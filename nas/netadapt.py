@@ -46,7 +46,7 @@ from nas.prune import (
     proposal_sites,
     prune_model,
 )
-from nas.runlock import RunLock
+from nas.runlock import LockedRunDir
 from nas.spec import ArchSpec
 
 __all__ = ["NetAdapt", "NetAdaptError", "NetAdaptSettings", "ProposalLatency", "Result",
@@ -348,7 +348,7 @@ def load_iterations(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-class NetAdapt:
+class NetAdapt(LockedRunDir):
     """One NetAdapt run in ``run_dir``.
 
     ``start`` is the network to adapt at its deployment shape (what latency is measured on);
@@ -370,23 +370,9 @@ class NetAdapt:
         self.measure_networks = measure_networks
         self.unconfirmed = 0
         self.on_event = on_event or (lambda kind, payload: None)
-        self.lock = RunLock(self.dir).acquire()  # one writer per directory
-        try:
+        with self._setting_up(self.dir):  # one writer per directory
             self.info = self._prepare_dir(resume, overwrite, extra_info or {})
             self.tuner = FineTuner(data, settings)
-        except BaseException:
-            self.lock.release()
-            raise
-
-    def close(self) -> None:
-        """Let another process write to this run directory."""
-        self.lock.release()
-
-    def __enter__(self) -> NetAdapt:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ the directory
     def _prepare_dir(self, resume: bool, overwrite: bool, extra: dict[str, Any]) -> dict:

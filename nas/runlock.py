@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["RunLock", "RunLocked", "in_use"]
+__all__ = ["LockedRunDir", "RunLock", "RunLocked", "in_use"]
 
 
 class RunLocked(ValueError):
@@ -109,6 +109,35 @@ class RunLock:
             self.release()
         except Exception:  # noqa: BLE001 - interpreter shutdown: the kernel drops the lock
             pass
+
+
+class LockedRunDir:
+    """Base of the objects that own a run directory while they live (a search, a NetAdapt run).
+
+    Set up inside ``with self._setting_up(directory):``; the lock is released again if the
+    set-up fails. ``close()`` (or leaving a ``with`` block) lets other processes in.
+    """
+
+    lock: RunLock
+
+    @contextlib.contextmanager
+    def _setting_up(self, directory: str | os.PathLike):
+        self.lock = RunLock(directory).acquire()
+        try:
+            yield
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def close(self) -> None:
+        """Let another process write to this run directory."""
+        self.lock.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def in_use(directory: str | os.PathLike) -> bool:

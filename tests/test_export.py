@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import errno
 import importlib.util
 import sys
 from pathlib import Path
@@ -129,6 +130,27 @@ def test_failed_export_leaves_no_partial_file(tmp_path, monkeypatch):
         export(zoo.get("mobilenet_v3_small"), "onnx", target)
     assert target.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "could not write .*m.json: No space"),
+        (FileNotFoundError(errno.ENOENT, "No such file", "weights.pt"), r"No such file.*weights\.pt"),
+    ],
+)
+def test_atomic_path_names_the_target_only_for_failed_writes(tmp_path, raised, expected):
+    # a full disk while writing is reported against the file being written; an unrelated
+    # OSError of the body (a missing input file) keeps its own message
+    target = tmp_path / "m.json"
+    target.write_text("previous")
+    with pytest.raises(OSError, match=expected) as caught:
+        with export_module.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise raised
+    assert ("previous file is kept" in str(caught.value)) == (raised.errno == errno.ENOSPC)
+    assert target.read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
 def test_onnx_mismatch_is_refused(tmp_path, monkeypatch):

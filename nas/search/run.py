@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nas.runlock import RunLock
+from nas.runlock import LockedRunDir
 from nas.search.budget import BudgetError
 from nas.search.objective import AccuracyJob, Objective
 from nas.search.reward import Reward
@@ -98,7 +98,7 @@ def resolve_seed_arch(arg: str, space) -> ArchSpec:
     return spec
 
 
-class SearchRun:
+class SearchRun(LockedRunDir):
     """A run directory and everything needed to (re)start the search in it."""
 
     def __init__(self, settings: SearchSettings, run_dir: str | Path, *,
@@ -112,8 +112,7 @@ class SearchRun:
         self.reward = Reward.from_preset(settings.reward, settings.budget_ms)
         self.progress = progress
         # one writer per directory; a run refused below leaves the directory as it was
-        self.lock = RunLock(self.dir).acquire()
-        try:
+        with self._setting_up(self.dir):
             self.info = self._prepare_dir(overwrite, resume)
             self.predictor = predictor or self._predictor()
             self._check_budget()
@@ -125,19 +124,6 @@ class SearchRun:
                 for name in ("study.db", "run.json"):
                     (self.dir / name).unlink(missing_ok=True)
             self.store = RunStore(self.dir / "study.db", self.space, self.reward)
-        except BaseException:
-            self.lock.release()
-            raise
-
-    def close(self) -> None:
-        """Let another process write to this run directory."""
-        self.lock.release()
-
-    def __enter__(self) -> SearchRun:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ set-up
     def _prepare_dir(self, overwrite: bool, resume: bool) -> dict[str, Any]:
