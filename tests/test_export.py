@@ -136,7 +136,8 @@ def test_failed_export_leaves_no_partial_file(tmp_path, monkeypatch):
     ("raised", "expected"),
     [
         (OSError(errno.ENOSPC, "No space left on device"), "could not write .*m.json: No space"),
-        (FileNotFoundError(errno.ENOENT, "No such file", "weights.pt"), r"No such file.*weights\.pt"),
+        (FileNotFoundError(errno.ENOENT, "No such file", "weights.pt"),
+         r"No such file.*weights\.pt"),
     ],
 )
 def test_atomic_path_names_the_target_only_for_failed_writes(tmp_path, raised, expected):
