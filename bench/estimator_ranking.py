@@ -21,6 +21,7 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def pick_architectures(count: int, seed: int, smoke: bool) -> tuple[list, list[f
 def train_throughput(data, steps: int, batch: int, compiled: bool = True) -> list[dict]:
     """Images/s of the estimator's loop vs a plain eager loop, interleaved per model; and of
     the estimator's loop under ``torch.compile`` (its compile time reported apart)."""
+    if compiled:  # a cold compile, as a new candidate would get: not inductor's on-disk cache
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="nas-inductor-")
     rows = []
     for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
         spec = adapt_spec(zoo.get(name), data.num_classes, data.resolution, data.channels)

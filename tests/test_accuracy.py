@@ -124,8 +124,15 @@ def test_unknown_proxy(digits16):
 
 def test_train_command(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    compiled = []  # --compile hands the model to torch.compile (identity here: compiling
+    monkeypatch.setattr(torch, "compile", lambda m: compiled.append(m) or m)  # takes ~100 s)
     code, out, err = run(["train", "v3-small", "--epochs", "1", "--resolution", "16"], capsys)
     assert code == 0, err
     assert "validation top-1:" in out and "train images/s" in out
+    assert not compiled
+    code, out, err = run(["train", "v3-small", "--epochs", "1", "--resolution", "16",
+                          "--compile"], capsys)
+    assert code == 0, err
+    assert len(compiled) == 1 and "validation top-1:" in out
     code, out, err = run(["train", "v3-small", "--data", f"imagefolder:{tmp_path}/none"], capsys)
     assert code == 2 and "no such directory" in err and len(err.strip().splitlines()) == 1

@@ -38,7 +38,7 @@ class Recipe:
     warmup_epochs: float = 0.5      # linear warm-up, then cosine decay to zero
     seed: int = 0
     channels_last: bool = True
-    compile: bool = False           # torch.compile the model (helps on GPU; see docs)
+    compile: bool = False           # torch.compile the model (pays off only for long runs)
     steps: int | None = None        # a fixed number of steps instead of whole epochs
 
     def __post_init__(self) -> None:
