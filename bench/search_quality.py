@@ -255,7 +255,7 @@ def main() -> None:
         "budget_ms": budget_ms, "budget_source": "V3-Small predicted by the searches' model",
         "v3_small_predicted_ms": v3s_predicted, "v3_small_measured_ms": measured_ms,
         "calibration": predictor.calibration.to_dict(), "summary": summary, "runs": runs,
-        "final": final,
+        "final": final, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }, indent=2) + "\n")
     print(f"wrote {args.out}")
 
