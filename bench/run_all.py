@@ -228,23 +228,43 @@ SUMMARIES = {
 }
 
 
+def _is_full(session: dict) -> bool:
+    return {b["name"] for b in session["benchmarks"]} >= {b.name for b in BENCHMARKS}
+
+
+def merged_session(previous: dict | None, session: dict) -> dict:
+    """What bench_run.json keeps: a full run replaces everything; a partial run (``--only``)
+    is stored with the record of the last full run beside it, so the bound stays on record."""
+    if _is_full(session):
+        return session
+    last_full = None
+    if previous:
+        last_full = previous if _is_full(previous) else previous.get("last_full")
+    return {**session, "last_full": last_full}
+
+
+def _session_lines(session: dict, how: str) -> list[str]:
+    m = session["machine"]
+    lines = [f"{how}: {session['finished']} on {m['cpu']}, {m['usable_cores']} usable cores, "
+             f"Python {m['python']}, torch {m['torch']} ({session['seconds'] / 60:.0f} min; "
+             f"bound {session['bound_minutes']} min).",
+             "", "| benchmark | status | minutes (limit) |", "|---|---|---|"]
+    for b in session["benchmarks"]:
+        minutes = f"{b['seconds'] / 60:.1f}" if "seconds" in b else "–"
+        lines.append(f"| {b['name']} | {b['status']} | {minutes} ({b['limit_seconds'] // 60}) |")
+    return lines + [""]
+
+
 def figures_block(session: dict | None) -> str:
     lines = [START, ""]
-    if session:
-        m = session["machine"]
-        ran = [b["name"] for b in session["benchmarks"]]
-        how = "`make bench`" if set(ran) >= {b.name for b in BENCHMARKS} else \
-            f"`bench/run_all.py --only {' '.join(ran)}` (the other figures are older)"
-        lines += [f"Last run of {how}: {session['finished']} on "
-                  f"{m['cpu']}, "
-                  f"{m['usable_cores']} usable cores, Python {m['python']}, torch {m['torch']} "
-                  f"({session['seconds'] / 60:.0f} min; bound {session['bound_minutes']} min).",
-                  "", "| benchmark | status | minutes (limit) |", "|---|---|---|"]
-        for b in session["benchmarks"]:
-            minutes = f"{b['seconds'] / 60:.1f}" if "seconds" in b else "–"
-            lines.append(f"| {b['name']} | {b['status']} | {minutes} "
-                         f"({b['limit_seconds'] // 60}) |")
-        lines.append("")
+    if session and _is_full(session):
+        lines += _session_lines(session, "Last run of `make bench`")
+    elif session:
+        if session.get("last_full"):
+            lines += _session_lines(session["last_full"], "Last run of `make bench`")
+        ran = " ".join(b["name"] for b in session["benchmarks"])
+        lines += _session_lines(session, f"Then `bench/run_all.py --only {ran}` (its figures "
+                                         f"below replace that run's)")
     for name, (title, summarise) in SUMMARIES.items():
         data = _load(name)
         lines += [f"#### {title} (`bench/{name}.py`)", ""]
@@ -294,6 +314,8 @@ def main() -> None:
         raise SystemExit(1 if bad else 0)
     from nas.export import write_text
 
+    previous = json.loads(session_path.read_text()) if session_path.exists() else None
+    session = merged_session(previous, session)
     write_text(session_path, json.dumps(session, indent=1) + "\n")
     write_readme(session, args.readme)
     print(f"wrote {session_path.relative_to(ROOT)} and the figures block of {args.readme}")

@@ -107,3 +107,25 @@ def test_run_all_stops_a_benchmark_over_its_limit_and_reports_failures(tmp_path,
     assert bad["status"] == "failed (exit 3)"
     skipped = run_all.run(run_all.Benchmark("absent", 1, needs=lambda: "no GPU"), smoke=False)
     assert skipped["status"] == "skipped" and skipped["why"] == "no GPU"
+
+
+def test_a_partial_bench_run_keeps_the_last_full_run_on_record():
+    run_all = load_run_all()
+    machine = {"cpu": "cpu", "usable_cores": 2, "python": "3", "torch": "2"}
+
+    def session(names, finished):
+        return {"machine": machine, "finished": finished, "seconds": 600.0,
+                "bound_minutes": 10 * len(names),
+                "benchmarks": [{"name": n, "status": "ok", "seconds": 60.0, "limit_seconds": 600}
+                               for n in names]}
+
+    full = session([b.name for b in run_all.BENCHMARKS], "T-full")
+    assert run_all.merged_session(None, full) is full
+    first = run_all.merged_session(full, session(["search_quality"], "T-1"))
+    second = run_all.merged_session(first, session(["latency_validation"], "T-2"))
+    assert first["last_full"] is full and second["last_full"] is full
+    assert run_all.merged_session(second, full) is full  # a new full run replaces it all
+    block = run_all.figures_block(second)
+    assert "Last run of `make bench`: T-full" in block
+    assert "Then `bench/run_all.py --only latency_validation`" in block and "T-2" in block
+    assert run_all.merged_session(None, session(["search_quality"], "T"))["last_full"] is None
