@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import threading
@@ -191,6 +192,10 @@ def summary_search(d: dict) -> list[str]:
     if f:
         lines += ["", f"Found network measured {f['found_measured_ms']:.2f} ms against "
                       f"V3-Small's {f['v3_small_measured_ms']:.2f} ms, side by side."]
+        for name, r in f.get("recipes", {}).items():  # both trained with the same recipe
+            lines.append(f"Top-1 after {name} training (mean of {len(r['seeds'])} seeds): "
+                         f"found {statistics.mean(r['found_accuracy']):.2f}%, V3-Small "
+                         f"{statistics.mean(r['v3_small_accuracy']):.2f}%.")
     return lines
 
 
