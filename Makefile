@@ -26,8 +26,8 @@ test: install
 test-all: install
 	$(PY) -m pytest -q -m ''
 
-# Every benchmark, one after another, each under a time limit (about 3 h at most, ~1.5 h
-# typical on 2 cores); rewrites bench/results/*.json and the figures block of bench/README.md.
+# Every benchmark, one after another, each under a time limit (195 min at most; 78 min
+# measured on 2 cores with nothing else running); rewrites bench/results/*.json and the figures block of bench/README.md.
 bench: install
 	$(PY) bench/run_all.py
 
