@@ -87,20 +87,24 @@ def train_throughput(data, steps: int, batch: int, compiled: bool = True) -> lis
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
             model.train()
             step_fn = torch.compile(model) if variant == "compiled" else model
-            rounds = 2 if variant == "compiled" else 1
-            begin = time.perf_counter()
-            for index in range(2 + rounds * steps):
-                if index >= 2 and (index - 2) % steps == 0:
-                    if index == 2 and variant == "compiled":
-                        compile_seconds = time.perf_counter() - begin
-                    start = time.perf_counter()
+
+            def step(step_fn=step_fn, x=x, labels=labels, optimizer=optimizer):
                 loss = F.cross_entropy(step_fn(x), labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if index >= 2 and (index - 1) % steps == 0:
-                    rate = steps * batch / (time.perf_counter() - start)
-                    results[variant] = max(results.get(variant, 0.0), rate)
+
+            begin = time.perf_counter()
+            for _ in range(2):  # warm-up (and compilation)
+                step()
+            if variant == "compiled":
+                compile_seconds = time.perf_counter() - begin
+            for _ in range(2 if variant == "compiled" else 1):
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                rate = steps * batch / (time.perf_counter() - start)
+                results[variant] = max(results.get(variant, 0.0), rate)
             torch.set_num_threads(threads)
         rows.append({"model": name, "batch": batch, "plain_images_per_s": results["plain"],
                      "estimator_images_per_s": results["estimator"],
