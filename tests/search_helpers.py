@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from latency_models.lut import Entry, LatencyTable
 from latency_models.predictor import LUTPredictor
 from nas.spec import ArchSpec
 from search_spaces.mobilenetv3 import default_space
+from tests.study_db import finished_trials  # noqa: F401 - the search tests import it here
 
 _TABLE: LatencyTable | None = None
 
@@ -58,19 +58,3 @@ def die_on_wide_stems(job, spec_json: str) -> dict:
         os._exit(3)
     return estimate_accuracy(job, spec_json)
 
-
-def finished_trials(db: Path) -> int:
-    """Trials stored in a run's ``study.db``, read with plain SQLite in read-only mode.
-
-    For polling a search that runs in another process: opening the storage with Optuna would
-    create its schema, racing the search's own creation ("table ... already exists")."""
-    import sqlite3
-
-    if not db.exists():
-        return 0
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True,
-                                                timeout=5)) as connection:
-            return connection.execute("SELECT count(*) FROM trials").fetchone()[0]
-    except sqlite3.Error:  # not created yet, or being created
-        return 0

@@ -95,16 +95,7 @@ def test_a_full_disk_during_a_search_keeps_every_finished_trial(tmp_path):
     search = (f'$NAS search --budget 20ms --trials 30 --strategy random '
               f'--estimator zero-cost:params --table {table} --no-recalibrate --workers 1 '
               f'--runs-dir "$DISK/runs" --name full --no-report')
-    reader = tmp_path / "trials.py"  # plain read-only SQLite: importing Optuna costs seconds
-    reader.write_text(
-        "import json, sqlite3, sys\n"
-        "db = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True)\n"
-        "if sys.argv[2] == 'count':\n"
-        "    print(db.execute('SELECT count(*) FROM trials').fetchone()[0])\n"
-        "else:\n"
-        "    print(sorted(json.loads(v) for (v,) in db.execute(\n"
-        "        \"SELECT value_json FROM trial_user_attributes WHERE key = 'index'\")))\n")
-    count = f'$PY {reader} "$DISK/runs/full/study.db" count'
+    count = '$PY -m tests.study_db "$DISK/runs/full/study.db" count'  # no Optuna import
     done = in_small_disk(tmp_path, f"""
         mount -t tmpfs -o size=400k tmpfs "$DISK"
         {search} > /dev/null 2> "$OUT/err"
@@ -113,7 +104,7 @@ def test_a_full_disk_during_a_search_keeps_every_finished_trial(tmp_path):
         mount -o remount,size=64m "$DISK"  # space again: the run goes on
         {search} --resume > "$OUT/resumed" 2>&1 || exit 91
         {count} > "$OUT/total"
-        $PY {reader} "$DISK/runs/full/study.db" indices > "$OUT/indices"
+        $PY -m tests.study_db "$DISK/runs/full/study.db" indices > "$OUT/indices"
     """)
     out = tmp_path / "out"
     assert done.returncode == 0, done.stderr + (out / "err").read_text()
