@@ -25,8 +25,7 @@ __all__ = ["Calibration", "Encoded", "LUTPredictor", "LatencyPredictor", "Missin
 
 
 _STEM_FIELDS = operator.attrgetter("in_ch", "out_ch", "kernel", "stride", "act", "maxpool")
-_BLOCK_FIELDS = operator.attrgetter("kind", "kernel", "in_ch", "exp_ch", "out_ch", "se", "act",
-                                    "stride", "dilation")
+_BLOCK_FIELDS = operator.attrgetter("_values")  # (kind, kernel, in_ch, exp_ch, out_ch, se, ...)
 _HEAD_FIELDS = operator.attrgetter("conv_ch", "conv_act", "hidden_ch", "hidden_act")
 _STRIDE = operator.itemgetter(7)
 
@@ -100,8 +99,8 @@ class LUTPredictor(LatencyPredictor):
         keys = list(table.entries)
         self._row = {key: i + 1 for i, key in enumerate(keys)}  # row 0: padding, 0 ms
         self._values = np.array([0.0] + [table.entries[k].value(self.statistic) for k in keys])
-        self._layer_rows: dict[tuple, int] = {}
-        self._sizes: dict[tuple, list[int]] = {}
+        self._layer_rows: dict[tuple, dict[tuple, int]] = {}  # context -> layer fields -> row
+        self._tables: dict[tuple, list[dict[tuple, int]]] = {}  # strides -> one dict per layer
 
     @classmethod
     def plain_sum(cls, table: LatencyTable, statistic: str | None = None) -> LUTPredictor:
@@ -112,34 +111,44 @@ class LUTPredictor(LatencyPredictor):
     def _rows_of(self, spec: ArchSpec, missing: list[str]) -> list[int]:
         """Table rows of the stem, every block and the head.
 
-        Layers repeat across specs, so rows are remembered by value, keyed by plain tuples
-        (hashed and compared in C: 100,000+ specs a second); key strings are built only for
-        layers not seen before.
+        Layers repeat across specs, so rows are remembered by value: one dict per context
+        (input resolution and SE convention), keyed by the layer's plain fields, hashed and
+        compared in C. A network's list of contexts depends only on its strides, so it is looked
+        up once per spec. Key strings are built only for layers not seen before.
         """
         spec = spec.scaled()
         stem = spec.stem
         fields = list(map(_BLOCK_FIELDS, spec.blocks))
-        shape = (spec.input_size, stem.stride, stem.maxpool, tuple(map(_STRIDE, fields)))
-        sizes = self._sizes.get(shape)
-        if sizes is None:
-            sizes = self._sizes[shape] = spec.resolutions()
-        cache_keys = [("stem", spec.input_size, _STEM_FIELDS(stem))]
-        cache_keys += zip(sizes, itertools.repeat(spec.se_style), fields)
-        cache_keys.append(("head", sizes[-1], fields[-1][4], _HEAD_FIELDS(spec.head),
-                           spec.num_classes))
-        rows = list(map(self._layer_rows.get, cache_keys, itertools.repeat(-1)))
-        if -1 in rows:
+        shape = (spec.input_size, spec.se_style, stem.stride, stem.maxpool,
+                 tuple(map(_STRIDE, fields)))
+        tables = self._tables.get(shape)
+        if tables is None:
+            tables = self._tables[shape] = self._contexts(spec)
+        fields.insert(0, _STEM_FIELDS(stem))
+        fields.append((fields[-1][4], _HEAD_FIELDS(spec.head), spec.num_classes))
+        try:
+            return list(map(dict.__getitem__, tables, fields))
+        except KeyError:
+            rows = list(map(dict.get, tables, fields))
             for position, layer in enumerate(layers_of(spec)):
-                if rows[position] != -1:
+                if rows[position] is not None:
                     continue
                 row = self._row.get(layer.key)
                 if row is None:
                     missing.append(layer.key)
                     row = 0
                 else:
-                    self._layer_rows[cache_keys[position]] = row
+                    tables[position][fields[position]] = row
                 rows[position] = row
-        return rows
+            return rows
+
+    def _contexts(self, spec: ArchSpec) -> list[dict]:
+        """The row dicts of each layer position of networks shaped like ``spec``."""
+        sizes = spec.resolutions()
+        keys = [("stem", spec.input_size)]
+        keys += [("block", size, spec.se_style) for size in sizes[:-1]]
+        keys.append(("head", sizes[-1]))
+        return [self._layer_rows.setdefault(key, {}) for key in keys]
 
     def encode(self, specs: Sequence[ArchSpec]) -> Encoded:
         missing: list[str] = []

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
 from torch import nn
 
 from nas.modules import Network
-from nas.spec import ArchSpec
+from nas.spec import ArchSpec, plain_fields
 
 __all__ = ["build_model", "count_params", "layer_plan", "spec_of"]
 
@@ -19,11 +18,11 @@ def layer_plan(spec: ArchSpec) -> dict[str, Any]:
     concrete = spec.scaled()
     blocks = []
     for block in concrete.blocks:
-        cfg = dataclasses.asdict(block)
+        cfg = plain_fields(block)
         cfg.pop("se")
         cfg["se_ch"] = concrete.se_channels(block)
         blocks.append(cfg)
-    stem = dataclasses.asdict(concrete.stem)
+    stem = plain_fields(concrete.stem)
     in_ch = stem.pop("in_ch")
     return {
         "name": concrete.name,
@@ -34,7 +33,7 @@ def layer_plan(spec: ArchSpec) -> dict[str, Any]:
         "se_gate": concrete.se_gate,
         "stem": stem,
         "blocks": blocks,
-        "head": dataclasses.asdict(concrete.head),
+        "head": plain_fields(concrete.head),
     }
 
 

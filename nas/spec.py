@@ -31,6 +31,7 @@ __all__ = [
     "StemSpec",
     "TableRow",
     "make_divisible",
+    "plain_fields",
     "v3_squeeze_channels",
 ]
 
@@ -176,8 +177,15 @@ class BlockSpec:
     act: str = "RE"
     stride: int = 1
     dilation: int = 1
+    # The field values as one plain tuple, made once: latency predictors key their look-up
+    # tables with it (reading nine slots per block per prediction would cost more than the rest
+    # of a prediction). Derived, so it is not part of the JSON, the repr or equality.
+    _values: tuple = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_values", (self.kind, self.kernel, self.in_ch, self.exp_ch,
+                                             self.out_ch, self.se, self.act, self.stride,
+                                             self.dilation))
         _check_choice("kind", self.kind, BLOCK_KINDS)
         _check_choice("kernel", self.kernel, KERNELS)
         _check_channels("in_ch", self.in_ch)
@@ -459,9 +467,9 @@ class ArchSpec:
             "bn_eps": self.bn_eps,
             "bn_momentum": self.bn_momentum,
             "se_style": self.se_style,
-            "stem": dataclasses.asdict(self.stem),
-            "blocks": [dataclasses.asdict(b) for b in self.blocks],
-            "head": dataclasses.asdict(self.head),
+            "stem": plain_fields(self.stem),
+            "blocks": [plain_fields(b) for b in self.blocks],
+            "head": plain_fields(self.head),
         }
 
     def to_json(self) -> str:
@@ -536,15 +544,20 @@ def _after_stride(size: int, stride: int) -> int:
     return -(-size // stride)
 
 
+def plain_fields(part: Any) -> dict[str, Any]:
+    """A stem, block or head as the dict of its JSON fields (derived fields left out)."""
+    return {f.name: getattr(part, f.name) for f in dataclasses.fields(part) if f.init}
+
+
 def _from_mapping(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, Mapping):
         raise SpecError(where or cls.__name__, f"must be an object, got {type(raw).__name__}")
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(raw) - set(names))
     if unknown:
         raise SpecError(where, f"unknown field {_show(unknown[0])} (known: {', '.join(names)})")
     required = [f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+                if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     missing = [n for n in required if n not in raw]
     if missing:
         raise SpecError(where, f"missing field {missing[0]!r}")

@@ -321,6 +321,27 @@ def test_vectorised_prediction_equals_the_per_spec_loop():
         [len(s.blocks) for s in specs]), rtol=1e-9)
 
 
+def test_cached_rows_keep_resolutions_se_styles_and_widths_apart():
+    # The encoder remembers rows by (resolution, SE convention, block fields). Networks whose
+    # blocks have equal fields but differ in input size, SE convention or width multiplier
+    # must still get their own layers, in any order and when seen a second time.
+    specs = [zoo.get(name, input_size=size, num_classes=10, width_mult=mult)
+             for name in zoo.names() for size in (32, 64) for mult in (0.5, 1.0)]
+    specs += [dataclasses.replace(s, se_style="mnasnet" if s.se_style != "mnasnet" else "v3")
+              for s in specs if any(b.se for b in s.blocks)]
+    layers = [layer for s in specs for layer in layers_of(s)]
+    table = synthetic_table(list({layer.key: layer for layer in layers}.values()))
+    by_hand = np.array([sum(table.entries[layer.key].min_ms for layer in layers_of(s))
+                        for s in specs])
+    predictor = LUTPredictor(table)
+    order = np.random.default_rng(0).permutation(len(specs))
+    first = predictor.predict([specs[i] for i in order])
+    again = predictor.predict(specs)
+    np.testing.assert_allclose(first, by_hand[order], rtol=1e-12)
+    np.testing.assert_allclose(again, by_hand, rtol=1e-12)
+    assert len(set(by_hand.round(9))) > 0.9 * len(specs)  # the networks really differ
+
+
 def test_missing_layers_are_named():
     space = tiny_space()
     predictor = LUTPredictor(synthetic_table(space_layers(space)))
