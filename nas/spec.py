@@ -556,8 +556,8 @@ def _from_mapping(cls: type, raw: Any, where: str) -> Any:
     unknown = sorted(set(raw) - set(names))
     if unknown:
         raise SpecError(where, f"unknown field {_show(unknown[0])} (known: {', '.join(names)})")
-    required = [f.name for f in dataclasses.fields(cls)
-                if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    required = [f.name for f in dataclasses.fields(cls) if f.init
+                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     missing = [n for n in required if n not in raw]
     if missing:
         raise SpecError(where, f"missing field {missing[0]!r}")
