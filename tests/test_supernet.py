@@ -67,12 +67,12 @@ def test_subnetworks_share_weights():
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         before = net(x, spec)
-        net.stages[0][0].depthwise.weight[0].add_(1.0)  # the first expansion channel
+        net.stages[0][0].expanded.depthwise.weight[0].add_(1.0)  # the first expansion channel
         after = net(x, spec)
         smallest_before = net.extract(smallest_spec(space)).eval()(x)
     assert not torch.allclose(before, after)
     assert net.extract(spec).features[1].block[1][0].weight[0].equal(
-        net.stages[0][0].depthwise.kernel(spec.blocks[0].exp_ch, spec.blocks[0].kernel)[0])
+        net.stages[0][0].expanded.depthwise.kernel(spec.blocks[0].exp_ch, spec.blocks[0].kernel)[0])
     assert smallest_before.shape == (1, 10)
 
 
@@ -84,7 +84,7 @@ def test_sort_channels_keeps_full_width_functions():
     spec = largest_spec(space)
     x = torch.randn(2, 3, 16, 16)
     # Full-width networks keep their function; so does one whose ratio-1 blocks run the
-    # depthwise conv on their input channels (those stages are never permuted).
+    # depthwise conv on their input channels (those have weights of their own, never permuted).
     ratio_one = dataclasses.replace(spec, blocks=tuple(
         dataclasses.replace(b, exp_ch=b.in_ch) if i < 2 else b
         for i, b in enumerate(spec.blocks)))
@@ -95,10 +95,29 @@ def test_sort_channels_keeps_full_width_functions():
         after = [net(x, s) for s in samples]
     for a, b in zip(after, before, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    # Sorting really reorders: the stage without ratio 1 has importance-ordered channels.
-    block = net.stages[1][0]
-    importance = block.project.weight.abs().sum(dim=(0, 2, 3))
-    assert torch.all(importance[:-1] >= importance[1:])
+    # Sorting really reorders, in stages with and without ratio 1: importance-ordered channels.
+    for block in (net.stages[0][0], net.stages[0][1], net.stages[1][0]):
+        importance = block.expanded.project.weight.abs().sum(dim=(0, 2, 3))
+        assert torch.all(importance[:-1] >= importance[1:])
+    assert net.stages[1][0].unexpanded is None  # that stage has no ratio 1
+
+
+def test_unexpanded_blocks_have_weights_of_their_own():
+    space = tiny_space()
+    net = random_supernet(space)
+    largest = largest_spec(space)
+    ratio_one = dataclasses.replace(largest, blocks=(
+        dataclasses.replace(largest.blocks[0], exp_ch=largest.blocks[0].in_ch),
+        *largest.blocks[1:]))
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        before = [net(x, largest), net(x, ratio_one)]
+        net.stages[0][0].unexpanded.depthwise.weight.add_(1.0)
+        after = [net(x, largest), net(x, ratio_one)]
+        extracted = net.extract(ratio_one).eval()(x)
+    torch.testing.assert_close(after[0], before[0])
+    assert not torch.allclose(after[1], before[1], atol=1e-4)
+    torch.testing.assert_close(extracted, after[1], rtol=1e-5, atol=1e-5)
 
 
 def test_rejects_specs_outside_the_space():
@@ -132,6 +151,24 @@ def test_training_resumes_exactly(tmp_path):
     assert not estimate.failed and 0 <= estimate.score <= 100
 
 
+def test_distillation_teaches_the_smaller_networks_only():
+    # The largest network learns from the labels alone: with only the largest trained, the
+    # distillation weight changes nothing; in the sandwich phase it changes the weights.
+    data = load_data("digits", 16)
+
+    def trained(distill, phases):
+        recipe = SupernetRecipe(steps=2, batch_size=16, random_subnets=1, sort_every=0,
+                                phases=phases, distill=distill)
+        return train_supernet(tiny_space(), data, recipe).state_dict()
+
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a.values(), b.values(), strict=True))
+
+    assert same(trained(0.0, (1.0, 0.0)), trained(1.0, (1.0, 0.0)))
+    assert not same(trained(0.0, (0.0, 0.0)), trained(1.0, (0.0, 0.0)))
+    assert same(trained(0.5, (0.0, 0.0)), trained(0.5, (0.0, 0.0)))  # deterministic
+
+
 def test_supernet_cli(capsys, tmp_path, monkeypatch):
     from .test_cli import run
 
@@ -153,13 +190,18 @@ def test_supernet_cli(capsys, tmp_path, monkeypatch):
 def test_bad_recipes_and_checkpoints_are_value_errors(tmp_path):
     # found by tests/test_fuzz.py: --budget 0 trained nothing and saved it; a garbage checkpoint
     # was an UnpicklingError, and one holding code was run
-    for bad in ({"steps": 0}, {"batch_size": 0}, {"lr": float("inf")}, {"save_every": 0}):
+    for bad in ({"steps": 0}, {"batch_size": 0}, {"lr": float("inf")}, {"save_every": 0},
+                {"distill": 1.5}, {"distill": -0.1}):
         with pytest.raises(ValueError):
             SupernetRecipe(**bad)
     (tmp_path / "junk.pt").write_bytes(b"\x80\x02junk")
     with pytest.raises(ValueError, match="junk.pt: not a supernet checkpoint"):
         load_supernet(tmp_path / "junk.pt")
-    torch.save({"format": "nas.supernet", "space": {"stages": 3}}, tmp_path / "odd.pt")
+    torch.save({"format": "nas.supernet", "version": 1, "space": {}}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="old.pt: a supernet checkpoint of format version 1"):
+        load_supernet(tmp_path / "old.pt")
+    torch.save({"format": "nas.supernet", "version": 2, "space": {"stages": 3}},
+               tmp_path / "odd.pt")
     with pytest.raises(ValueError, match="odd.pt: a damaged supernet checkpoint"):
         load_supernet(tmp_path / "odd.pt")
     torch.save({"format": "nas.supernet", "space": tmp_path}, tmp_path / "code.pt")
