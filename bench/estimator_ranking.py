@@ -37,7 +37,13 @@ sys.path.insert(0, str(ROOT))
 
 from latency_models.device import cpu_model  # noqa: E402
 from nas.accuracy import adapt_spec  # noqa: E402
-from nas.accuracy.supernet import SupernetEstimator, SupernetRecipe, train_supernet  # noqa: E402
+from nas.accuracy.supernet import (  # noqa: E402
+    SupernetEstimator,
+    SupernetRecipe,
+    largest_spec,
+    smallest_spec,
+    train_supernet,
+)
 from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
 from nas.accuracy.zero_cost import ZeroCostEstimator  # noqa: E402
 from nas.build import build_model  # noqa: E402
@@ -165,6 +171,15 @@ def main() -> int:
     scores["supernet"] = ([r.score for r in results],
                           float(np.mean([r.cost_seconds for r in results]))
                           + supernet_train_seconds / len(specs))
+    # The sub-networks the sandwich rule trains every step, for comparison with the sampled ones.
+    extremes = {name: estimator.estimate(pick(supernet.space)).score
+                for name, pick in (("largest", largest_spec), ("smallest", smallest_spec))}
+    # Inherited weights plus a short fine-tune (one epoch's worth of steps at a lower rate).
+    finetune = Recipe(steps=1 if args.smoke else 20, lr=0.01, warmup_epochs=0.0, seed=0)
+    results = [SupernetEstimator(supernet, data, finetune=finetune).estimate(s) for s in specs]
+    scores[f"supernet+finetune-{finetune.steps}"] = (
+        [r.score for r in results],
+        float(np.mean([r.cost_seconds for r in results])) + supernet_train_seconds / len(specs))
 
     rows = []
     ceiling = kendalltau(standalone[0], standalone[1]).statistic if args.seeds > 1 else None
@@ -210,6 +225,7 @@ def main() -> int:
                          "data": data.name, "resolution": resolution,
                          "supernet": dataclasses.asdict(recipe),
                          "supernet_train_seconds": supernet_train_seconds},
+            "supernet_extremes_top1": extremes,
             "architectures": [{"name": s.name, "text": s.to_text(),
                                "predicted_latency_ms_224": lat,
                                "standalone_top1": standalone[:, i].tolist()}

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.accuracy.base import AccuracyEstimator, adapt_spec
+from nas.accuracy.train import Recipe
 from nas.build import build_model
 from nas.data import ImageData
 from nas.runlock import RunLock
@@ -558,19 +559,29 @@ def _checked(loss: torch.Tensor, step: int) -> torch.Tensor:
 
 class SupernetEstimator(AccuracyEstimator):
     """Validation top-1 (%) of a sub-network with inherited weights, after its BatchNorm
-    statistics are recalibrated on a few training batches."""
+    statistics are recalibrated on a few training batches.
+
+    ``finetune``: optionally, a short training recipe (``Recipe(steps=N, ...)``) run on the
+    inherited weights first; the sub-network starts from the supernet, not from scratch.
+    """
 
     name = "supernet"
 
-    def __init__(self, supernet: Supernet, data: ImageData, *, bn_batches: int = 10):
+    def __init__(self, supernet: Supernet, data: ImageData, *, bn_batches: int = 10,
+                 finetune: Recipe | None = None):
         self.supernet, self.data, self.bn_batches = supernet, data, bn_batches
+        self.finetune = finetune
 
     def _score(self, spec: ArchSpec) -> tuple[float, dict[str, Any]]:
-        from nas.accuracy.train import evaluate, recalibrate_bn
+        from nas.accuracy.train import evaluate, recalibrate_bn, train_model
 
         space = self.supernet.space
         spec = adapt_spec(spec, space.num_classes, space.input_size)
         model = self.supernet.extract(spec)
-        recalibrate_bn(model, self.data, batches=self.bn_batches, channels_last=False)
-        top1 = evaluate(model, self.data, channels_last=False)
-        return top1, {"top1": top1}
+        details: dict[str, Any] = {}
+        if self.finetune is not None:
+            details["finetune"] = train_model(model, self.data, self.finetune)
+        channels_last = self.finetune is not None and self.finetune.channels_last
+        recalibrate_bn(model, self.data, batches=self.bn_batches, channels_last=channels_last)
+        top1 = evaluate(model, self.data, channels_last=channels_last)
+        return top1, {"top1": top1, **details}
