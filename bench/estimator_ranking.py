@@ -176,7 +176,8 @@ def main() -> int:
                 for name, pick in (("largest", largest_spec), ("smallest", smallest_spec))}
     # Inherited weights plus a short fine-tune (one epoch's worth of steps at a lower rate).
     finetune = Recipe(steps=1 if args.smoke else 20, lr=0.01, warmup_epochs=0.0, seed=0)
-    results = [SupernetEstimator(supernet, data, finetune=finetune).estimate(s) for s in specs]
+    finetuned = SupernetEstimator(supernet, data, finetune=finetune)
+    results = [finetuned.estimate(s) for s in specs]
     scores[f"supernet+finetune-{finetune.steps}"] = (
         [r.score for r in results],
         float(np.mean([r.cost_seconds for r in results])) + supernet_train_seconds / len(specs))

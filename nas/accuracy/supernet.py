@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.accuracy.base import AccuracyEstimator, adapt_spec
-from nas.accuracy.train import Recipe
+from nas.accuracy.train import Recipe, evaluate, recalibrate_bn, train_model
 from nas.build import build_model
 from nas.data import ImageData
 from nas.runlock import RunLock
@@ -573,8 +573,6 @@ class SupernetEstimator(AccuracyEstimator):
         self.finetune = finetune
 
     def _score(self, spec: ArchSpec) -> tuple[float, dict[str, Any]]:
-        from nas.accuracy.train import evaluate, recalibrate_bn, train_model
-
         space = self.supernet.space
         spec = adapt_spec(spec, space.num_classes, space.input_size)
         model = self.supernet.extract(spec)
