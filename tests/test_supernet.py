@@ -9,11 +9,14 @@ import pytest
 import torch
 
 from nas.accuracy.supernet import (
+    ELASTIC_ORDER,
     Supernet,
     SupernetEstimator,
     SupernetRecipe,
     largest_spec,
     load_supernet,
+    sample_phase,
+    sandwich_smallest,
     smallest_spec,
     train_supernet,
 )
@@ -151,6 +154,42 @@ def test_training_resumes_exactly(tmp_path):
     assert not estimate.failed and 0 <= estimate.score <= 100
 
 
+def _choices(spec):
+    """Every choice of a spec, by elastic dimension."""
+    blocks = spec.blocks
+    return {"kernel": [b.kernel for b in blocks],
+            "depth": [b.stride for b in blocks],  # depths change the stride pattern's length
+            "expand": [b.exp_ch / b.in_ch for b in blocks],
+            "width": [spec.stem.out_ch] + [b.out_ch for b in blocks],
+            "switch": [spec.stem.act, spec.head] + [(b.se, b.act) for b in blocks]}
+
+
+def test_progressive_phases_open_one_group_of_choices_at_a_time():
+    space = default_space(32, 10)
+    largest = _choices(largest_spec(space))
+    rng = np.random.default_rng(0)
+    for phase in range(len(ELASTIC_ORDER) + 1):
+        opened = {dim for dims in ELASTIC_ORDER[:phase] for dim in dims}
+        samples = [sample_phase(space, rng, phase) for _ in range(40)]
+        assert all(space.contains(spec) for spec in samples)
+        for dim in largest:
+            varied = any(_choices(spec)[dim] != largest[dim] for spec in samples)
+            # Depth decides how many blocks there are: the other dimensions are compared when it
+            # is fixed (before phase 1 every dimension is).
+            if dim in opened or (phase == 0 or "depth" not in opened):
+                assert varied == (dim in opened), (phase, dim)
+    # Once expansion is elastic, the sandwich's smallest alternates between the smallest shared
+    # expansion prefix and ratio 1 (which has its own weights).
+    for phase in range(1, len(ELASTIC_ORDER) + 1):
+        for step in (0, 1):
+            smallest = sandwich_smallest(space, phase, step)
+            assert space.contains(smallest)
+            ratio = 6.0 if phase < 2 else 2.3 if step == 0 else 1.0
+            assert all(b.exp_ch == space.stages[0].exp_width(b.in_ch, ratio)
+                       for b in smallest.blocks), (phase, step)
+    assert smallest_spec(space).blocks == sandwich_smallest(space, len(ELASTIC_ORDER), 1).blocks
+
+
 def test_distillation_teaches_the_smaller_networks_only():
     # The largest network learns from the labels alone: with only the largest trained, the
     # distillation weight changes nothing; in the sandwich phase it changes the weights.
@@ -191,7 +230,8 @@ def test_bad_recipes_and_checkpoints_are_value_errors(tmp_path):
     # found by tests/test_fuzz.py: --budget 0 trained nothing and saved it; a garbage checkpoint
     # was an UnpicklingError, and one holding code was run
     for bad in ({"steps": 0}, {"batch_size": 0}, {"lr": float("inf")}, {"save_every": 0},
-                {"distill": 1.5}, {"distill": -0.1}):
+                {"distill": 1.5}, {"distill": -0.1}, {"phases": (0.5, 0.4, 0.2)},
+                {"phases": (0.1, 0.1, 0.1, 0.1)}, {"phases": (-0.1,)}):
         with pytest.raises(ValueError):
             SupernetRecipe(**bad)
     (tmp_path / "junk.pt").write_bytes(b"\x80\x02junk")

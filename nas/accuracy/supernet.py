@@ -9,9 +9,9 @@
 
 ``extract(spec)`` returns the ordinary network of ``nas.build_model(spec)`` carrying the
 supernet's weights, so a sub-network is evaluated, measured and exported like any model.
-Training follows Once-for-All's progressive shrinking (the largest network alone, then elastic
-kernel and depth, then every choice) with the sandwich rule (largest, smallest and random
-sub-networks every step) in the last phase.
+Training follows Once-for-All's progressive shrinking: the largest network alone, then elastic
+kernel and depth, then expansion, then every choice (``ELASTIC_ORDER``), each phase with the
+sandwich rule (largest, smallest and random sub-networks every step).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from nas.runlock import RunLock
 from nas.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec, v3_squeeze_channels
 from search_spaces.mobilenetv3 import BlockwiseSpace, StageChoices
 
-__all__ = ["Supernet", "SupernetEstimator", "SupernetRecipe", "largest_spec", "sample_phase",
-           "smallest_spec", "train_supernet"]
+__all__ = ["ELASTIC_ORDER", "Supernet", "SupernetEstimator", "SupernetRecipe", "largest_spec",
+           "sample_elastic", "sample_phase", "smallest_spec", "train_supernet"]
 
 # 2: blocks have separate weights for ratio 1 (``ElasticBlock.unexpanded``).
 CHECKPOINT_VERSION = 2
@@ -324,58 +324,92 @@ def _permute_bn(bn: nn.BatchNorm2d, order: torch.Tensor) -> None:
 
 
 # --------------------------------------------------------------------------- sampling
+# The elastic dimensions, in the order progressive shrinking opens them (Once-for-All): kernel
+# and depth first, then expansion, then stage widths, SE, activations and heads.
+ELASTIC_ORDER = (("kernel", "depth"), ("expand",), ("width", "switch"))
+ALL_ELASTIC = frozenset(dim for dims in ELASTIC_ORDER for dim in dims)
+
+
 def largest_spec(space: BlockwiseSpace) -> ArchSpec:
-    return _extreme(space, max)
+    return dataclasses.replace(_compose(space, frozenset(), _largest_choice), name="largest")
 
 
 def smallest_spec(space: BlockwiseSpace) -> ArchSpec:
-    return _extreme(space, min)
+    """Every choice at its smallest, ratio 1 (no expansion) included."""
+    return dataclasses.replace(_compose(space, ALL_ELASTIC, _smallest_choice), name="smallest")
 
 
-def _extreme(space: BlockwiseSpace, pick) -> ArchSpec:
-    big = pick is max
-    stem = StemSpec(out_ch=pick(space.stem_widths),
-                    act="HS" if big and "HS" in space.stem_acts else space.stem_acts[0])
+def sample_elastic(space: BlockwiseSpace, rng: np.random.Generator,
+                   elastic: frozenset[str] = ALL_ELASTIC) -> ArchSpec:
+    """A random sub-network whose ``elastic`` dimensions are sampled and whose others are the
+    largest network's (``elastic`` from ``ELASTIC_ORDER``)."""
+    def pick(dim: str, options):
+        return options[int(rng.integers(len(options)))]
+    return dataclasses.replace(_compose(space, elastic, pick), name="sampled")
+
+
+def _largest_choice(dim: str, options):
+    if dim == "head":
+        return options[0]
+    if dim in ("act", "stem_act"):
+        return "HS" if "HS" in options else options[0]
+    return max(options)
+
+
+def _smallest_choice(dim: str, options):
+    return options[0] if dim in ("act", "stem_act", "head") else min(options)
+
+
+def _compose(space: BlockwiseSpace, elastic: frozenset[str], pick) -> ArchSpec:
+    """A spec of ``space``: ``pick(dim, options)`` decides the ``elastic`` dimensions, the
+    largest network's choice the others."""
+    def choose(group: str, dim: str, options):
+        return (pick if group in elastic else _largest_choice)(dim, tuple(options))
+
+    stem = StemSpec(out_ch=choose("width", "stem", space.stem_widths),
+                    act=choose("switch", "stem_act", space.stem_acts))
     blocks, in_ch = [], stem.out_ch
     for stage in space.stages:
-        depth, width = pick(stage.depths), pick(stage.widths)
+        depth = choose("depth", "depth", stage.depths)
+        width = choose("width", "width", stage.widths)
         for index in range(depth):
+            ratio = choose("expand", "ratio", stage.exp_ratios)
             blocks.append(BlockSpec(
-                kind="bneck", kernel=pick(stage.kernels), in_ch=in_ch,
-                exp_ch=stage.exp_width(in_ch, pick(stage.exp_ratios)), out_ch=width,
-                se=pick(stage.se), act="HS" if big and "HS" in stage.acts else stage.acts[0],
+                kind="bneck", kernel=choose("kernel", "kernel", stage.kernels), in_ch=in_ch,
+                exp_ch=stage.exp_width(in_ch, ratio), out_ch=width,
+                se=choose("switch", "se", stage.se), act=choose("switch", "act", stage.acts),
                 stride=stage.stride if index == 0 else 1))
             in_ch = width
-    return ArchSpec(name="largest" if big else "smallest", input_size=space.input_size,
-                    num_classes=space.num_classes, stem=stem, blocks=tuple(blocks),
-                    head=space.heads[0])
+    head = choose("switch", "head", space.heads)
+    return ArchSpec(name="composed", input_size=space.input_size, num_classes=space.num_classes,
+                    stem=stem, blocks=tuple(blocks), head=head)
 
 
 # --------------------------------------------------------------------------- training
+def phase_dims(phase: int) -> frozenset[str]:
+    """The elastic dimensions of a phase of progressive shrinking: 0 = the largest network
+    only, then each phase opens the next group of ``ELASTIC_ORDER``."""
+    return frozenset(dim for dims in ELASTIC_ORDER[:phase] for dim in dims)
+
+
 def sample_phase(space: BlockwiseSpace, rng: np.random.Generator, phase: int) -> ArchSpec:
-    """A random sub-network for a phase of progressive shrinking (Once-for-All):
-    0 = the largest network only, 1 = elastic kernel and depth, 2 = everything elastic."""
+    """A random sub-network for a phase of progressive shrinking (see ``phase_dims``)."""
     if phase == 0:
         return largest_spec(space)
-    spec = space.sample(rng)
-    if phase >= 2:
-        return spec
-    largest = largest_spec(space)
-    stem = largest.stem
-    blocks, in_ch = [], stem.out_ch
-    for stage in space.stages:
-        depth = max(1, int(rng.choice(stage.depths))) if 0 not in stage.depths else \
-            max(stage.depths)
-        width = max(stage.widths)
-        for index in range(depth):
-            blocks.append(BlockSpec(kind="bneck", kernel=int(rng.choice(stage.kernels)),
-                                    in_ch=in_ch,
-                                    exp_ch=stage.exp_width(in_ch, max(stage.exp_ratios)),
-                                    out_ch=width, se=max(stage.se),
-                                    act="HS" if "HS" in stage.acts else stage.acts[0],
-                                    stride=stage.stride if index == 0 else 1))
-            in_ch = width
-    return dataclasses.replace(largest, name="phase-1", blocks=tuple(blocks))
+    return sample_elastic(space, rng, phase_dims(phase))
+
+
+def sandwich_smallest(space: BlockwiseSpace, phase: int, step: int = 0) -> ArchSpec:
+    """The sandwich rule's smallest network of a phase: its elastic dimensions at their
+    smallest. Once expansion is elastic, even steps take the smallest shared expansion prefix
+    and odd steps ratio 1, which has its own weights (``ElasticBlock.unexpanded``): trained
+    only by random sub-networks, ratio 1 lagged so far that architectures using it often
+    ranked near the bottom whatever their stand-alone accuracy."""
+    def pick(dim: str, options):
+        if dim == "ratio" and step % 2 == 0 and any(r != 1.0 for r in options):
+            return min(r for r in options if r != 1.0)
+        return _smallest_choice(dim, options)
+    return dataclasses.replace(_compose(space, phase_dims(phase), pick), name="smallest")
 
 
 @dataclass(frozen=True)
@@ -389,9 +423,10 @@ class SupernetRecipe:
     sort_every: int = 200          # steps between importance sorts of the expansion channels
     save_every: int = 100
     seed: int = 0
-    # Progressive shrinking: fractions of the steps spent on the largest network alone, then
-    # on elastic kernel and depth; the rest trains every choice (sandwich rule).
-    phases: tuple[float, float] = (0.25, 0.25)
+    # Progressive shrinking: the fractions of the steps spent on the largest network alone, then
+    # on each further group of ELASTIC_ORDER (kernel and depth; expansion); the remaining steps
+    # train every choice. Each phase keeps the previous phases' dimensions elastic.
+    phases: tuple[float, ...] = (0.2, 0.2, 0.2)
     # In-place distillation (BigNAS): every smaller sub-network of a step also learns the
     # largest one's predictions through the same head; its loss is
     # (1 - distill) * CE(labels) + distill * CE(teacher).
@@ -403,6 +438,10 @@ class SupernetRecipe:
                              "of at least 1 and save_every >= 1")
         if not 0 < self.lr < math.inf or self.random_subnets < 0 or self.sort_every < 0:
             raise ValueError("lr must be finite and > 0, random_subnets and sort_every >= 0")
+        if (len(self.phases) > len(ELASTIC_ORDER) or any(not 0 <= f <= 1 for f in self.phases)
+                or sum(self.phases) > 1):
+            raise ValueError(f"phases: at most {len(ELASTIC_ORDER)} fractions within [0, 1] "
+                             f"summing to at most 1, got {self.phases}")
         if not 0 <= self.distill <= 1:
             raise ValueError(f"distill must be within [0, 1], got {self.distill}")
 
@@ -492,7 +531,8 @@ def _train_supernet(space, data, recipe, checkpoint, on_step) -> Supernet:
         if payload.get("optimizer"):
             optimizer.load_state_dict(payload["optimizer"])
         start = payload["step"]
-    largest, smallest, heads = largest_spec(space), smallest_spec(space), space.heads
+    largest, heads = largest_spec(space), space.heads
+    ends = np.cumsum([int(f * recipe.steps) for f in recipe.phases]).tolist()
     supernet.train()
     step = start
     while step < recipe.steps:
@@ -507,12 +547,10 @@ def _train_supernet(space, data, recipe, checkpoint, on_step) -> Supernet:
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        first, second = (int(f * recipe.steps) for f in recipe.phases)
-        phase = 0 if step < first else 1 if step < first + second else 2
-        if phase == 0:
-            specs = [largest]
-        else:
-            specs = [largest, smallest if phase == 2 else sample_phase(space, rng, 1)]
+        phase = next((i for i, end in enumerate(ends) if step < end), len(ELASTIC_ORDER))
+        specs = [largest]
+        if phase > 0:
+            specs.append(sandwich_smallest(space, phase, step))
             specs += [sample_phase(space, rng, phase) for _ in range(recipe.random_subnets)]
         # The largest network's features go through every head, so that each head is trained
         # every step (a head that only random sub-networks pick stays near chance). The blocks
@@ -537,8 +575,8 @@ def _train_supernet(space, data, recipe, checkpoint, on_step) -> Supernet:
             total += float(loss.detach())
         optimizer.step()
         step += 1
-        if step == first and first > 0:
-            # Elastic width starts after the full network has learnt which channels matter.
+        if step in ends and step < recipe.steps:
+            # Each phase starts from channels sorted by what the networks so far have learnt.
             supernet.sort_channels()
             optimizer.state.clear()
         elif recipe.sort_every and step % recipe.sort_every == 0 and step < recipe.steps:
