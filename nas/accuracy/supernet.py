@@ -331,12 +331,12 @@ ALL_ELASTIC = frozenset(dim for dims in ELASTIC_ORDER for dim in dims)
 
 
 def largest_spec(space: BlockwiseSpace) -> ArchSpec:
-    return dataclasses.replace(_compose(space, frozenset(), _largest_choice), name="largest")
+    return _compose(space, frozenset(), _largest_choice, "largest")
 
 
 def smallest_spec(space: BlockwiseSpace) -> ArchSpec:
     """Every choice at its smallest, ratio 1 (no expansion) included."""
-    return dataclasses.replace(_compose(space, ALL_ELASTIC, _smallest_choice), name="smallest")
+    return _compose(space, ALL_ELASTIC, _smallest_choice, "smallest")
 
 
 def sample_elastic(space: BlockwiseSpace, rng: np.random.Generator,
@@ -345,7 +345,7 @@ def sample_elastic(space: BlockwiseSpace, rng: np.random.Generator,
     largest network's (``elastic`` from ``ELASTIC_ORDER``)."""
     def pick(dim: str, options):
         return options[int(rng.integers(len(options)))]
-    return dataclasses.replace(_compose(space, elastic, pick), name="sampled")
+    return _compose(space, elastic, pick, "sampled")
 
 
 def _largest_choice(dim: str, options):
@@ -360,7 +360,7 @@ def _smallest_choice(dim: str, options):
     return options[0] if dim in ("act", "stem_act", "head") else min(options)
 
 
-def _compose(space: BlockwiseSpace, elastic: frozenset[str], pick) -> ArchSpec:
+def _compose(space: BlockwiseSpace, elastic: frozenset[str], pick, name: str) -> ArchSpec:
     """A spec of ``space``: ``pick(dim, options)`` decides the ``elastic`` dimensions, the
     largest network's choice the others."""
     def choose(group: str, dim: str, options):
@@ -381,7 +381,7 @@ def _compose(space: BlockwiseSpace, elastic: frozenset[str], pick) -> ArchSpec:
                 stride=stage.stride if index == 0 else 1))
             in_ch = width
     head = choose("switch", "head", space.heads)
-    return ArchSpec(name="composed", input_size=space.input_size, num_classes=space.num_classes,
+    return ArchSpec(name=name, input_size=space.input_size, num_classes=space.num_classes,
                     stem=stem, blocks=tuple(blocks), head=head)
 
 
@@ -409,7 +409,7 @@ def sandwich_smallest(space: BlockwiseSpace, phase: int, step: int = 0) -> ArchS
         if dim == "ratio" and step % 2 == 0 and any(r != 1.0 for r in options):
             return min(r for r in options if r != 1.0)
         return _smallest_choice(dim, options)
-    return dataclasses.replace(_compose(space, phase_dims(phase), pick), name="smallest")
+    return _compose(space, phase_dims(phase), pick, "smallest")
 
 
 @dataclass(frozen=True)
