@@ -327,7 +327,15 @@ def _permute_bn(bn: nn.BatchNorm2d, order: torch.Tensor) -> None:
 # The elastic dimensions, in the order progressive shrinking opens them (Once-for-All): kernel
 # and depth first, then expansion, then stage widths, SE, activations and heads.
 ELASTIC_ORDER = (("kernel", "depth"), ("expand",), ("width", "switch"))
-ALL_ELASTIC = frozenset(dim for dims in ELASTIC_ORDER for dim in dims)
+
+
+def phase_dims(phase: int) -> frozenset[str]:
+    """The elastic dimensions of a phase of progressive shrinking: 0 = the largest network
+    only, then each phase opens the next group of ``ELASTIC_ORDER``."""
+    return frozenset(dim for dims in ELASTIC_ORDER[:phase] for dim in dims)
+
+
+ALL_ELASTIC = phase_dims(len(ELASTIC_ORDER))
 
 
 def largest_spec(space: BlockwiseSpace) -> ArchSpec:
@@ -386,12 +394,6 @@ def _compose(space: BlockwiseSpace, elastic: frozenset[str], pick, name: str) ->
 
 
 # --------------------------------------------------------------------------- training
-def phase_dims(phase: int) -> frozenset[str]:
-    """The elastic dimensions of a phase of progressive shrinking: 0 = the largest network
-    only, then each phase opens the next group of ``ELASTIC_ORDER``."""
-    return frozenset(dim for dims in ELASTIC_ORDER[:phase] for dim in dims)
-
-
 def sample_phase(space: BlockwiseSpace, rng: np.random.Generator, phase: int) -> ArchSpec:
     """A random sub-network for a phase of progressive shrinking (see ``phase_dims``)."""
     if phase == 0:
