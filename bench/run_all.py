@@ -56,7 +56,7 @@ def _torchvision_venv() -> str:
 
 # Accuracy-bound benchmarks first, the pure timing ones last (the quietest stretch of a session).
 BENCHMARKS = (
-    Benchmark("estimator_ranking", 40),
+    Benchmark("estimator_ranking", 90),
     Benchmark("search_quality", 80),
     Benchmark("netadapt_vs_multiplier", 40),
     Benchmark("latency_validation", 25),
