@@ -2,14 +2,15 @@
 
 Architectures are picked across the latency range of the MobileNetV3 space (evenly spaced
 quantiles of the predicted latency of 2,000 random samples, from this device's cached table),
-trained stand-alone with one recipe on ``digits-hard`` with two seeds (10 epochs at lr 0.05:
-at the training default of 0.1, SGD diverged early for architectures with MnasNet's head, whose
-classifier reads 1280 batch-normalised features directly, and even after 10 epochs three of
-them stayed at 21-30%, so the old 3-epoch reference ranked trainability at one learning rate
-more than architectures), and compared with every
+trained stand-alone with one recipe on ``digits-hard`` with two seeds, and compared with every
 estimator's score: Kendall tau and Spearman against the mean stand-alone accuracy, and the cost
 per candidate. The seed-vs-seed agreement of stand-alone training is the ceiling: no estimator
 can rank better than training agrees with itself.
+
+The reference trains 10 epochs at lr 0.05, not at the training default of 0.1: at 0.1, SGD
+diverges early for architectures with MnasNet's head (its classifier reads 1280
+batch-normalised features directly), three of them stay at 21-30% even after 10 epochs, and
+the ranking is then mostly which head trains at that rate (docs/accuracy.md).
 
 Also: training throughput (images/s) of ``TrainEstimator``'s loop (channels_last, all cores)
 against a plain eager loop with PyTorch's defaults, for V3-Small and V3-Large at 32x32, side
@@ -230,8 +231,7 @@ def main() -> int:
             "fingerprint": {"cpu": cpu_model(), "cores": os.cpu_count(),
                             "torch": torch.__version__},
             "settings": {"archs": len(specs), "epochs": args.epochs, "lr": args.lr,
-                         "seeds": args.seeds,
-                         "data": data.name, "resolution": resolution,
+                         "seeds": args.seeds, "data": data.name, "resolution": resolution,
                          "supernet": dataclasses.asdict(recipe),
                          "supernet_train_seconds": supernet_train_seconds},
             "supernet_extremes_top1": extremes,
