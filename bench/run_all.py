@@ -154,7 +154,8 @@ def summary_latency(d: dict) -> list[str]:
 
 def summary_ranking(d: dict) -> list[str]:
     s = d["settings"]
-    lines = [f"{s['archs']} architectures, stand-alone {s['epochs']} epochs × {s['seeds']} "
+    lr = f" at lr {s['lr']:g}" if "lr" in s else ""  # results before 2026-11-24 lack it
+    lines = [f"{s['archs']} architectures, stand-alone {s['epochs']} epochs{lr} × {s['seeds']} "
              f"seeds on {s['data']} {s['resolution']}²; seed-to-seed τ "
              f"{d['seed_to_seed_kendall_tau']:.3f}; {_when(d)}", "",
              "| estimator | Kendall τ | Spearman | s / candidate |", "|---|---|---|---|"]
