@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from nas.cli_common import USER_ERROR, err, fail, one_line, out, resolve_spec
+from nas.cli_common import DATA_SOURCES, USER_ERROR, err, fail, one_line, out, resolve_spec
 from nas.cli_common import user_errors as _user_errors
 from nas.spec import ArchSpec, TableRow
 
@@ -93,8 +93,7 @@ def reproduce_command(
     strategy: Annotated[str, typer.Option(help="--search: the block search's strategy")]
         = "ppo",
     trials: Annotated[int, typer.Option(help="--search: candidates of the block search")] = 100,
-    data: Annotated[str, typer.Option(help="--search: digits, digits-hard, imagefolder:PATH "
-                                      "or cifar10:PATH")] = "digits",
+    data: Annotated[str, typer.Option(help=f"--search: {DATA_SOURCES}")] = "digits",
     resolution: Annotated[int, typer.Option(help="--search: training resolution")] = 16,
     init_epochs: Annotated[int, typer.Option(help="--search: first training of both "
                                              "networks")] = 10,
@@ -279,8 +278,7 @@ def export_command(
 @_user_errors
 def train_command(
     spec_arg: Annotated[str, typer.Argument(metavar="SPEC", help="zoo name or spec file")],
-    data: Annotated[str, typer.Option(help="digits, digits-hard, imagefolder:PATH or "
-                                      "cifar10:PATH")] = "digits",
+    data: Annotated[str, typer.Option(help=DATA_SOURCES)] = "digits",
     epochs: Annotated[int, typer.Option(help="training epochs")] = 5,
     resolution: Annotated[int, typer.Option(help="input resolution")] = 32,
     batch_size: Annotated[int, typer.Option(help="batch size")] = 64,

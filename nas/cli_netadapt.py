@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from nas.cli_common import err, fail, out, progress, progress_bar, resolve_spec, user_errors
+from nas.cli_common import (
+    DATA_SOURCES,
+    err,
+    fail,
+    out,
+    progress,
+    progress_bar,
+    resolve_spec,
+    user_errors,
+)
 from nas.runlock import RunLock
 from nas.tables import plural
 
@@ -60,8 +69,7 @@ def netadapt_command(
         help="training of a network given without weights")] = 10,
     select: Annotated[str, typer.Option(
         help="ratio (ΔAcc/|ΔLatency|, MobileNetV3) or accuracy (original NetAdapt)")] = "ratio",
-    data: Annotated[str, typer.Option(help="digits, digits-hard, imagefolder:PATH or "
-                                      "cifar10:PATH")] = "digits",
+    data: Annotated[str, typer.Option(help=DATA_SOURCES)] = "digits",
     resolution: Annotated[int, typer.Option(help="training resolution")] = 16,
     input_size: Annotated[int, typer.Option(help="input size latency is measured at")] = 224,
     classes: Annotated[int, typer.Option(help="classes of the deployed classifier (latency)")]

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nas.cli_common import err, fail, out, progress, progress_bar, user_errors
+from nas.cli_common import DATA_SOURCES, err, fail, out, progress, progress_bar, user_errors
 
 STRATEGY_HELP = "random, evolution, tpe, nsga2, rl (REINFORCE) or ppo"
 
@@ -26,8 +26,7 @@ def search_command(
         = None,
     population: Annotated[int | None, typer.Option(
         help="evolution: population size (default 100, as Once-for-All)")] = None,
-    data: Annotated[str, typer.Option(help="digits, digits-hard, imagefolder:PATH or "
-                                      "cifar10:PATH")] = "digits",
+    data: Annotated[str, typer.Option(help=DATA_SOURCES)] = "digits",
     resolution: Annotated[int, typer.Option(
         help="training resolution of the proxy task (digits are 8x8: 16 keeps every detail)")]
         = 16,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nas.cli_common import fail, out, resolve_spec
+from nas.cli_common import DATA_SOURCES, fail, out, resolve_spec
 from nas.cli_common import user_errors as _user_errors
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -21,8 +21,7 @@ Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="supernet checkpo
 def train_command(
     budget: Annotated[int, typer.Option(help="training steps (each: largest, smallest and "
                                         "random sub-networks)")] = 600,
-    data: Annotated[str, typer.Option(help="digits, digits-hard, imagefolder:PATH or "
-                                      "cifar10:PATH")] = "digits-hard",
+    data: Annotated[str, typer.Option(help=DATA_SOURCES)] = "digits-hard",
     resolution: Annotated[int, typer.Option(help="input resolution")] = 32,
     batch_size: Annotated[int, typer.Option(help="batch size")] = 64,
     seed: Annotated[int, typer.Option(help="seed")] = 0,

@@ -9,13 +9,19 @@
   separate in accuracy, and still deterministic;
 * ``imagefolder:PATH``: torchvision-style class folders (``PATH/<class>/<image>``), decoded with
   Pillow; ``PATH/train`` and ``PATH/val`` are used if present, otherwise a seeded 80/20 split;
-* ``cifar10:PATH``: the standard ``cifar-10-batches-py`` pickle directory.
+* ``cifar10:PATH``: the standard ``cifar-10-batches-py`` pickle directory;
+* ``mnist:PATH``: the four IDX files of MNIST or a drop-in replacement such as Fashion-MNIST
+  (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-…``, gzipped or not; the
+  folder itself or torchvision's ``raw/`` below it). Debian ships Fashion-MNIST as the package
+  ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``).
 
 Images are kept in memory as uint8 (N, C, H, W) and normalised per batch.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import math
 import pickle
 from collections.abc import Iterator
@@ -94,6 +100,25 @@ class ImageData:
                          self.x_train[train_t], self.y_train[train_t], self.x_train[held_t],
                          self.y_train[held_t], self.classes, self.mean, self.std)
 
+    def subset(self, train: int | None = None, val: int | None = None,
+               seed: int = 0) -> ImageData:
+        """At most ``train`` training and ``val`` validation images, stratified and seeded
+        (the same images on every run): a cheaper proxy of a large data set."""
+        def pick(x: torch.Tensor, y: torch.Tensor, count: int | None):
+            if count is None or count >= len(y):
+                return x, y
+            if count < self.num_classes:
+                raise ValueError(f"a subset needs at least one image per class "
+                                 f"({self.num_classes}), got {count}")
+            kept = torch.from_numpy(_stratified(y.numpy(), count, seed))
+            return x[kept], y[kept]
+
+        x_train, y_train = pick(self.x_train, self.y_train, train)
+        x_val, y_val = pick(self.x_val, self.y_val, val)
+        return dataclasses.replace(
+            self, name=f"{self.name} ({len(y_train)} train / {len(y_val)} val subset)",
+            x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val)
+
     def describe(self) -> str:
         return (f"{self.name}: {len(self.y_train)} train / {len(self.y_val)} val images, "
                 f"{self.num_classes} classes, {self.channels}x{self.resolution}x"
@@ -121,6 +146,18 @@ def _split(count: int, labels: np.ndarray, seed: int, val_fraction: float = 0.2)
     val_mask = np.zeros(count, dtype=bool)
     val_mask[val] = True
     return np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+
+
+def _stratified(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` indices, each class in proportion (largest remainders), seeded; sorted."""
+    rng = np.random.default_rng(seed)
+    classes, sizes = np.unique(labels, return_counts=True)
+    share = sizes * count / len(labels)
+    quota = np.floor(share).astype(int)
+    quota[np.argsort(-(share - quota), kind="stable")[:count - quota.sum()]] += 1
+    kept = [rng.choice(np.flatnonzero(labels == label), size=q, replace=False)
+            for label, q in zip(classes, quota, strict=True)]
+    return np.sort(np.concatenate(kept))
 
 
 def _check_resolution(resolution: int) -> None:
@@ -302,9 +339,73 @@ def load_cifar10(path: str | Path, resolution: int = 32) -> ImageData:
                      classes=CIFAR10_CLASSES, mean=CIFAR10_MEAN, std=CIFAR10_STD)
 
 
+# --------------------------------------------------------------------------- MNIST (IDX)
+MNIST_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+               "x_val": "t10k-images-idx3-ubyte", "y_val": "t10k-labels-idx1-ubyte"}
+
+
+def _idx_file(root: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx")):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def _read_idx(file: Path, dims: int) -> np.ndarray:
+    """An IDX array of unsigned bytes with ``dims`` dimensions (images 3, labels 1)."""
+    opener = gzip.open if file.suffix == ".gz" else open
+    try:
+        with opener(file, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as exc:  # a truncated or corrupted gzip stream
+        raise DataError(f"mnist {file}: not readable ({_short(exc)})") from None
+    # Header: two zero bytes, the type (0x08 = unsigned byte), the number of dimensions, then
+    # each dimension as a big-endian 32-bit integer.
+    header = 4 + 4 * dims
+    if len(raw) < header or raw[:4] != bytes([0, 0, 8, dims]):
+        raise DataError(f"mnist {file}: not an IDX file of unsigned bytes with {dims} "
+                        f"dimension(s)")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
+    if len(raw) - header != math.prod(shape):
+        raise DataError(f"mnist {file}: holds {len(raw) - header} bytes of data, its header "
+                        f"says {math.prod(shape)} ({'x'.join(map(str, shape))})")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def load_mnist(path: str | Path, resolution: int = 32) -> ImageData:
+    """MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST), grey images as three channels."""
+    _check_resolution(resolution)
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"mnist {root}: no such directory (expected the four IDX files "
+                        f"train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-…, .gz or not)")
+    if _idx_file(root, MNIST_FILES["x_train"]) is None and (root / "raw").is_dir():
+        root = root / "raw"  # torchvision's layout: <root>/<Dataset>/raw/
+    files = {key: _idx_file(root, stem) for key, stem in MNIST_FILES.items()}
+    missing = [MNIST_FILES[key] for key, file in files.items() if file is None]
+    if missing:
+        raise DataError(f"mnist {root}: missing {', '.join(missing)} (.gz or not)")
+    arrays = {key: _read_idx(file, 3 if key.startswith("x") else 1)
+              for key, file in files.items() if file is not None}
+    for split in ("train", "val"):
+        images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if len(images) != len(labels) or not len(labels):
+            raise DataError(f"mnist {root}: {len(images)} {split} images but {len(labels)} "
+                            f"labels")
+    classes = int(max(arrays["y_train"].max(), arrays["y_val"].max())) + 1
+    tensors = {key: torch.from_numpy(array.copy()) for key, array in arrays.items()}
+    x_train = _resize(tensors["x_train"].unsqueeze(1), resolution)
+    mean, std = float(x_train.float().mean() / 255), float(x_train.float().std() / 255)
+    return ImageData(name=f"mnist:{Path(path)}", x_train=x_train.repeat(1, 3, 1, 1),
+                     y_train=tensors["y_train"].long(),
+                     x_val=_resize(tensors["x_val"].unsqueeze(1), resolution).repeat(1, 3, 1, 1),
+                     y_val=tensors["y_val"].long(), classes=tuple(str(c) for c in range(classes)),
+                     mean=(mean,) * 3, std=(std,) * 3)
+
+
 # --------------------------------------------------------------------------- entry point
 def load_data(source: str = "digits", resolution: int = 32, *, seed: int = 0) -> ImageData:
-    """``digits``, ``digits-hard``, ``imagefolder:PATH`` or ``cifar10:PATH``."""
+    """``digits``, ``digits-hard``, ``imagefolder:PATH``, ``cifar10:PATH`` or ``mnist:PATH``."""
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise DataError(f"the data seed must be an integer in [0, 2^63), got {seed!r}")
     kind, sep, path = source.partition(":")
@@ -314,5 +415,7 @@ def load_data(source: str = "digits", resolution: int = 32, *, seed: int = 0) ->
         return load_image_folder(path, resolution, seed=seed)
     if kind == "cifar10" and path:
         return load_cifar10(path, resolution)
+    if kind == "mnist" and path:
+        return load_mnist(path, resolution)
     raise DataError(f"data source {source!r} not understood: use digits, digits-hard, "
-                    f"imagefolder:PATH or cifar10:PATH")
+                    f"imagefolder:PATH, cifar10:PATH or mnist:PATH")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import pickle
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from nas.cli_common import DATA_SOURCES
 from nas.data import DataError, load_data
 
 
@@ -110,6 +112,59 @@ def _png_header(path, side):
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
 
 
+def _idx_bytes(array: np.ndarray) -> bytes:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _mnist(root, train=12, val=4, val_labels=None, skip=None, compress=True):
+    """The four MNIST IDX files of random 9x9 images (gzipped like the originals by default)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (train, 9, 9)),
+              "train-labels-idx1-ubyte": np.arange(train) % 3,
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (val, 9, 9)),
+              "t10k-labels-idx1-ubyte": np.arange(val if val_labels is None else val_labels) % 3}
+    for name, array in arrays.items():
+        if name != skip:
+            body = _idx_bytes(array)
+            (root / (name + ".gz" if compress else name)).write_bytes(
+                gzip.compress(body) if compress else body)
+    return arrays
+
+
+def test_mnist_idx_files(tmp_path):
+    arrays = _mnist(tmp_path / "gz")
+    data = load_data(f"mnist:{tmp_path / 'gz'}", resolution=9)
+    assert data.x_train.shape == (12, 3, 9, 9) and data.x_val.shape == (4, 3, 9, 9)
+    assert data.classes == ("0", "1", "2")
+    # grey pixels as three equal channels, exactly as stored
+    assert torch.equal(data.x_train[:, 1], torch.from_numpy(
+        arrays["train-images-idx3-ubyte"].astype(np.uint8)))
+    assert torch.equal(data.x_train[:, 0], data.x_train[:, 2])
+    assert data.y_val.tolist() == [0, 1, 2, 0]
+    # uncompressed files in torchvision's <root>/raw/ layout, resized
+    _mnist(tmp_path / "FashionMNIST" / "raw", compress=False)
+    plain = load_data(f"mnist:{tmp_path / 'FashionMNIST'}", resolution=16)
+    assert plain.x_train.shape == (12, 3, 16, 16) and plain.num_classes == 3
+
+
+def test_subset_is_stratified_and_fixed():
+    data = load_data("digits", 8)
+    small = data.subset(train=200, val=50, seed=3)
+    assert len(small.y_train) == 200 and len(small.y_val) == 50
+    counts = torch.bincount(small.y_train, minlength=10)
+    assert counts.min() >= 19 and counts.max() <= 21
+    again = data.subset(train=200, val=50, seed=3)
+    assert torch.equal(small.x_train, again.x_train) and torch.equal(small.y_val, again.y_val)
+    assert not torch.equal(small.y_train, data.subset(train=200, seed=4).y_train)
+    assert data.subset().y_train.shape == data.y_train.shape  # no limit: everything
+    assert len(data.subset(val=10**6).y_val) == len(data.y_val)
+    assert "200 train" in small.name
+    with pytest.raises(ValueError, match="at least one image per class"):
+        data.subset(train=5)
+
+
 @pytest.mark.parametrize(
     ("make", "source", "words"),
     [
@@ -135,7 +190,19 @@ def _png_header(path, side):
         (lambda p: _cifar_like(p, labels=[[1], [2]]), "cifar10:{p}", "do not match"),
         (lambda p: _cifar_like(p, data=np.zeros((0, 3072), np.uint8), labels=[]), "cifar10:{p}",
          "the training batches hold no images"),
-        (lambda p: None, "mnist:{p}", "not understood"),
+        (lambda p: None, "cifar100:{p}", f"not understood: use {DATA_SOURCES}"),
+        (lambda p: None, "mnist:{p}/absent", "no such directory"),
+        (lambda p: _mnist(p, skip="t10k-labels-idx1-ubyte"), "mnist:{p}",
+         "missing t10k-labels-idx1-ubyte"),
+        (lambda p: _mnist(p) and (p / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08"),
+         "mnist:{p}", "not readable"),
+        (lambda p: _mnist(p) and (p / "t10k-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(bytes([0, 0, 13, 3]) + bytes(12))), "mnist:{p}",
+         "not an IDX file of unsigned bytes with 3"),
+        (lambda p: _mnist(p) and (p / "t10k-images-idx3-ubyte.gz").write_bytes(
+            gzip.compress(_idx_bytes(np.zeros((4, 5, 5), np.uint8))[:-3])), "mnist:{p}",
+         "holds 97 bytes of data, its header says 100"),
+        (lambda p: _mnist(p, val_labels=3), "mnist:{p}", "4 val images but 3 labels"),
         (lambda p: None, "imagefolder:", "not understood"),
     ],
 )
