@@ -113,6 +113,9 @@ class ImageData:
             kept = torch.from_numpy(_stratified(y.numpy(), count, seed))
             return x[kept], y[kept]
 
+        if all(count is None or count >= len(y) for count, y in
+               ((train, self.y_train), (val, self.y_val))):
+            return self
         x_train, y_train = pick(self.x_train, self.y_train, train)
         x_val, y_val = pick(self.x_val, self.y_val, val)
         return dataclasses.replace(
