@@ -147,6 +147,21 @@ def train_throughput(data, steps: int, batch: int, compiled: bool = True) -> lis
     return rows
 
 
+def stored_reference(specs: list, settings: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """The previous run's stand-alone top-1 and seconds (seeds x archs), if it trained these
+    architectures with these settings; else None."""
+    try:
+        old = json.loads(RESULTS.read_text())
+        archs = old["architectures"]
+        if (any(old["settings"].get(key) != value for key, value in settings.items())
+                or [a["text"] for a in archs] != [s.to_text() for s in specs]):
+            return None
+        return (np.array([a["standalone_top1"] for a in archs], dtype=float).T,
+                np.array([a["standalone_seconds"] for a in archs], dtype=float).T)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", type=int, default=24)
@@ -159,6 +174,9 @@ def main() -> int:
     parser.add_argument("--data", default="auto",
                         help="auto (Fashion-MNIST if installed, else digits-hard), "
                              "fashion-mnist, digits-hard or any nas data source")
+    parser.add_argument("--reuse-reference", action="store_true",
+                        help="take the stand-alone results from the previous run's JSON when it "
+                             "trained the same architectures with the same settings")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run; no JSON")
     args = parser.parse_args()
     console = Console()
@@ -171,16 +189,23 @@ def main() -> int:
     specs, latencies = pick_architectures(args.archs, seed=11, smoke=args.smoke)
 
     # Stand-alone training: the reference ranking, with its seed-to-seed agreement.
-    standalone = np.zeros((args.seeds, len(specs)))
-    train_cost = []
-    for seed in range(args.seeds):
-        estimator = TrainEstimator(data, Recipe(epochs=args.epochs, lr=args.lr, seed=seed))
-        for i, spec in enumerate(specs):
-            result = estimator.estimate(spec)
-            standalone[seed, i] = result.score if not result.failed else np.nan
-            train_cost.append(result.cost_seconds)
-            console.print(f"seed {seed} {spec.name}: {standalone[seed, i]:.2f}% "
-                          f"({result.cost_seconds:.1f} s)")
+    reference_settings = {"epochs": args.epochs, "lr": args.lr, "seeds": args.seeds,
+                          "data": data.name, "resolution": resolution}
+    stored = stored_reference(specs, reference_settings) if args.reuse_reference else None
+    if stored is not None:
+        standalone, seconds = stored
+        console.print(f"stand-alone results reused from {RESULTS.relative_to(ROOT)}")
+    else:
+        standalone, seconds = np.zeros((args.seeds, len(specs))), np.zeros((args.seeds, len(specs)))
+        for seed in range(args.seeds):
+            estimator = TrainEstimator(data, Recipe(epochs=args.epochs, lr=args.lr, seed=seed))
+            for i, spec in enumerate(specs):
+                result = estimator.estimate(spec)
+                standalone[seed, i] = result.score if not result.failed else np.nan
+                seconds[seed, i] = result.cost_seconds
+                console.print(f"seed {seed} {spec.name}: {standalone[seed, i]:.2f}% "
+                              f"({result.cost_seconds:.1f} s)")
+    train_cost = seconds.ravel().tolist()
     reference = np.nanmean(standalone, axis=0)
 
     scores: dict[str, tuple[list[float], float]] = {}
@@ -266,7 +291,8 @@ def main() -> int:
             "supernet_extremes_top1": extremes,
             "architectures": [{"name": s.name, "text": s.to_text(),
                                "predicted_latency_ms_224": lat,
-                               "standalone_top1": standalone[:, i].tolist()}
+                               "standalone_top1": standalone[:, i].tolist(),
+                               "standalone_seconds": seconds[:, i].tolist()}
                               for i, (s, lat) in enumerate(zip(specs, latencies,
                                                                strict=True))],
             "scores": {k: v[0] for k, v in scores.items()},
