@@ -168,6 +168,15 @@ def _check_resolution(resolution: int) -> None:
         raise DataError(f"resolution must be an integer between 8 and 1024, got {resolution!r}")
 
 
+def _source_dir(kind: str, path: str | Path, resolution: int, expected: str) -> Path:
+    """The directory of a ``kind:PATH`` source, after the resolution is checked."""
+    _check_resolution(resolution)
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"{kind} {root}: no such directory (expected {expected})")
+    return root
+
+
 # --------------------------------------------------------------------------- digits
 def _digits_images() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
@@ -250,11 +259,7 @@ def _short(exc: BaseException, limit: int = 160) -> str:
 
 
 def load_image_folder(path: str | Path, resolution: int = 32, *, seed: int = 0) -> ImageData:
-    _check_resolution(resolution)
-    root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"imagefolder {root}: no such directory (expected PATH/<class>/<image> "
-                        f"folders)")
+    root = _source_dir("imagefolder", path, resolution, "PATH/<class>/<image> folders")
     split_dirs = (root / "train").is_dir() and (root / "val").is_dir()
     class_root = root / "train" if split_dirs else root
     classes = [p.name for p in _class_folders(class_root)]
@@ -318,11 +323,8 @@ def _cifar_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_cifar10(path: str | Path, resolution: int = 32) -> ImageData:
-    _check_resolution(resolution)
-    root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"cifar10 {root}: no such directory (expected the cifar-10-batches-py "
-                        f"folder with data_batch_1..5 and test_batch)")
+    root = _source_dir("cifar10", path, resolution, "the cifar-10-batches-py folder with "
+                       "data_batch_1..5 and test_batch")
     if (root / "cifar-10-batches-py").is_dir():
         root = root / "cifar-10-batches-py"
     train_files = [root / f"data_batch_{i}" for i in range(1, 6)]
@@ -377,11 +379,8 @@ def _read_idx(file: Path, dims: int) -> np.ndarray:
 
 def load_mnist(path: str | Path, resolution: int = 32) -> ImageData:
     """MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST), grey images as three channels."""
-    _check_resolution(resolution)
-    root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"mnist {root}: no such directory (expected the four IDX files "
-                        f"train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-…, .gz or not)")
+    root = _source_dir("mnist", path, resolution, "the four IDX files train-images-idx3-ubyte, "
+                       "train-labels-idx1-ubyte, t10k-…, .gz or not")
     if _idx_file(root, MNIST_FILES["x_train"]) is None and (root / "raw").is_dir():
         root = root / "raw"  # torchvision's layout: <root>/<Dataset>/raw/
     files = {key: _idx_file(root, stem) for key, stem in MNIST_FILES.items()}

@@ -47,6 +47,33 @@ def test_estimator_ranking_smoke(tmp_path):
     assert "zero-cost:naswot" in stdout and "supernet" in stdout
 
 
+def test_ranking_reuses_only_a_matching_reference(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+
+    from search_spaces import zoo
+
+    module_spec = importlib.util.spec_from_file_location(
+        "estimator_ranking", ROOT / "bench" / "estimator_ranking.py")
+    bench = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "ranking.json")
+    specs = [zoo.get("mobilenet_v3_small"), zoo.get("mobilenet_v3_large")]
+    settings = {"epochs": 6, "lr": 0.05, "seeds": 2, "data": "d", "resolution": 28}
+    assert bench.stored_reference(specs, settings) is None  # no previous run
+    archs = [{"text": s.to_text(), "standalone_top1": [70.0 + i, 71.0 + i],
+              "standalone_seconds": [3.0, 4.0]} for i, s in enumerate(specs)]
+    bench.RESULTS.write_text(json.dumps({"settings": {**settings, "archs": 2},
+                                         "architectures": archs}))
+    top1, seconds = bench.stored_reference(specs, settings)
+    assert top1.tolist() == [[70.0, 71.0], [71.0, 72.0]] and seconds.shape == (2, 2)
+    assert bench.stored_reference(specs, {**settings, "epochs": 3}) is None
+    assert bench.stored_reference(specs[::-1], settings) is None
+    del archs[0]["standalone_seconds"]  # written before the seconds were kept
+    bench.RESULTS.write_text(json.dumps({"settings": settings, "architectures": archs}))
+    assert bench.stored_reference(specs, settings) is None
+
+
 TV_PYTHON = ROOT / ".venv-tv" / "bin" / "python"
 
 
