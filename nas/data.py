@@ -113,11 +113,10 @@ class ImageData:
             kept = torch.from_numpy(_stratified(y.numpy(), count, seed))
             return x[kept], y[kept]
 
-        if all(count is None or count >= len(y) for count, y in
-               ((train, self.y_train), (val, self.y_val))):
-            return self
         x_train, y_train = pick(self.x_train, self.y_train, train)
         x_val, y_val = pick(self.x_val, self.y_val, val)
+        if y_train is self.y_train and y_val is self.y_val:
+            return self  # nothing left out
         return dataclasses.replace(
             self, name=f"{self.name} ({len(y_train)} train / {len(y_val)} val subset)",
             x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val)
