@@ -396,7 +396,8 @@ def load_mnist(path: str | Path, resolution: int = 32) -> ImageData:
     classes = int(max(arrays["y_train"].max(), arrays["y_val"].max())) + 1
     tensors = {key: torch.from_numpy(array.copy()) for key, array in arrays.items()}
     x_train = _resize(tensors["x_train"].unsqueeze(1), resolution)
-    mean, std = float(x_train.float().mean() / 255), float(x_train.float().std() / 255)
+    pixels = x_train.float() / 255.0
+    mean, std = float(pixels.mean()), float(pixels.std())
     return ImageData(name=f"mnist:{Path(path)}", x_train=x_train.repeat(1, 3, 1, 1),
                      y_train=tensors["y_train"].long(),
                      x_val=_resize(tensors["x_val"].unsqueeze(1), resolution).repeat(1, 3, 1, 1),
