@@ -147,13 +147,44 @@ class BlockwiseSpace:
         def pick(options):
             return options[int(rng.integers(len(options)))]
 
-        stem = StemSpec(out_ch=pick(self.stem_widths), act=pick(self.stem_acts))
+        return self._draw(name, pick, pick, lambda stage: pick(list(stage.block_options())))
+
+    def sample_sized(self, rng: np.random.Generator, bias: float,
+                     name: str = "sampled") -> ArchSpec:
+        """A random architecture leaning towards small or large ones: every choice that sizes
+        the network (stem width, depth, width, kernel, expansion ratio) is the ``u ** bias``
+        quantile of its sorted options for a uniform ``u``, so ``bias`` > 1 favours small
+        choices and ``bias`` < 1 large ones (1: uniform, though not ``sample``'s draws). The
+        other choices (activations, squeeze-excite, head) stay uniform.
+
+        Uniform samples cover only the middle of the latency range (about 6-23 ms of the
+        default space's 3-40 ms on a 2-core CPU); samples over a spread of biases reach its
+        ends."""
+        if not 0 < bias < math.inf:
+            raise ValueError(f"bias must be finite and > 0, got {bias}")
+
+        def sized(options):
+            options = sorted(options)
+            return options[min(int(rng.random() ** bias * len(options)), len(options) - 1)]
+
+        def pick(options):
+            return options[int(rng.integers(len(options)))]
+
+        return self._draw(name, sized, pick, lambda stage: (
+            sized(stage.kernels), sized(stage.exp_ratios), pick(stage.se), pick(stage.acts)))
+
+    def _draw(self, name: str, sized, pick, block_options) -> ArchSpec:
+        """An architecture from draws, in a fixed order: ``sized(options)`` for the stem width
+        and every stage's depth and width, ``pick(options)`` for the activations and the head,
+        ``block_options(stage)`` for each block's (kernel, ratio, se, act)."""
+        stem = StemSpec(out_ch=sized(self.stem_widths), act=pick(self.stem_acts))
         blocks: list[BlockSpec] = []
         in_ch = stem.out_ch
         for stage in self.stages:
-            depth, width = pick(stage.depths), pick(stage.widths)
+            depth = sized(stage.depths)
+            width = sized(stage.widths)
             for index in range(depth):
-                kernel, ratio, se, act = pick(list(stage.block_options()))
+                kernel, ratio, se, act = block_options(stage)
                 blocks.append(BlockSpec(kind="bneck", kernel=kernel, in_ch=in_ch,
                                         exp_ch=stage.exp_width(in_ch, ratio), out_ch=width,
                                         se=se, act=act,

@@ -114,6 +114,27 @@ def test_default_space_contains_the_paper_networks():
     assert all(space.contains(space.sample(rng)) for _ in range(200))
 
 
+def test_sized_samples_reach_both_ends_of_the_space():
+    from nas.accuracy.supernet import largest_spec, smallest_spec
+
+    space = default_space()
+    rng = np.random.default_rng(0)
+
+    def sizes(spec):
+        return spec.stem.out_ch, [(b.kernel, b.in_ch, b.exp_ch, b.out_ch) for b in spec.blocks]
+
+    # At the extreme biases every sizing choice is the largest, or the smallest, option.
+    assert sizes(space.sample_sized(rng, 1e-9)) == sizes(largest_spec(space))
+    assert sizes(space.sample_sized(rng, 1e9)) == sizes(smallest_spec(space))
+    expansion = {bias: np.mean([sum(b.exp_ch for b in space.sample_sized(rng, bias).blocks)
+                                for _ in range(50)]) for bias in (0.3, 1.0, 3.0)}
+    assert expansion[0.3] > expansion[1.0] > expansion[3.0]
+    assert all(space.contains(space.sample_sized(rng, b)) for b in np.geomspace(0.1, 10, 100))
+    for bias in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="bias"):
+            space.sample_sized(rng, bias)
+
+
 def test_space_size_and_layers_match_brute_force():
     space = tiny_space()
     specs = all_specs(space)
