@@ -86,8 +86,8 @@ def proxy_data(source: str, smoke: bool):
 def pick_architectures(count: int, seed: int, smoke: bool) -> tuple[list, list[float] | None]:
     """``count`` specs at evenly spaced predicted latencies (this device's cached table), each
     the nearest of 4,000 size-biased samples (``BlockwiseSpace.sample_sized``, biases
-    log-uniform in [0.2, 5]); random in smoke mode. The samples reach 3.7-35.9 ms of the
-    default space's exact 3.1-40.3 ms; uniform samples only 6-23 ms."""
+    log-uniform in [0.2, 5]); random in smoke mode. On the 2-core machine of the committed run
+    they reach 3.7-35.4 ms of the default space's exact 3.1-40.3 ms; uniform samples 6-23 ms."""
     space = default_space()
     rng = np.random.default_rng(seed)
     if smoke:
