@@ -155,13 +155,30 @@ def summary_latency(d: dict) -> list[str]:
 def summary_ranking(d: dict) -> list[str]:
     s = d["settings"]
     lr = f" at lr {s['lr']:g}" if "lr" in s else ""  # results before 2026-11-24 lack it
+    agreement = d.get("seed_agreement", {})
+    loo = agreement.get("mean_leave_one_out")
+    loo = f"; one seed vs the mean of the others τ {loo:.3f}" if loo is not None else ""
+    groups = list(d["ranking"][0].get("kendall_tau_within_head", {}))
     lines = [f"{s['archs']} architectures, stand-alone {s['epochs']} epochs{lr} × {s['seeds']} "
              f"seeds on {s['data']} {s['resolution']}²; seed-to-seed τ "
-             f"{d['seed_to_seed_kendall_tau']:.3f}; {_when(d)}", "",
-             "| estimator | Kendall τ | Spearman | s / candidate |", "|---|---|---|---|"]
+             f"{d['seed_to_seed_kendall_tau']:.3f}{loo}; {_when(d)}", "",
+             "| estimator | Kendall τ | Spearman | s / candidate |"
+             + "".join(f" τ, {g} |" for g in groups),
+             "|---|---|---|---|" + "---|" * len(groups)]
+
+    def fmt(value) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
     for r in d["ranking"]:
+        within = r.get("kendall_tau_within_head", {})
         lines.append(f"| {r['estimator']} | {r['kendall_tau']:.3f} | {r['spearman']:.3f} | "
-                     f"{r['cost_seconds_per_candidate']:.2f} |")
+                     f"{r['cost_seconds_per_candidate']:.2f} |"
+                     + "".join(f" {fmt(within.get(g))} |" for g in groups))
+    if loo:
+        within = agreement.get("within_head_mean_leave_one_out", {})
+        lines.append(f"| (stand-alone: one seed vs the mean of the others) | "
+                     f"{agreement['mean_leave_one_out']:.3f} | | |"
+                     + "".join(f" {fmt(within.get(g))} |" for g in groups))
     lines += ["", "| training throughput | plain eager img/s | TrainEstimator img/s | speed-up | "
               "+ torch.compile img/s (compile s) |", "|---|---|---|---|---|"]
     for r in d.get("throughput", []):

@@ -67,11 +67,45 @@ def test_ranking_reuses_only_a_matching_reference(tmp_path, monkeypatch):
                                          "architectures": archs}))
     top1, seconds = bench.stored_reference(specs, settings)
     assert top1.tolist() == [[70.0, 71.0], [71.0, 72.0]] and seconds.shape == (2, 2)
+    # more seeds asked for: the stored ones come back, the run trains the rest; fewer: a prefix
+    top1, _ = bench.stored_reference(specs, {**settings, "seeds": 3})
+    assert top1.tolist() == [[70.0, 71.0], [71.0, 72.0]]
+    top1, seconds = bench.stored_reference(specs, {**settings, "seeds": 1})
+    assert top1.tolist() == [[70.0, 71.0]] and seconds.tolist() == [[3.0, 3.0]]
     assert bench.stored_reference(specs, {**settings, "epochs": 3}) is None
     assert bench.stored_reference(specs[::-1], settings) is None
     del archs[0]["standalone_seconds"]  # written before the seconds were kept
     bench.RESULTS.write_text(json.dumps({"settings": settings, "architectures": archs}))
     assert bench.stored_reference(specs, settings) is None
+
+
+def test_seed_agreement_scores_each_seed_against_the_others():
+    import importlib.util
+
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    module_spec = importlib.util.spec_from_file_location(
+        "estimator_ranking", ROOT / "bench" / "estimator_ranking.py")
+    bench = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(bench)
+    # Seeds 0 and 1 rank the six architectures alike; seed 2 swaps the fourth and fifth.
+    standalone = np.array([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], [1, 2, 3, 5, 4, 6]], float)
+    groups = {"first": np.array([True] * 3 + [False] * 3),
+              "last": np.array([False] * 3 + [True] * 3)}
+    agreement = bench.seed_agreement(standalone, groups)
+    assert agreement["pairs"]["0-1"] == pytest.approx(1.0)
+    tau_02 = kendalltau(standalone[0], standalone[2]).statistic
+    assert agreement["pairs"]["0-2"] == pytest.approx(tau_02)
+    assert agreement["mean_pair"] == pytest.approx((1 + 2 * tau_02) / 3)
+    others = (standalone[0] + standalone[1]) / 2
+    assert agreement["leave_one_out"][2] == pytest.approx(
+        kendalltau(standalone[2], others).statistic)
+    # within "first" every seed agrees; within "last" seed 2 disagrees with the others' mean
+    within = agreement["within_head_mean_leave_one_out"]
+    assert within["first"] == pytest.approx(1.0) and 0 < within["last"] < 1.0
+    # two seeds: no leave-one-out (one seed against one other is the pair itself)
+    assert bench.seed_agreement(standalone[:2], groups)["leave_one_out"] == []
 
 
 TV_PYTHON = ROOT / ".venv-tv" / "bin" / "python"
