@@ -33,6 +33,9 @@ def search_command(
     estimator: Annotated[str, typer.Option(help="train, zero-cost:params|synflow|naswot or "
                                            "supernet:PATH")] = "train",
     epochs: Annotated[int, typer.Option(help="training epochs per candidate")] = 1,
+    finetune_steps: Annotated[int, typer.Option(
+        help="supernet estimator: fine-tune each inherited sub-network this many steps "
+             "(lr 0.05) before scoring it; 60 ranked best in the ranking benchmark")] = 0,
     device: Annotated[str, typer.Option(help="training device: cpu or cuda")] = "cpu",
     workers: Annotated[int | None, typer.Option(
         help="candidates scored at once (default: one per core, at most 8)")] = None,
@@ -78,6 +81,7 @@ def search_command(
         budget_ms=budget_ms, reward=reward, strategy=strategy, trials=trials, seed=seed,
         seed_arch=seed_arch, strategy_options=options,
         job=AccuracyJob(data=data, resolution=resolution, estimator=estimator, epochs=epochs,
+                        finetune_steps=finetune_steps,
                         seed=seed, device=device),
         latency_backend=latency_backend, latency_threads=latency_threads, table=table,
         recalibrate=recalibrate)

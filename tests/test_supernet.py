@@ -224,6 +224,11 @@ def test_supernet_cli(capsys, tmp_path, monkeypatch):
     assert code == 0 and "failed: ValueError" in out  # V3-Small is not in the tiny space
     code, out, err = run(["supernet", "eval", "v3-small", "--checkpoint", "none.pt"], capsys)
     assert code == 2 and "no supernet checkpoint" in err
+    (tmp_path / "sub.json").write_text(tiny_space().sample(np.random.default_rng(0)).to_json())
+    code, out, err = run(["supernet", "eval", "sub.json", "--finetune-steps", "2"], capsys)
+    assert code == 0 and "sub.json: " in out and "%" in out, err
+    code, out, err = run(["supernet", "eval", "sub.json", "--finetune-steps", "-1"], capsys)
+    assert code == 2 and "--finetune-steps must be at least 0" in err
 
 
 def test_bad_recipes_and_checkpoints_are_value_errors(tmp_path):
@@ -248,3 +253,24 @@ def test_bad_recipes_and_checkpoints_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="not a supernet checkpoint .*Weights only"):
         load_supernet(tmp_path / "code.pt")
 
+
+
+def test_search_job_fine_tunes_inherited_subnetworks(tmp_path):
+    from nas.accuracy.supernet import save_checkpoint
+    from nas.search.objective import AccuracyJob
+
+    checkpoint = tmp_path / "supernet.pt"
+    save_checkpoint(checkpoint, random_supernet(tiny_space()), None, 0, SupernetRecipe())
+    plain = AccuracyJob(data="digits", resolution=16, estimator=f"supernet:{checkpoint}")
+    tuned = dataclasses.replace(plain, finetune_steps=3)
+    assert plain.build().finetune is None
+    estimator = tuned.build()
+    assert (estimator.finetune.steps, estimator.finetune.lr) == (3, 0.05)
+    assert "fine-tuned 3 steps at lr 0.05" in tuned.describe()
+    spec = tiny_space().sample(np.random.default_rng(0))
+    estimate = estimator.estimate(spec)
+    assert not estimate.failed and estimate.details["finetune"]["steps"] == 3
+    with pytest.raises(ValueError, match="supernet estimator"):
+        AccuracyJob(estimator="train", finetune_steps=3)
+    with pytest.raises(ValueError, match="finetune steps"):
+        dataclasses.replace(plain, finetune_steps=-1)

@@ -36,6 +36,10 @@ class AccuracyJob:
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None      # torch threads per evaluation (None: all cores)
+    # supernet only: train each inherited sub-network this many steps before scoring it. 60
+    # steps at lr 0.05 ranked best in bench/estimator_ranking.py (docs/accuracy.md).
+    finetune_steps: int = 0
+    finetune_lr: float = 0.05
 
     def __post_init__(self) -> None:
         kind, _, arg = self.estimator.partition(":")
@@ -43,6 +47,11 @@ class AccuracyJob:
                 or (kind == "supernet" and arg)):
             raise ValueError(f"unknown estimator {self.estimator!r}; choose train, "
                              f"zero-cost:params|synflow|naswot or supernet:PATH")
+        if self.finetune_steps < 0 or not 0 < self.finetune_lr < float("inf"):
+            raise ValueError("finetune steps must be >= 0 and the fine-tuning lr > 0")
+        if self.finetune_steps and kind != "supernet":
+            raise ValueError("fine-tuning steps apply to a supernet estimator "
+                             "(--estimator supernet:PATH) only")
 
     def build(self) -> AccuracyEstimator:
         from nas.data import load_data
@@ -62,7 +71,13 @@ class AccuracyJob:
         from nas.accuracy.supernet import SupernetEstimator, load_supernet
 
         supernet, _ = load_supernet(arg)
-        return SupernetEstimator(supernet, data)
+        finetune = None
+        if self.finetune_steps:
+            from nas.accuracy.train import Recipe
+
+            finetune = Recipe(steps=self.finetune_steps, batch_size=self.batch_size,
+                              lr=self.finetune_lr, warmup_epochs=0.0, seed=self.seed)
+        return SupernetEstimator(supernet, data, finetune=finetune)
 
     @property
     def unit(self) -> str:
@@ -73,7 +88,9 @@ class AccuracyJob:
         if self.estimator == "train":
             return f"{self.epochs}-epoch training on {self.data} at {self.resolution}px " \
                    f"(batch {self.batch_size}, lr {self.lr:g}, seed {self.seed})"
-        return f"{self.estimator} on {self.data} at {self.resolution}px"
+        tuned = (f", each fine-tuned {self.finetune_steps} steps at lr {self.finetune_lr:g}"
+                 if self.finetune_steps else "")
+        return f"{self.estimator}{tuned} on {self.data} at {self.resolution}px"
 
 
 _CACHE: dict[AccuracyJob, AccuracyEstimator] = {}
