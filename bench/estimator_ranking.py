@@ -54,6 +54,7 @@ from nas.accuracy import adapt_spec  # noqa: E402
 from nas.accuracy.supernet import (  # noqa: E402
     SupernetEstimator,
     SupernetRecipe,
+    finetune_recipe,
     largest_spec,
     smallest_spec,
     train_supernet,
@@ -287,7 +288,7 @@ def main() -> int:
     # at the reference's rate.
     for steps, lr, name in ((20, 0.01, "supernet+finetune-20"),
                             (60, args.lr, f"supernet+finetune-60-lr{args.lr:g}")):
-        finetune = Recipe(steps=1 if args.smoke else steps, lr=lr, warmup_epochs=0.0, seed=0)
+        finetune = finetune_recipe(1 if args.smoke else steps, lr=lr)
         finetuned = SupernetEstimator(supernet, data, finetune=finetune)
         results = [finetuned.estimate(s) for s in specs]
         scores[name] = ([r.score for r in results], float(np.mean([r.cost_seconds

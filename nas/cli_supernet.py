@@ -57,8 +57,7 @@ def eval_command(
              "the ranking benchmark")] = 0,
 ) -> None:
     """Validation accuracy of sub-networks with inherited weights (BN recalibrated)."""
-    from nas.accuracy.supernet import SupernetEstimator, load_supernet
-    from nas.accuracy.train import Recipe
+    from nas.accuracy.supernet import SupernetEstimator, finetune_recipe, load_supernet
     from nas.data import load_data
 
     if finetune_steps < 0:
@@ -67,8 +66,7 @@ def eval_command(
         fail(f"{checkpoint}: no supernet checkpoint (train one with `nas supernet train`)")
     supernet, _ = load_supernet(checkpoint)
     dataset = load_data(data, supernet.space.input_size)
-    finetune = Recipe(steps=finetune_steps, lr=0.05, warmup_epochs=0.0) if finetune_steps \
-        else None
+    finetune = finetune_recipe(finetune_steps) if finetune_steps else None
     estimator = SupernetEstimator(supernet, dataset, finetune=finetune)
     for arg in specs:
         result = estimator.estimate(resolve_spec(arg)[0])

@@ -38,8 +38,9 @@ from nas.runlock import RunLock
 from nas.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec, v3_squeeze_channels
 from search_spaces.mobilenetv3 import BlockwiseSpace, StageChoices
 
-__all__ = ["ELASTIC_ORDER", "Supernet", "SupernetEstimator", "SupernetRecipe", "largest_spec",
-           "sample_elastic", "sample_phase", "smallest_spec", "train_supernet"]
+__all__ = ["ELASTIC_ORDER", "FINETUNE_LR", "Supernet", "SupernetEstimator", "SupernetRecipe",
+           "finetune_recipe", "largest_spec", "sample_elastic", "sample_phase", "smallest_spec",
+           "train_supernet"]
 
 # 2: blocks have separate weights for ratio 1 (``ElasticBlock.unexpanded``).
 CHECKPOINT_VERSION = 2
@@ -595,6 +596,19 @@ def _checked(loss: torch.Tensor, step: int) -> torch.Tensor:
     if not torch.isfinite(loss):
         raise FloatingPointError(f"supernet loss became {float(loss.detach())} at step {step}")
     return loss
+
+
+# Fine-tuning rate of inherited sub-networks: 60 steps at 0.05 ranked best of the settings
+# tried in bench/estimator_ranking.py (docs/accuracy.md).
+FINETUNE_LR = 0.05
+
+
+def finetune_recipe(steps: int, *, lr: float = FINETUNE_LR, batch_size: int = 64,
+                    seed: int = 0) -> Recipe:
+    """The short training given to an inherited sub-network before it is scored: ``steps``
+    with the rate decaying from ``lr`` on a cosine, without warm-up (the weights are trained
+    already)."""
+    return Recipe(steps=steps, batch_size=batch_size, lr=lr, warmup_epochs=0.0, seed=seed)
 
 
 class SupernetEstimator(AccuracyEstimator):

@@ -37,7 +37,8 @@ class AccuracyJob:
     device: str = "cpu"
     threads: int | None = None      # torch threads per evaluation (None: all cores)
     # supernet only: train each inherited sub-network this many steps before scoring it. 60
-    # steps at lr 0.05 ranked best in bench/estimator_ranking.py (docs/accuracy.md).
+    # steps at lr 0.05 (``nas.accuracy.supernet.FINETUNE_LR``) ranked best in
+    # bench/estimator_ranking.py (docs/accuracy.md).
     finetune_steps: int = 0
     finetune_lr: float = 0.05
 
@@ -68,15 +69,12 @@ class AccuracyJob:
             from nas.accuracy.zero_cost import ZeroCostEstimator
 
             return ZeroCostEstimator(data, arg, seed=self.seed)
-        from nas.accuracy.supernet import SupernetEstimator, load_supernet
+        from nas.accuracy.supernet import SupernetEstimator, finetune_recipe, load_supernet
 
         supernet, _ = load_supernet(arg)
-        finetune = None
-        if self.finetune_steps:
-            from nas.accuracy.train import Recipe
-
-            finetune = Recipe(steps=self.finetune_steps, batch_size=self.batch_size,
-                              lr=self.finetune_lr, warmup_epochs=0.0, seed=self.seed)
+        finetune = finetune_recipe(self.finetune_steps, lr=self.finetune_lr,
+                                   batch_size=self.batch_size, seed=self.seed) \
+            if self.finetune_steps else None
         return SupernetEstimator(supernet, data, finetune=finetune)
 
     @property
