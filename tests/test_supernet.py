@@ -254,7 +254,6 @@ def test_bad_recipes_and_checkpoints_are_value_errors(tmp_path):
         load_supernet(tmp_path / "code.pt")
 
 
-
 def test_search_job_fine_tunes_inherited_subnetworks(tmp_path):
     from nas.accuracy.supernet import save_checkpoint
     from nas.search.objective import AccuracyJob
