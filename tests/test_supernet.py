@@ -273,3 +273,23 @@ def test_search_job_fine_tunes_inherited_subnetworks(tmp_path):
         AccuracyJob(estimator="train", finetune_steps=3)
     with pytest.raises(ValueError, match="finetune steps"):
         dataclasses.replace(plain, finetune_steps=-1)
+
+
+def test_fine_tuned_scores_do_not_depend_on_what_was_scored_before():
+    from nas.accuracy.supernet import finetune_recipe
+
+    space = tiny_space()
+    supernet = random_supernet(space)
+    data = load_data("digits", 16).subset(256, 128, seed=0)
+    first, second = (space.sample(np.random.default_rng(seed)) for seed in (1, 2))
+
+    def score(*specs):
+        estimator = SupernetEstimator(supernet, data, bn_batches=2,
+                                      finetune=finetune_recipe(4, batch_size=32))
+        return [estimator.estimate(spec) for spec in specs][-1]
+
+    alone = score(second)
+    torch.manual_seed(123)  # a different global generator state, and one more candidate first
+    after = score(first, second)
+    assert not alone.failed and alone.score == after.score
+    assert alone.details["finetune"]["final_loss"] == after.details["finetune"]["final_loss"]

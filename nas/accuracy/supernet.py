@@ -632,7 +632,11 @@ class SupernetEstimator(AccuracyEstimator):
         model = self.supernet.extract(spec)
         details: dict[str, Any] = {}
         if self.finetune is not None:
-            details["finetune"] = train_model(model, self.data, self.finetune)
+            # Dropout draws from the global generator: seed it, so that a candidate's score
+            # does not depend on which candidates were scored before it in this process.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.finetune.seed)
+                details["finetune"] = train_model(model, self.data, self.finetune)
         channels_last = self.finetune is not None and self.finetune.channels_last
         recalibrate_bn(model, self.data, batches=self.bn_batches, channels_last=channels_last)
         top1 = evaluate(model, self.data, channels_last=channels_last)
