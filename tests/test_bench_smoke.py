@@ -22,10 +22,10 @@ def test_benchmark_smoke(script, tmp_path):
     assert "specs/s" in result.stdout
 
 
-def smoke(script: str, tmp_path: Path) -> str:
+def smoke(script: str, tmp_path: Path, *args: str) -> str:
     """The benchmark's --smoke run with its own latency cache; its stdout."""
     env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke"],
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--smoke", *args],
                             capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
@@ -41,26 +41,41 @@ def test_netadapt_vs_multiplier_smoke(tmp_path):
     assert "NetAdapt ms" in stdout and "mult@same ms" in stdout
 
 
-def test_estimator_ranking_smoke(tmp_path):
-    stdout = smoke("estimator_ranking.py", tmp_path)
-    assert "ranking of 3 architectures" in stdout and "training throughput" in stdout
-    assert "zero-cost:naswot" in stdout and "supernet" in stdout
-
-
-def test_ranking_reuses_only_a_matching_reference(tmp_path, monkeypatch):
+def load_ranking_bench():
     import importlib.util
-    import json
-
-    from search_spaces import zoo
 
     module_spec = importlib.util.spec_from_file_location(
         "estimator_ranking", ROOT / "bench" / "estimator_ranking.py")
     bench = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(bench)
+    return bench
+
+
+def test_estimator_ranking_smoke(tmp_path):
+    stdout = smoke("estimator_ranking.py", tmp_path, "--supernet-seeds", "2")
+    assert "ranking of 3 architectures" in stdout and "training throughput" in stdout
+    assert "zero-cost:naswot" in stdout and "supernet" in stdout
+    assert "(supernet seed 1)" in stdout and "mean over 2 supernets" in stdout
+
+
+def test_ranking_writes_other_samples_of_architectures_apart():
+    bench = load_ranking_bench()
+    assert bench.results_path(bench.ARCH_SEED) == bench.RESULTS
+    other = bench.results_path(23)
+    assert other.parent == bench.RESULTS.parent and other.name == "estimator_ranking-archs23.json"
+
+
+def test_ranking_reuses_only_a_matching_reference(tmp_path, monkeypatch):
+    import json
+
+    from search_spaces import zoo
+
+    bench = load_ranking_bench()
     monkeypatch.setattr(bench, "RESULTS", tmp_path / "ranking.json")
     specs = [zoo.get("mobilenet_v3_small"), zoo.get("mobilenet_v3_large")]
     settings = {"epochs": 6, "lr": 0.05, "seeds": 2, "data": "d", "resolution": 28}
     assert bench.stored_reference(specs, settings) is None  # no previous run
+    assert bench.stored_reference(specs, settings, tmp_path / "other.json") is None
     archs = [{"text": s.to_text(), "standalone_top1": [70.0 + i, 71.0 + i],
               "standalone_seconds": [3.0, 4.0]} for i, s in enumerate(specs)]
     bench.RESULTS.write_text(json.dumps({"settings": {**settings, "archs": 2},
