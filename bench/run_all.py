@@ -179,6 +179,11 @@ def summary_ranking(d: dict) -> list[str]:
         lines.append(f"| (stand-alone: one seed vs the mean of the others) | "
                      f"{agreement['mean_leave_one_out']:.3f} | | |"
                      + "".join(f" {fmt(within.get(g))} |" for g in groups))
+    spread = _supernet_spread(d)
+    if spread:
+        lines.append(f"| ({spread}) | {d['supernet_seed_spread']['mean']:.3f} | | |"
+                     + " |" * len(groups))
+    lines += _other_samples()
     lines += ["", "| training throughput | plain eager img/s | TrainEstimator img/s | speed-up | "
               "+ torch.compile img/s (compile s) |", "|---|---|---|---|---|"]
     for r in d.get("throughput", []):
@@ -186,6 +191,33 @@ def summary_ranking(d: dict) -> list[str]:
         compiled = "-" if compiled is None else f"{compiled:.0f} ({r['compile_seconds']:.0f} s)"
         lines.append(f"| {r['model']} (batch {r['batch']}) | {r['plain_images_per_s']:.0f} | "
                      f"{r['estimator_images_per_s']:.0f} | {r['speedup']:.2f}× | {compiled} |")
+    return lines
+
+
+def _supernet_spread(d: dict) -> str:
+    """"<estimator>: mean over N supernets, min-max" when a run trained several; else ""."""
+    spread = d.get("supernet_seed_spread")
+    if not spread or len(spread["kendall_tau"]) < 2:
+        return ""
+    return (f"{spread['estimator']}: mean over {len(spread['kendall_tau'])} supernets, "
+            f"{spread['min']:.3f}-{spread['max']:.3f}")
+
+
+def _other_samples() -> list[str]:
+    """One line per further sample of architectures (``estimator_ranking.py --arch-seed``)."""
+    lines = []
+    for path in sorted(RESULTS.glob("estimator_ranking-archs*.json")):
+        d = json.loads(path.read_text())
+        if "ranking" not in d:  # a stored reference whose run has not finished
+            continue
+        taus = ", ".join(f"{r['estimator']} {r['kendall_tau']:.3f}" for r in d["ranking"])
+        loo = d["seed_agreement"].get("mean_leave_one_out")
+        spread = _supernet_spread(d)
+        lines += ["", f"Another sample of {d['settings']['archs']} architectures "
+                      f"(`{path.name}`; {_when(d)}): Kendall τ {taus}"
+                      + (f"; {spread}, mean {d['supernet_seed_spread']['mean']:.3f}"
+                         if spread else "")
+                      + (f"; one seed vs the mean of the others {loo:.3f}" if loo else "") + "."]
     return lines
 
 

@@ -205,3 +205,28 @@ def test_a_partial_bench_run_keeps_the_last_full_run_on_record():
     assert "Last run of `make bench`: T-full" in block
     assert "Then `bench/run_all.py --only latency_validation`" in block and "T-2" in block
     assert run_all.merged_session(None, session(["search_quality"], "T"))["last_full"] is None
+
+
+def test_run_all_lists_other_samples_of_architectures(tmp_path, monkeypatch):
+    import json
+
+    run_all = load_run_all()
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path)
+    assert run_all._other_samples() == []
+    finished = {"settings": {"archs": 24}, "created": "2026-11-25T09:00:00",
+                "ranking": [{"estimator": "params", "kendall_tau": 0.25},
+                            {"estimator": "ft", "kendall_tau": 0.5},
+                            {"estimator": "ft (supernet seed 1)", "kendall_tau": 0.3}],
+                "seed_agreement": {"mean_leave_one_out": 0.7},
+                "supernet_seed_spread": {"estimator": "ft", "kendall_tau": [0.5, 0.3],
+                                         "mean": 0.4, "min": 0.3, "max": 0.5}}
+    (tmp_path / "estimator_ranking-archs23.json").write_text(json.dumps(finished))
+    # a stored reference only: its run did not finish, so it has no ranking yet
+    (tmp_path / "estimator_ranking-archs5.json").write_text(json.dumps({"settings": {}}))
+    lines = [line for line in run_all._other_samples() if line]
+    assert len(lines) == 1 and "`estimator_ranking-archs23.json`; 2026-11-25T09:00:00" in lines[0]
+    assert "params 0.250, ft 0.500, ft (supernet seed 1) 0.300" in lines[0]
+    assert "ft: mean over 2 supernets, 0.300-0.500, mean 0.400" in lines[0]
+    assert lines[0].endswith("one seed vs the mean of the others 0.700.")
+    assert run_all._supernet_spread({"supernet_seed_spread": {**finished["supernet_seed_spread"],
+                                                              "kendall_tau": [0.5]}}) == ""
