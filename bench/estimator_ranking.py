@@ -293,8 +293,8 @@ def main() -> int:
         recipe = SupernetRecipe(steps=args.supernet_steps, batch_size=32, random_subnets=1,
                                 sort_every=max(1, args.supernet_steps // 3), seed=supernet_seed)
         supernet = train_supernet(default_space(), data, recipe,
-                                  on_step=lambda s, n, loss: s % 50 == 0 and console.print(
-                                      f"supernet {supernet_seed} step {s}/{n}: loss {loss:.3f}"))
+                                  on_step=lambda s, n, loss, k=supernet_seed: s % 50 == 0
+                                  and console.print(f"supernet {k} step {s}/{n}: loss {loss:.3f}"))
         supernet_seconds.append(time.perf_counter() - start)
         share = supernet_seconds[-1] / len(specs)  # its training, spread over the candidates
         # Inherited weights as they are, then plus a short fine-tune: about one epoch at a low
