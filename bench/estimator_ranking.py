@@ -25,7 +25,11 @@ against a plain eager loop with PyTorch's defaults, for V3-Small and V3-Large on
 32x32, side by side in the same run.
 
     python bench/estimator_ranking.py [--data digits-hard] [--archs 24] [--epochs N] [--lr 0.05]
-                                      [--supernet-steps 600] [--smoke]
+                                      [--supernet-steps 600] [--supernet-seeds 1]
+                                      [--arch-seed 11] [--reuse-reference] [--smoke]
+
+Run on a second, independent sample (its own JSON, estimator_ranking-archs23.json):
+``--arch-seed 23 --supernet-seeds 3``.
 """
 
 from __future__ import annotations
