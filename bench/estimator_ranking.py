@@ -314,9 +314,9 @@ def main() -> int:
             scores[name] = ([r.score for r in results],
                             float(np.mean([r.cost_seconds for r in results])) + share)
             if not steps:  # the sandwich rule's own sub-networks, beside the sampled ones
-                extremes = {name: estimator.estimate(pick(supernet.space)).score
-                            for name, pick in (("largest", largest_spec),
-                                               ("smallest", smallest_spec))}
+                extremes = {which: estimator.estimate(pick(supernet.space)).score
+                            for which, pick in (("largest", largest_spec),
+                                                ("smallest", smallest_spec))}
     if latencies is not None:  # the baseline "slower is better", free
         scores["predicted latency"] = (list(latencies), 0.0)
 
