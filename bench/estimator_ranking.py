@@ -25,8 +25,9 @@ against a plain eager loop with PyTorch's defaults, for V3-Small and V3-Large on
 32x32, side by side in the same run.
 
     python bench/estimator_ranking.py [--data digits-hard] [--archs 24] [--epochs N] [--lr 0.05]
-                                      [--supernet-steps 600] [--supernet-seeds 1]
-                                      [--arch-seed 11] [--reuse-reference] [--smoke]
+                                      [--finetune-lr 0.05] [--supernet-steps 600]
+                                      [--supernet-seeds 1] [--arch-seed 11] [--reuse-reference]
+                                      [--smoke]
 
 Run on a second, independent sample (its own JSON, estimator_ranking-archs23.json):
 ``--arch-seed 23 --supernet-seeds 3``.
@@ -228,6 +229,8 @@ def main() -> int:
                         help="stand-alone reference epochs (default: the proxy task's)")
     parser.add_argument("--lr", type=float, default=0.05,
                         help="learning rate of the stand-alone reference training")
+    parser.add_argument("--finetune-lr", type=float, default=0.05,
+                        help="learning rate of the supernet's 60-step fine-tune")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--supernet-steps", type=int, default=600)
     parser.add_argument("--supernet-seeds", type=int, default=1,
@@ -290,7 +293,7 @@ def main() -> int:
         results = [estimator.estimate(s) for s in specs]
         scores[f"zero-cost:{proxy}"] = ([r.score for r in results],
                                         float(np.mean([r.cost_seconds for r in results])))
-    finetuned_name = f"supernet+finetune-60-lr{args.lr:g}"
+    finetuned_name = f"supernet+finetune-60-lr{args.finetune_lr:g}"
     supernet_seconds, extremes = [], {}
     for supernet_seed in range(args.supernet_seeds):
         start = time.perf_counter()
@@ -302,11 +305,12 @@ def main() -> int:
         supernet_seconds.append(time.perf_counter() - start)
         share = supernet_seconds[-1] / len(specs)  # its training, spread over the candidates
         # Inherited weights as they are, then plus a short fine-tune: about one epoch at a low
-        # rate, and about three at the reference's rate. Further supernets: the latter only.
+        # rate, and about three at a higher one. Further supernets: the latter only.
         variants = ((0, None, "supernet"), (20, 0.01, "supernet+finetune-20"),
-                    (60, args.lr, finetuned_name))
+                    (60, args.finetune_lr, finetuned_name))
         if supernet_seed:
-            variants = ((60, args.lr, f"{finetuned_name} (supernet seed {supernet_seed})"),)
+            variants = ((60, args.finetune_lr,
+                         f"{finetuned_name} (supernet seed {supernet_seed})"),)
         for steps, lr, name in variants:
             finetune = finetune_recipe(1 if args.smoke else steps, lr=lr) if steps else None
             estimator = SupernetEstimator(supernet, data, finetune=finetune)
@@ -384,6 +388,7 @@ def main() -> int:
             "fingerprint": {"cpu": cpu_model(), "cores": os.cpu_count(),
                             "torch": torch.__version__},
             "settings": {"archs": len(specs), "epochs": args.epochs, "lr": args.lr,
+                         "finetune_lr": args.finetune_lr,
                          "seeds": args.seeds, "data": data.name, "resolution": resolution,
                          "supernet": dataclasses.asdict(dataclasses.replace(recipe, seed=0)),
                          "supernet_seeds": args.supernet_seeds,

@@ -57,6 +57,7 @@ def _torchvision_venv() -> str:
 # Accuracy-bound benchmarks first, the pure timing ones last (the quietest stretch of a session).
 BENCHMARKS = (
     Benchmark("estimator_ranking", 90),
+    Benchmark("reference_lr", 150),  # retrains only when estimator_ranking's sample changed
     Benchmark("search_quality", 80),
     Benchmark("netadapt_vs_multiplier", 40),
     Benchmark("latency_validation", 25),
@@ -221,6 +222,30 @@ def _other_samples() -> list[str]:
     return lines
 
 
+def summary_reference_lr(d: dict) -> list[str]:
+    lines = [f"A second stand-alone reference at lr {d['settings']['lr']:g} "
+             f"({d['settings']['seeds']} seeds); each estimator's stored scores against each "
+             f"reference; {_when(d)}"]
+    for sample, e in d["samples"].items():
+        if "ranking" not in e:  # training still under way
+            continue
+        refs = e["references"]
+        lines += ["", f"Sample {sample} (`{e['source']}`): the two rates agree to τ "
+                      f"{_num(e['tau_between_rates'], 3)}; mean top-1 "
+                      + " / ".join(f"{r['mean_top1']:.1f}%" for r in refs.values())
+                      + ", lowest single run "
+                      + " / ".join(f"{r['lowest_top1']:.1f}%" for r in refs.values())
+                      + ", one seed vs the others "
+                      + " / ".join(_num(r["mean_leave_one_out"], 3) for r in refs.values())
+                      + f" ({', '.join(refs)}).", "",
+                  "| estimator |" + "".join(f" τ, {name} |" for name in refs),
+                  "|---|" + "---|" * len(refs)]
+        for r in e["ranking"]:
+            lines.append(f"| {r['estimator']} |"
+                         + "".join(f" {_num(t, 3)} |" for t in r["kendall_tau"].values()))
+    return lines
+
+
 def _budget_source(d: dict) -> str:
     if "v3_small_measured_ms" not in d:  # results written before the budget was predicted
         return "V3-Small measured"
@@ -277,6 +302,7 @@ def summary_torchvision(d: dict) -> list[str]:
 SUMMARIES = {
     "latency_validation": ("Latency predictor vs measurement", summary_latency),
     "estimator_ranking": ("Accuracy estimators: ranking and cost", summary_ranking),
+    "reference_lr": ("The reference's learning rate", summary_reference_lr),
     "search_quality": ("Search strategies at equal trials", summary_search),
     "netadapt_vs_multiplier": ("NetAdapt vs the width multiplier", summary_netadapt),
     "torchvision_equivalence": ("Equivalence with torchvision", summary_torchvision),

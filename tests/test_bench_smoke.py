@@ -41,11 +41,10 @@ def test_netadapt_vs_multiplier_smoke(tmp_path):
     assert "NetAdapt ms" in stdout and "mult@same ms" in stdout
 
 
-def load_ranking_bench():
+def load_bench(name: str):
     import importlib.util
 
-    module_spec = importlib.util.spec_from_file_location(
-        "estimator_ranking", ROOT / "bench" / "estimator_ranking.py")
+    module_spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
     bench = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(bench)
     return bench
@@ -58,8 +57,26 @@ def test_estimator_ranking_smoke(tmp_path):
     assert "(supernet seed 1)" in stdout and "mean over 2 supernets" in stdout
 
 
+def test_reference_lr_smoke(tmp_path):
+    stdout = smoke("reference_lr.py", tmp_path, "--samples", "11")
+    assert "sample 11 (3 architectures" in stdout and "τ, better of the two" in stdout
+    assert "supernet+finetune-60-lr0.05" in stdout and "better rate: lr" in stdout
+
+
+def test_reference_at_the_better_rate_takes_each_architectures_own_seeds():
+    import numpy as np
+
+    bench = load_bench("reference_lr")
+    runs = {"lr 0.05": np.array([[90.0, 60.0, 80.0], [92.0, 20.0, 80.0]]),
+            "lr 0.025": np.array([[88.0, 85.0, 81.0], [86.0, 87.0, 79.0]])}
+    seeds, chosen = bench.best_of(runs)
+    # means 91 / 40 / 80 against 87 / 86 / 80: a tie stays with the first rate
+    assert chosen == ["lr 0.05", "lr 0.025", "lr 0.05"]
+    assert seeds.tolist() == [[90.0, 85.0, 80.0], [92.0, 87.0, 80.0]]
+
+
 def test_ranking_writes_other_samples_of_architectures_apart():
-    bench = load_ranking_bench()
+    bench = load_bench("estimator_ranking")
     assert bench.results_path(bench.ARCH_SEED) == bench.RESULTS
     other = bench.results_path(23)
     assert other.parent == bench.RESULTS.parent and other.name == "estimator_ranking-archs23.json"
@@ -70,7 +87,7 @@ def test_ranking_reuses_only_a_matching_reference(tmp_path, monkeypatch):
 
     from search_spaces import zoo
 
-    bench = load_ranking_bench()
+    bench = load_bench("estimator_ranking")
     monkeypatch.setattr(bench, "RESULTS", tmp_path / "ranking.json")
     specs = [zoo.get("mobilenet_v3_small"), zoo.get("mobilenet_v3_large")]
     settings = {"epochs": 6, "lr": 0.05, "seeds": 2, "data": "d", "resolution": 28}
@@ -95,15 +112,10 @@ def test_ranking_reuses_only_a_matching_reference(tmp_path, monkeypatch):
 
 
 def test_seed_agreement_scores_each_seed_against_the_others():
-    import importlib.util
-
     import numpy as np
     from scipy.stats import kendalltau
 
-    module_spec = importlib.util.spec_from_file_location(
-        "estimator_ranking", ROOT / "bench" / "estimator_ranking.py")
-    bench = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(bench)
+    bench = load_bench("estimator_ranking")
     # Seeds 0 and 1 rank the six architectures alike; seed 2 swaps the fourth and fifth.
     standalone = np.array([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], [1, 2, 3, 5, 4, 6]], float)
     groups = {"first": np.array([True] * 3 + [False] * 3),
@@ -164,7 +176,7 @@ def test_run_all_rewrites_only_the_figures_block_from_the_stored_results(tmp_pat
         assert f"| {row['estimator']} | {row['kendall_tau']:.3f} |" in text
     latency = json.loads((results / "latency_validation.json").read_text())["metrics"]
     assert f"{100 * latency['plain_sum']['within_10pct']:.1f}%" in text
-    for name in ("latency_validation", "estimator_ranking", "search_quality",
+    for name in ("latency_validation", "estimator_ranking", "reference_lr", "search_quality",
                  "netadapt_vs_multiplier", "torchvision_equivalence"):
         assert f"(`bench/{name}.py`)" in text
 
@@ -230,3 +242,23 @@ def test_run_all_lists_other_samples_of_architectures(tmp_path, monkeypatch):
     assert lines[0].endswith("one seed vs the mean of the others 0.700.")
     assert run_all._supernet_spread({"supernet_seed_spread": {**finished["supernet_seed_spread"],
                                                               "kendall_tau": [0.5]}}) == ""
+
+
+def test_run_all_summarises_the_second_reference_of_finished_samples_only():
+    run_all = load_run_all()
+    refs = {"lr 0.05": {"mean_top1": 87.8, "lowest_top1": 73.5, "mean_leave_one_out": 0.66},
+            "lr 0.025": {"mean_top1": 88.2, "lowest_top1": 83.3, "mean_leave_one_out": 0.7},
+            "better of the two": {"mean_top1": 89.9, "lowest_top1": 80.0,
+                                  "mean_leave_one_out": None}}
+    d = {"settings": {"lr": 0.025, "seeds": 3}, "created": "2026-11-25T12:00:00",
+         "samples": {"11": {"source": "estimator_ranking.json", "references": refs,
+                            "tau_between_rates": 0.4,
+                            "ranking": [{"estimator": "params", "kendall_tau": {
+                                "lr 0.05": 0.33, "lr 0.025": 0.25, "better of the two": None}}]},
+                     "23": {"source": "estimator_ranking-archs23.json", "top1": [[1.0]]}}}
+    text = "\n".join(run_all.summary_reference_lr(d))
+    assert "at lr 0.025 (3 seeds)" in text and "Sample 23" not in text
+    assert "Sample 11 (`estimator_ranking.json`): the two rates agree to τ 0.400" in text
+    assert "mean top-1 87.8% / 88.2% / 89.9%, lowest single run 73.5% / 83.3% / 80.0%" in text
+    assert "one seed vs the others 0.660 / 0.700 / – (lr 0.05, lr 0.025, better of the two)" in text
+    assert "| params | 0.330 | 0.250 | – |" in text
