@@ -136,10 +136,12 @@ def main() -> int:
         data, _ = proxy_data(ranking["settings"]["data"], args.smoke)
         specs = [ArchSpec.from_text(a["text"]) for a in archs]
         entry = samples.setdefault(str(arch_seed), {})
-        if entry.get("architectures") != [a["text"] for a in archs]:
-            entry.clear()
-            entry.update(source=path.name, stored_lr=old_lr, epochs=epochs,
-                         architectures=[a["text"] for a in archs], top1=[])
+        trained = {"epochs": epochs, "data": data.name,
+                   "architectures": [a["text"] for a in archs]}
+        if any(entry.get(key) != value for key, value in trained.items()):
+            entry.clear()  # another sample or recipe: its training at the second rate is void
+            entry.update(trained, top1=[])
+        entry.update(source=path.name, stored_lr=old_lr)
 
         def keep(rows, entry=entry):
             entry["top1"] = rows
