@@ -61,6 +61,16 @@ def best_of(runs: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
     return seeds, [names[p] for p in pick]
 
 
+def sample_entry(samples: dict, arch_seed: int, trained: dict) -> dict:
+    """The stored entry of a sample, kept (with its finished seeds) only if it was trained
+    with ``trained`` (epochs, data, architectures); otherwise a fresh one."""
+    entry = samples.setdefault(str(arch_seed), {})
+    if any(entry.get(key) != value for key, value in trained.items()):
+        entry.clear()  # another sample or recipe: its training at the second rate is void
+        entry.update(trained, top1=[])
+    return entry
+
+
 def describe(seeds: np.ndarray, groups: dict[str, np.ndarray]) -> dict:
     """Mean, lowest single run, per-head means and self-agreement of one reference."""
     mean = np.nanmean(seeds, axis=0)
@@ -135,12 +145,8 @@ def main() -> int:
             scores = {k: v[:3] for k, v in scores.items()}
         data, _ = proxy_data(ranking["settings"]["data"], args.smoke)
         specs = [ArchSpec.from_text(a["text"]) for a in archs]
-        entry = samples.setdefault(str(arch_seed), {})
-        trained = {"epochs": epochs, "data": data.name,
-                   "architectures": [a["text"] for a in archs]}
-        if any(entry.get(key) != value for key, value in trained.items()):
-            entry.clear()  # another sample or recipe: its training at the second rate is void
-            entry.update(trained, top1=[])
+        entry = sample_entry(samples, arch_seed, {"epochs": epochs, "data": data.name,
+                                                  "architectures": [a["text"] for a in archs]})
         entry.update(source=path.name, stored_lr=old_lr)
 
         def keep(rows, entry=entry):

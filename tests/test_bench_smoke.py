@@ -75,6 +75,19 @@ def test_reference_at_the_better_rate_takes_each_architectures_own_seeds():
     assert seeds.tolist() == [[90.0, 85.0, 80.0], [92.0, 87.0, 80.0]]
 
 
+def test_reference_at_a_second_rate_keeps_finished_seeds_only_for_the_same_training():
+    bench = load_bench("reference_lr")
+    trained = {"epochs": 10, "data": "digits-hard", "architectures": ["a", "b"]}
+    samples = {"11": {**trained, "top1": [[90.0, 80.0]], "source": "x.json"}}
+    assert bench.sample_entry(samples, 11, trained)["top1"] == [[90.0, 80.0]]
+    for change in ({"epochs": 3}, {"data": "digits"}, {"architectures": ["a", "c"]}):
+        stored = {"11": {**trained, "top1": [[90.0, 80.0]]}}
+        entry = bench.sample_entry(stored, 11, {**trained, **change})
+        assert entry == {**trained, **change, "top1": []} and stored["11"] is entry
+    fresh: dict = {}
+    assert bench.sample_entry(fresh, 23, trained)["top1"] == [] and "23" in fresh
+
+
 def test_ranking_writes_other_samples_of_architectures_apart():
     bench = load_bench("estimator_ranking")
     assert bench.results_path(bench.ARCH_SEED) == bench.RESULTS
