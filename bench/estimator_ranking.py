@@ -18,7 +18,9 @@ on it architectures hardly differ: seven with V3-Large's head, from 3.9 to 35.9 
 84.5-85.9% there and 85.8-94.2% on digits-hard (one seed each; docs/accuracy.md). The
 learning rate is 0.05, not the training default 0.1: at 0.1, SGD diverges early for
 architectures with MnasNet's head (its classifier reads 1280 batch-normalised features
-directly).
+directly). At 0.05 some still train unstably; ``bench/reference_lr.py`` trains the samples
+again at 0.025 and scores the stored estimator scores against each architecture at its better
+rate.
 
 Also: training throughput (images/s) of ``TrainEstimator``'s loop (channels_last, all cores)
 against a plain eager loop with PyTorch's defaults, for V3-Small and V3-Large on digits at
