@@ -165,6 +165,21 @@ def train_throughput(data, steps: int, batch: int, compiled: bool = True) -> lis
     return rows
 
 
+def train_standalone(specs: list, data, recipe: Recipe,
+                     console: Console) -> tuple[list[float], list[float]]:
+    """One seed of the stand-alone reference: top-1 (NaN where training failed) and seconds
+    per architecture, each printed as it comes."""
+    estimator = TrainEstimator(data, recipe)
+    top1, seconds = [], []
+    for spec in specs:
+        result = estimator.estimate(spec)
+        top1.append(float("nan") if result.failed else result.score)
+        seconds.append(result.cost_seconds)
+        console.print(f"lr {recipe.lr:g} seed {recipe.seed} {spec.name}: {top1[-1]:.2f}% "
+                      f"({result.cost_seconds:.1f} s)")
+    return top1, seconds
+
+
 def results_path(arch_seed: int) -> Path:
     """The JSON of a sample of architectures: the committed sample's, or one per other seed."""
     return RESULTS if arch_seed == ARCH_SEED else RESULTS.with_name(
@@ -275,13 +290,8 @@ def main() -> int:
         console.print(f"stand-alone results of {first} seed(s) reused from "
                       f"{results_file.relative_to(ROOT)}")
     for seed in range(first, args.seeds):
-        estimator = TrainEstimator(data, Recipe(epochs=args.epochs, lr=args.lr, seed=seed))
-        for i, spec in enumerate(specs):
-            result = estimator.estimate(spec)
-            standalone[seed, i] = result.score if not result.failed else np.nan
-            seconds[seed, i] = result.cost_seconds
-            console.print(f"seed {seed} {spec.name}: {standalone[seed, i]:.2f}% "
-                          f"({result.cost_seconds:.1f} s)")
+        standalone[seed], seconds[seed] = train_standalone(
+            specs, data, Recipe(epochs=args.epochs, lr=args.lr, seed=seed), console)
     train_cost = seconds.ravel().tolist()
     reference = np.nanmean(standalone, axis=0)
 

@@ -41,10 +41,11 @@ from estimator_ranking import (  # noqa: E402
     proxy_data,
     results_path,
     seed_agreement,
+    train_standalone,
 )
 
 from latency_models.device import cpu_model  # noqa: E402
-from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
+from nas.accuracy.train import Recipe  # noqa: E402
 from nas.export import write_text  # noqa: E402
 from nas.spec import ArchSpec  # noqa: E402
 
@@ -87,14 +88,8 @@ def train_seeds(specs: list[ArchSpec], data, epochs: int, lr: float, done: list[
     is called with the rows after every seed."""
     rows = [list(r) for r in done]
     for seed in range(len(rows), seeds):
-        estimator = TrainEstimator(data, Recipe(epochs=epochs, lr=lr, seed=seed))
-        row = []
-        for spec in specs:
-            result = estimator.estimate(spec)
-            row.append(float("nan") if result.failed else result.score)
-            console.print(f"lr {lr:g} seed {seed} {spec.name}: {row[-1]:.2f}% "
-                          f"({result.cost_seconds:.1f} s)")
-        rows.append(row)
+        rows.append(train_standalone(specs, data, Recipe(epochs=epochs, lr=lr, seed=seed),
+                                     console)[0])
         save(rows)
     return rows
 
@@ -169,14 +164,16 @@ def main() -> int:
         entry["better_rate"] = chosen
         first, second = list(references.values())[:2]
         entry["tau_between_rates"] = kendall(first, second)
-        entry["ranking"] = [
-            {"estimator": name,
-             "kendall_tau": {ref: kendall(np.array(values, dtype=float), target)
-                             for ref, target in references.items()},
-             "kendall_tau_within_head_better_rate": {
-                 g: kendall(np.array(values, dtype=float)[m], references["better of the two"][m])
-                 for g, m in groups.items()}}
-            for name, values in scores.items()]
+        entry["ranking"] = []
+        for name, values in scores.items():
+            values = np.array(values, dtype=float)  # None (a failed candidate) becomes NaN
+            entry["ranking"].append(
+                {"estimator": name,
+                 "kendall_tau": {ref: kendall(values, target)
+                                 for ref, target in references.items()},
+                 "kendall_tau_within_head_better_rate": {
+                     g: kendall(values[m], references["better of the two"][m])
+                     for g, m in groups.items()}})
         save()
 
         table = Table(title=f"sample {arch_seed} ({len(specs)} architectures, {epochs} epochs, "
