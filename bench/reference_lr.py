@@ -10,6 +10,11 @@ and scores the estimators' stored scores (from the sample's ranking JSON, not re
 against three references: the stored rate, the new rate, and each architecture at the better
 of the two (its accuracy with a tuned learning rate, as a user training it for real would).
 
+A search under a latency budget compares architectures of similar latency, where "bigger is
+better" says little. So each estimator is also scored against the better-rate reference on the
+pairs of architectures whose predicted latencies are within ``SIMILAR`` (1.5x) of each other
+(Kendall's tau-a over those pairs), beside what one stand-alone seed reaches on the same pairs.
+
     python bench/reference_lr.py [--lr 0.025] [--samples 11 23] [--seeds 3] [--smoke]
 
 The training is saved after every seed (``bench/results/reference_lr.json``); a run that stops
@@ -20,6 +25,7 @@ resumes where it stopped. Needs the samples' ranking JSONs (``estimator_ranking.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -50,6 +56,23 @@ from nas.export import write_text  # noqa: E402
 from nas.spec import ArchSpec  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "reference_lr.json"
+SIMILAR = 1.5  # two architectures whose predicted latencies are within this ratio
+
+
+def similar_pairs(latency: list[float], ratio: float = SIMILAR) -> list[tuple[int, int]]:
+    """The pairs of architectures whose latencies are within ``ratio`` of each other."""
+    return [(i, j) for i, j in itertools.combinations(range(len(latency)), 2)
+            if max(latency[i], latency[j]) <= ratio * min(latency[i], latency[j])]
+
+
+def pair_tau(values: np.ndarray, target: np.ndarray,
+             pairs: list[tuple[int, int]]) -> float | None:
+    """Kendall's tau-a over ``pairs``: (concordant - discordant) / pairs, leaving out pairs
+    with an unknown (NaN) value; None without a pair."""
+    signs = [np.sign(values[i] - values[j]) * np.sign(target[i] - target[j])
+             for i, j in pairs if not np.isnan([values[i], values[j], target[i],
+                                                target[j]]).any()]
+    return float(np.mean(signs)) if signs else None
 
 
 def best_of(runs: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
@@ -164,6 +187,13 @@ def main() -> int:
         entry["better_rate"] = chosen
         first, second = list(references.values())[:2]
         entry["tau_between_rates"] = kendall(first, second)
+        pairs = similar_pairs([a["predicted_latency_ms_224"] for a in archs])
+        target = references["better of the two"]
+        entry["similar_latency"] = {
+            "ratio": SIMILAR, "pairs": len(pairs),
+            "stand_alone_one_seed_vs_others": float(np.mean(
+                [pair_tau(best[k], np.nanmean(np.delete(best, k, axis=0), axis=0), pairs)
+                 for k in range(best.shape[0])])) if pairs and best.shape[0] > 1 else None}
         entry["ranking"] = []
         for name, values in scores.items():
             values = np.array(values, dtype=float)  # None (a failed candidate) becomes NaN
@@ -172,8 +202,8 @@ def main() -> int:
                  "kendall_tau": {ref: kendall(values, target)
                                  for ref, target in references.items()},
                  "kendall_tau_within_head_better_rate": {
-                     g: kendall(values[m], references["better of the two"][m])
-                     for g, m in groups.items()}})
+                     g: kendall(values[m], target[m]) for g, m in groups.items()},
+                 "tau_similar_latency_better_rate": pair_tau(values, target, pairs)})
         save()
 
         table = Table(title=f"sample {arch_seed} ({len(specs)} architectures, {epochs} epochs, "
@@ -185,12 +215,17 @@ def main() -> int:
             table.add_column(f"τ, {ref}", justify="right")
         for g, m in groups.items():
             table.add_column(f"τ {g} ({int(m.sum())}), better", justify="right")
+        table.add_column(f"τ-a, {len(pairs)} pairs within {SIMILAR:g}× latency, better",
+                         justify="right")
         for row in entry["ranking"]:
             table.add_row(row["estimator"], *(fmt(t) for t in row["kendall_tau"].values()),
-                          *(fmt(t) for t in row["kendall_tau_within_head_better_rate"].values()))
+                          *(fmt(t) for t in row["kendall_tau_within_head_better_rate"].values()),
+                          fmt(row["tau_similar_latency_better_rate"]))
         described = entry["references"]
         table.add_row("(stand-alone: one seed vs the mean of the others)",
-                      *(fmt(d["mean_leave_one_out"]) for d in described.values()))
+                      *(fmt(d["mean_leave_one_out"]) for d in described.values()),
+                      *([""] * len(groups)),
+                      fmt(entry["similar_latency"]["stand_alone_one_seed_vs_others"]))
         table.add_row("(stand-alone: mean top-1 %)",
                       *(f"{d['mean_top1']:.1f}" for d in described.values()))
         table.add_row("(stand-alone: lowest single run %)",

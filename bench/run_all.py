@@ -237,12 +237,21 @@ def summary_reference_lr(d: dict) -> list[str]:
                       + " / ".join(f"{r['lowest_top1']:.1f}%" for r in refs.values())
                       + ", one seed vs the others "
                       + " / ".join(_num(r["mean_leave_one_out"], 3) for r in refs.values())
-                      + f" ({', '.join(refs)}).", "",
-                  "| estimator |" + "".join(f" τ, {name} |" for name in refs),
-                  "|---|" + "---|" * len(refs)]
+                      + f" ({', '.join(refs)}).", ""]
+        similar = e.get("similar_latency")  # absent from results written before 2026-11-25
+        if similar:
+            lines += [f"Last column: τ-a over the {similar['pairs']} pairs whose predicted "
+                      f"latencies are within {similar['ratio']:g}× of each other, against the "
+                      f"better rate (one stand-alone seed vs the others: "
+                      f"{_num(similar['stand_alone_one_seed_vs_others'], 3)}).", ""]
+        extra = [" τ-a, similar latency |"] if similar else []
+        lines += ["| estimator |" + "".join(f" τ, {name} |" for name in refs) + "".join(extra),
+                  "|---|" + "---|" * (len(refs) + len(extra))]
         for r in e["ranking"]:
             lines.append(f"| {r['estimator']} |"
-                         + "".join(f" {_num(t, 3)} |" for t in r["kendall_tau"].values()))
+                         + "".join(f" {_num(t, 3)} |" for t in r["kendall_tau"].values())
+                         + (f" {_num(r.get('tau_similar_latency_better_rate'), 3)} |"
+                            if similar else ""))
     return lines
 
 

@@ -75,6 +75,19 @@ def test_reference_at_the_better_rate_takes_each_architectures_own_seeds():
     assert seeds.tolist() == [[90.0, 85.0, 80.0], [92.0, 87.0, 80.0]]
 
 
+def test_similar_latency_tau_counts_only_pairs_of_close_latency():
+    import numpy as np
+
+    bench = load_bench("reference_lr")
+    pairs = bench.similar_pairs([10.0, 14.0, 16.0, 40.0])
+    assert pairs == [(0, 1), (1, 2)]  # 16/10 and 40/16 are beyond 1.5x
+    target = np.array([80.0, 90.0, 85.0, 95.0])
+    assert bench.pair_tau(np.array([1.0, 2.0, 3.0, 4.0]), target, pairs) == 0.0  # +1, -1
+    assert bench.pair_tau(np.array([1.0, 2.0, 0.0, 9.0]), target, pairs) == 1.0
+    assert bench.pair_tau(np.array([np.nan, 2.0, 3.0, 4.0]), target, pairs) == -1.0
+    assert bench.pair_tau(target, target, []) is None
+
+
 def test_reference_at_a_second_rate_keeps_finished_seeds_only_for_the_same_training():
     bench = load_bench("reference_lr")
     trained = {"epochs": 10, "data": "digits-hard", "architectures": ["a", "b"]}
@@ -274,4 +287,11 @@ def test_run_all_summarises_the_second_reference_of_finished_samples_only():
     assert "Sample 11 (`estimator_ranking.json`): the two rates agree to τ 0.400" in text
     assert "mean top-1 87.8% / 88.2% / 89.9%, lowest single run 73.5% / 83.3% / 80.0%" in text
     assert "one seed vs the others 0.660 / 0.700 / – (lr 0.05, lr 0.025, better of the two)" in text
-    assert "| params | 0.330 | 0.250 | – |" in text
+    assert "| params | 0.330 | 0.250 | – |" in text and "similar latency" not in text
+    d["samples"]["11"]["similar_latency"] = {"ratio": 1.5, "pairs": 100,
+                                             "stand_alone_one_seed_vs_others": 0.5}
+    d["samples"]["11"]["ranking"][0]["tau_similar_latency_better_rate"] = 0.27
+    text = "\n".join(run_all.summary_reference_lr(d))
+    assert "τ-a over the 100 pairs whose predicted latencies are within 1.5×" in text
+    assert "(one stand-alone seed vs the others: 0.500)" in text
+    assert "| params | 0.330 | 0.250 | – | 0.270 |" in text
