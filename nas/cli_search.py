@@ -26,16 +26,18 @@ def search_command(
         = None,
     population: Annotated[int | None, typer.Option(
         help="evolution: population size (default 100, as Once-for-All)")] = None,
-    data: Annotated[str, typer.Option(help=DATA_SOURCES)] = "digits",
+    data: Annotated[str, typer.Option(help=DATA_SOURCES)] = "digits-hard",
     resolution: Annotated[int, typer.Option(
-        help="training resolution of the proxy task (digits are 8x8: 16 keeps every detail)")]
-        = 16,
-    estimator: Annotated[str, typer.Option(help="train, zero-cost:params|synflow|naswot or "
-                                           "supernet:PATH")] = "train",
-    epochs: Annotated[int, typer.Option(help="training epochs per candidate")] = 1,
-    finetune_steps: Annotated[int, typer.Option(
-        help="supernet estimator: fine-tune each inherited sub-network this many steps "
-             "(lr 0.05) before scoring it; 60 ranked best in the ranking benchmark")] = 0,
+        help="resolution of the proxy task (the ranking benchmark's: 32)")] = 32,
+    estimator: Annotated[str, typer.Option(
+        help="supernet (trained here once per data set, then cached), supernet:PATH, train "
+             "or zero-cost:params|synflow|naswot")] = "supernet",
+    epochs: Annotated[int, typer.Option(help="--estimator train: epochs per candidate")] = 1,
+    finetune_steps: Annotated[int | None, typer.Option(
+        help="supernet estimators: fine-tune each inherited sub-network this many steps "
+             "(lr 0.05) before scoring it [default: 60, which ranked best]")] = None,
+    supernet_steps: Annotated[int, typer.Option(
+        help="--estimator supernet: training steps of the cached supernet")] = 600,
     device: Annotated[str, typer.Option(help="training device: cpu or cuda")] = "cpu",
     workers: Annotated[int | None, typer.Option(
         help="candidates scored at once (default: one per core, at most 8)")] = None,
@@ -62,7 +64,7 @@ def search_command(
     runs/NAME/study.db`); an interrupted run continues where it stopped when started again.
     """
     from nas.search.budget import parse_budget
-    from nas.search.objective import AccuracyJob, Objective
+    from nas.search.objective import AccuracyJob
     from nas.search.run import SearchRun, SearchSettings, default_workers, resolve_seed_arch
     from search_spaces.mobilenetv3 import default_space
 
@@ -81,7 +83,7 @@ def search_command(
         budget_ms=budget_ms, reward=reward, strategy=strategy, trials=trials, seed=seed,
         seed_arch=seed_arch, strategy_options=options,
         job=AccuracyJob(data=data, resolution=resolution, estimator=estimator, epochs=epochs,
-                        finetune_steps=finetune_steps,
+                        finetune_steps=finetune_steps, supernet_steps=supernet_steps,
                         seed=seed, device=device),
         latency_backend=latency_backend, latency_threads=latency_threads, table=table,
         recalibrate=recalibrate)
@@ -93,7 +95,7 @@ def search_command(
     # built here is the one the run's objective uses.
     if seed_arch:
         resolve_seed_arch(seed_arch, default_space())
-    Objective(settings.job, predictor=None, reward=None).check()
+    _prepare_estimator(settings.job)
     name = name or f"{strategy}-{budget_ms:g}ms-{reward}-seed{seed}"
     run_dir = runs_dir / name
     with progress_bar("") as update:
@@ -145,6 +147,27 @@ def _search(run, trials: int, workers: int, executor: str, ray_address: str | No
     with progress_bar("") as update:
         summary = write_outputs(run, results, progress=update)
     _print_summary(run, results, summary, summary["best"])
+
+
+def _prepare_estimator(job) -> None:
+    """Build the estimator before the run starts; for ``--estimator supernet`` that trains its
+    supernet the first time, with a progress bar (an interruption keeps the last checkpoint,
+    and the next search continues it)."""
+    from nas.search.objective import Objective
+
+    path, trained = job.supernet_path(), []
+    with progress_bar("training ") as update:
+        def on_step(step: int, total: int, _loss: float) -> None:
+            if not trained:
+                trained.append(step)
+                out.print(f"training the search's supernet on {job.data} at "
+                          f"{job.resolution}px ({total} steps), once for this data set; kept "
+                          f"in {path}")
+            update("supernet", step, total)
+
+        Objective(job, predictor=None, reward=None).check(on_step=on_step)
+    if path is not None and not trained:
+        out.print(f"supernet: {path}")
 
 
 def _terminate_cleanly() -> None:

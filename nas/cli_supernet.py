@@ -23,7 +23,7 @@ def train_command(
                                         "random sub-networks)")] = 600,
     data: Annotated[str, typer.Option(help=DATA_SOURCES)] = "digits-hard",
     resolution: Annotated[int, typer.Option(help="input resolution")] = 32,
-    batch_size: Annotated[int, typer.Option(help="batch size")] = 64,
+    batch_size: Annotated[int, typer.Option(help="batch size")] = 32,
     seed: Annotated[int, typer.Option(help="seed")] = 0,
     checkpoint: Checkpoint = Path("runs/supernet/supernet.pt"),
     resume: Annotated[bool, typer.Option(help="continue an interrupted training")] = False,

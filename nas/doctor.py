@@ -64,6 +64,7 @@ def run_checks(*, runs_dir: Path = Path("runs")) -> list[Check]:
     checks += _backends()
     checks += _tables()
     checks += _data()
+    checks += _supernet()
     checks += _runs(runs_dir)
     return checks
 
@@ -199,11 +200,33 @@ def _tables() -> list[Check]:
 def _data() -> list[Check]:
     from nas.data import load_data
 
+    name = "digits-hard (embedded, the search's default)"
     try:
-        data = load_data("digits", 16)
+        data = load_data("digits-hard", 32)
     except Exception as exc:  # noqa: BLE001 - report any failure, this is a diagnosis
-        return [Check("data", "digits (embedded default)", MISSING, f"{exc}", "make install")]
-    return [Check("data", "digits (embedded default)", OK, data.describe())]
+        return [Check("data", name, MISSING, f"{exc}", "make install")]
+    return [Check("data", name, OK, data.describe())]
+
+
+def _supernet() -> list[Check]:
+    """The supernet that the search's default estimator trains on first use."""
+    from nas.accuracy.supernet import load_supernet
+    from nas.search.objective import AccuracyJob
+
+    job = AccuracyJob()
+    path, name = job.supernet_path(), f"search's supernet ({job.data}, {job.resolution}px)"
+    if not path.is_file():
+        return [Check("accuracy", name, WARN, f"not trained yet; the first `nas-search` trains "
+                      f"it ({job.supernet_steps} steps, about 6 minutes on 2 cores) into {path}")]
+    try:
+        _, payload = load_supernet(path)
+    except ValueError as exc:
+        return [Check("accuracy", name, WARN, f"{exc}; the next search trains it again")]
+    step = payload.get("step", 0)
+    if step < job.supernet_steps:
+        return [Check("accuracy", name, WARN, f"interrupted at step {step} of "
+                      f"{job.supernet_steps}; the next search continues it — {path}")]
+    return [Check("accuracy", name, OK, f"trained, {step} steps — {path}")]
 
 
 def _runs(runs_dir: Path) -> list[Check]:

@@ -67,7 +67,8 @@ class PipelineSettings:
         SearchSettings(budget_ms=1.0, reward=reward, strategy=self.strategy, trials=self.trials,
                        seed=self.seed, seed_arch=seed_arch,
                        job=AccuracyJob(data=self.data, resolution=self.resolution,
-                                       epochs=self.epochs, seed=self.seed, device=self.device))
+                                       estimator="train", epochs=self.epochs, seed=self.seed,
+                                       device=self.device))
         NetAdaptSettings(target_ms=1.0, delta=self.delta, short_steps=self.short_steps,
                          long_epochs=self.long_epochs, init_epochs=self.init_epochs,
                          seed=self.seed, data=self.data, resolution=self.resolution,
@@ -131,7 +132,7 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     search_settings = SearchSettings(
         budget_ms=target_ms, reward=reward, strategy=settings.strategy, trials=settings.trials,
         seed=settings.seed, seed_arch=seed_arch,
-        job=AccuracyJob(data=settings.data, resolution=settings.resolution,
+        job=AccuracyJob(data=settings.data, resolution=settings.resolution, estimator="train",
                         epochs=settings.epochs, seed=settings.seed, device=settings.device))
     search = SearchRun(search_settings, out_dir / "search", predictor=predictor)
     event("search", {"trials": settings.trials, "strategy": settings.strategy, "reward": reward,

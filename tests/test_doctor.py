@@ -44,7 +44,21 @@ def test_a_fresh_machine_is_told_to_profile(capsys):
     assert code == 0  # nothing required is missing: the first search would profile
     assert "no table for" in text and "to fix:" in text
     assert "this device (torch, 1 thread): nas latency profile" in text
-    assert "digits: 1438 train / 359 val images" in text
+    assert "digits-hard: 1438 train / 359 val images" in text
+    assert "search's supernet (digits-hard, 32px) warn not trained yet" in text
+
+
+def test_the_search_supernet_is_reported_trained_or_interrupted():
+    from nas.accuracy.supernet import Supernet, save_checkpoint
+    from nas.search.objective import AccuracyJob
+
+    job = AccuracyJob()
+    supernet = Supernet(default_space().with_resolution(32, 10))
+    for step, status, words in ((300, "warn", "interrupted at step 300 of 600"),
+                                (600, "ok", "trained, 600 steps")):
+        save_checkpoint(job.supernet_path(), supernet, None, step, job.supernet_recipe)
+        check = by_name(doctor.run_checks(), "search's supernet (digits-hard, 32px)")
+        assert check.status == status and check.detail.startswith(words)
 
 
 def test_a_corrupted_or_incomplete_table_is_reported(capsys):

@@ -732,8 +732,8 @@ def search_cases() -> list[st.SearchStrategy]:
         cases_for(search, "strategy", not_in(STRATEGIES), "unknown strategy"),
         cases_for(search, "reward", not_in(("soft", "soft-small", "hard", "pareto")),
                   "unknown reward"),
-        cases_for(search, "estimator", not_in(("train", "zero-cost:params", "zero-cost:synflow",
-                                               "zero-cost:naswot")).filter(
+        cases_for(search, "estimator", not_in(("supernet", "train", "zero-cost:params",
+                                               "zero-cost:synflow", "zero-cost:naswot")).filter(
             lambda s: not (s.startswith("supernet:") and len(s) > 9)), "unknown estimator"),
         cases_for(search, "workers", NEGATIVE, "--workers must be at least 1"),
         st.tuples(st.sampled_from([s for s in STRATEGIES if s != "evolution"]),

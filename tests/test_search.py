@@ -368,8 +368,8 @@ def test_ray_executor_on_a_local_two_cpu_ray(tmp_path, strategy):
 
 
 # --------------------------------------------------------------------------- CLI
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+def run_cli(*args: str, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), **env_vars}
     return subprocess.run([sys.executable, "-m", "nas.cli", *args], env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -395,6 +395,30 @@ def test_cli_search_writes_every_output(tmp_path):
     info = json.loads((run_dir / "run.json").read_text())
     assert info["settings"]["seed_arch"] == "v3-small" and "calibration" in info
     assert "Best architecture" in result.stdout
+
+
+def test_cli_search_trains_the_default_supernet_once(tmp_path):
+    table = save_synthetic_table(tmp_path / "table.json")
+    cache = tmp_path / "cache"
+    args = ("search", "--budget", "15ms", "--trials", "2", "--data", "digits", "--resolution",
+            "16", "--supernet-steps", "2", "--finetune-steps", "1", "--table", str(table),
+            "--no-recalibrate", "--workers", "1", "--runs-dir", str(tmp_path))
+    first = run_cli(*args, "--name", "first", NAS_CACHE_DIR=str(cache))
+    assert first.returncode == 0, first.stderr[-3000:]
+    stdout = " ".join(first.stdout.split())  # rich wraps long lines
+    assert "training the search's supernet on digits at 16px (2 steps)" in stdout
+    assert "supernet (2 steps, seed 0), each fine-tuned 1 steps at lr 0.05 on digits" in stdout
+    [checkpoint] = (cache / "supernets").iterdir()
+    # the 0.75x comparison networks are not in the supernet's space: said, not silently dropped
+    report = (tmp_path / "first" / "report.md").read_text()
+    assert "Not in the plot: the estimator could not score these comparison networks" in report
+    assert "- V3-Large 0.75x: ValueError: mobilenet_v3_large is not in the supernet's space" \
+        in report and "- V3-Small 0.75x:" in report
+    second = run_cli(*args, "--no-report", "--name", "second", NAS_CACHE_DIR=str(cache))
+    assert second.returncode == 0, second.stderr[-3000:]
+    stdout = " ".join(second.stdout.split())
+    assert "training the search's supernet" not in stdout and "supernet: " in stdout
+    assert checkpoint.name in second.stdout.replace("\n", "")
 
 
 def test_the_winner_is_chosen_on_measured_latency(tmp_path, monkeypatch):

@@ -260,9 +260,12 @@ def test_search_job_fine_tunes_inherited_subnetworks(tmp_path):
 
     checkpoint = tmp_path / "supernet.pt"
     save_checkpoint(checkpoint, random_supernet(tiny_space()), None, 0, SupernetRecipe())
-    plain = AccuracyJob(data="digits", resolution=16, estimator=f"supernet:{checkpoint}")
+    plain = AccuracyJob(data="digits", resolution=16, estimator=f"supernet:{checkpoint}",
+                        finetune_steps=0)
     tuned = dataclasses.replace(plain, finetune_steps=3)
     assert plain.build().finetune is None
+    # unless told otherwise, a supernet's sub-networks get the 60 steps that ranked best
+    assert dataclasses.replace(plain, finetune_steps=None).finetune_steps == 60
     estimator = tuned.build()
     assert (estimator.finetune.steps, estimator.finetune.lr) == (3, 0.05)
     assert "fine-tuned 3 steps at lr 0.05" in tuned.describe()
@@ -293,3 +296,47 @@ def test_fine_tuned_scores_do_not_depend_on_what_was_scored_before():
     after = score(first, second)
     assert not alone.failed and alone.score == after.score
     assert alone.details["finetune"]["final_loss"] == after.details["finetune"]["final_loss"]
+
+
+def test_default_search_estimator_trains_its_supernet_once_and_caches_it(tmp_path, monkeypatch):
+    from nas.accuracy.supernet import save_checkpoint
+    from nas.search.objective import AccuracyJob
+
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path))
+    default = AccuracyJob()
+    assert (default.estimator, default.data, default.resolution, default.finetune_steps,
+            default.finetune_lr) == ("supernet", "digits-hard", 32, 60, 0.05)
+    assert AccuracyJob(estimator="train").finetune_steps == 0
+    job = AccuracyJob(data="digits", resolution=16, supernet_steps=2, finetune_steps=1,
+                      batch_size=16)
+    path = job.supernet_path()
+    assert path.parent == tmp_path / "supernets" and path.name.startswith("digits-16px-2steps")
+    # another data set, resolution, recipe or seed is another supernet
+    others = [dataclasses.replace(job, **change).supernet_path()
+              for change in ({"data": "digits-hard"}, {"resolution": 24},
+                             {"supernet_steps": 3}, {"seed": 1})]
+    assert len({path, *others}) == 5
+    assert AccuracyJob(estimator="train").supernet_path() is None
+
+    steps = []
+    estimator = job.build(on_step=lambda step, total, loss: steps.append((step, total)))
+    assert steps == [(1, 2), (2, 2)] and path.is_file()
+    cached = job.build(on_step=lambda *args: steps.append(args))  # loaded, not trained again
+    assert len(steps) == 2
+    for name, tensor in estimator.supernet.state_dict().items():
+        assert torch.equal(tensor, cached.supernet.state_dict()[name]), name
+    spec = default_space().sample(np.random.default_rng(0))
+    result = cached.estimate(spec)
+    assert not result.failed and 0 <= result.score <= 100
+    assert result.details["finetune"]["steps"] == 1
+
+    # an interrupted training (a checkpoint short of its steps) continues where it stopped
+    save_checkpoint(path, estimator.supernet, None, 1, job.supernet_recipe)
+    steps.clear()
+    job.build(on_step=lambda step, total, loss: steps.append(step))
+    assert steps == [2]
+    # a damaged cache file is trained again rather than failing every search
+    path.write_bytes(b"not a checkpoint")
+    steps.clear()
+    job.build(on_step=lambda step, total, loss: steps.append(step))
+    assert steps == [1, 2]

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import math
 import re
 from collections.abc import Callable
@@ -36,10 +38,12 @@ from nas.build import build_model
 from nas.data import ImageData
 from nas.runlock import RunLock
 from nas.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec, v3_squeeze_channels
+from nas.threads import torch_threads, training_threads
 from search_spaces.mobilenetv3 import BlockwiseSpace, StageChoices
 
-__all__ = ["ELASTIC_ORDER", "FINETUNE_LR", "Supernet", "SupernetEstimator", "SupernetRecipe",
-           "finetune_recipe", "largest_spec", "sample_elastic", "sample_phase", "smallest_spec",
+__all__ = ["DEFAULT_FINETUNE_STEPS", "ELASTIC_ORDER", "FINETUNE_LR", "Supernet",
+           "SupernetEstimator", "SupernetRecipe", "cached_supernet", "finetune_recipe",
+           "largest_spec", "sample_elastic", "sample_phase", "smallest_spec", "supernet_cache_path",
            "train_supernet"]
 
 # 2: blocks have separate weights for ratio 1 (``ElasticBlock.unexpanded``).
@@ -417,12 +421,15 @@ def sandwich_smallest(space: BlockwiseSpace, phase: int, step: int = 0) -> ArchS
 
 @dataclass(frozen=True)
 class SupernetRecipe:
+    """The defaults are the supernets of bench/estimator_ranking.py, whose ranking figures the
+    search's default estimator rests on (docs/accuracy.md)."""
+
     steps: int = 600
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 0.05
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
-    random_subnets: int = 2        # sandwich rule: largest + smallest + this many random
+    random_subnets: int = 1        # sandwich rule: largest + smallest + this many random
     sort_every: int = 200          # steps between importance sorts of the expansion channels
     save_every: int = 100
     seed: int = 0
@@ -592,15 +599,55 @@ def _train_supernet(space, data, recipe, checkpoint, on_step) -> Supernet:
     return supernet
 
 
+def supernet_cache_path(source: str, resolution: int, recipe: SupernetRecipe) -> Path:
+    """Where the supernet trained on ``source`` at ``resolution`` with ``recipe`` is kept:
+    ``<cache>/supernets/`` (``$NAS_CACHE_DIR``, else ``~/.cache/nas``), one file per data set,
+    resolution and recipe."""
+    from latency_models.lut import cache_dir
+
+    kind, sep, where = source.partition(":")
+    if sep:  # a user's directory: the same folder under another spelling is the same data
+        source = f"{kind}:{Path(where).expanduser().resolve()}"
+    key = json.dumps([source, resolution, dataclasses.asdict(recipe), CHECKPOINT_VERSION])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", kind if sep else source).strip("-") or "data"
+    return (cache_dir() / "supernets" /
+            f"{slug}-{resolution}px-{recipe.steps}steps-seed{recipe.seed}-{digest}.pt")
+
+
+def cached_supernet(source: str, data: ImageData, recipe: SupernetRecipe = SupernetRecipe(), *,
+                    on_step: Callable[[int, int, float], None] | None = None
+                    ) -> tuple[Supernet, Path, bool]:
+    """The supernet of ``source`` (loaded as ``data``), trained with ``recipe`` over the default
+    MobileNetV3 space the first time it is asked for and kept in the cache afterwards. An
+    interrupted training continues from its last checkpoint. Returns the supernet, its file,
+    and whether it had to be trained (or finished) now."""
+    from search_spaces.mobilenetv3 import default_space
+
+    path = supernet_cache_path(source, data.resolution, recipe)
+    if path.is_file():
+        try:
+            supernet, payload = load_supernet(path)
+        except ValueError:  # damaged or of an older format: train it again
+            path.unlink()
+        else:
+            if payload.get("step", 0) >= recipe.steps:
+                return supernet, path, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return train_supernet(default_space(), data, recipe, checkpoint=path, on_step=on_step), \
+        path, True
+
+
 def _checked(loss: torch.Tensor, step: int) -> torch.Tensor:
     if not torch.isfinite(loss):
         raise FloatingPointError(f"supernet loss became {float(loss.detach())} at step {step}")
     return loss
 
 
-# Fine-tuning rate of inherited sub-networks: 60 steps at 0.05 ranked best of the settings
-# tried in bench/estimator_ranking.py (docs/accuracy.md).
+# Fine-tuning of inherited sub-networks: 60 steps at 0.05 ranked best of the settings tried in
+# bench/estimator_ranking.py (docs/accuracy.md).
 FINETUNE_LR = 0.05
+DEFAULT_FINETUNE_STEPS = 60
 
 
 def finetune_recipe(steps: int, *, lr: float = FINETUNE_LR, batch_size: int = 64,
@@ -617,16 +664,22 @@ class SupernetEstimator(AccuracyEstimator):
 
     ``finetune``: optionally, a short training recipe (``Recipe(steps=N, ...)``) run on the
     inherited weights first; the sub-network starts from the supernet, not from scratch.
+    ``threads``: torch threads while scoring (default: as ``TrainEstimator``).
     """
 
     name = "supernet"
 
     def __init__(self, supernet: Supernet, data: ImageData, *, bn_batches: int = 10,
-                 finetune: Recipe | None = None):
+                 finetune: Recipe | None = None, threads: int | None = None):
         self.supernet, self.data, self.bn_batches = supernet, data, bn_batches
         self.finetune = finetune
+        self.threads = threads or training_threads()
 
     def _score(self, spec: ArchSpec) -> tuple[float, dict[str, Any]]:
+        with torch_threads(self.threads):
+            return self._score_here(spec)
+
+    def _score_here(self, spec: ArchSpec) -> tuple[float, dict[str, Any]]:
         space = self.supernet.space
         spec = adapt_spec(spec, space.num_classes, space.input_size)
         model = self.supernet.extract(spec)

@@ -18,64 +18,109 @@ from nas.spec import ArchSpec
 
 __all__ = ["ESTIMATORS", "AccuracyJob", "Objective", "estimate_accuracy"]
 
-ESTIMATORS = ("train", "zero-cost:params", "zero-cost:synflow", "zero-cost:naswot",
+ESTIMATORS = ("supernet", "train", "zero-cost:params", "zero-cost:synflow", "zero-cost:naswot",
               "supernet:PATH")
 
 
 @dataclass(frozen=True)
 class AccuracyJob:
-    """Everything that decides an accuracy estimate; equal jobs give equal estimates."""
+    """Everything that decides an accuracy estimate; equal jobs give equal estimates.
 
-    data: str = "digits"
-    resolution: int = 16            # digits are 8x8: 16 px keeps every detail, and 200
-                                    # candidates fit in 10 minutes on 2 cores
-    estimator: str = "train"        # one of ESTIMATORS
-    epochs: int = 1
+    The default estimator is the weight-sharing supernet, trained here once per data set and
+    resolution (``supernet_steps``, cached; ``nas.accuracy.supernet.cached_supernet``), each
+    sub-network fine-tuned 60 steps before it is scored: of the estimators that return an
+    accuracy, the only one that ranks architectures the way stand-alone training does
+    (bench/estimator_ranking.py, bench/reference_lr.py; the choice: docs/accuracy.md). The
+    zero-cost proxies rank about as well but their scores are not accuracies, so the soft
+    reward's trade-off, ACC x (LAT/T)^-0.07, means nothing with them."""
+
+    data: str = "digits-hard"
+    resolution: int = 32            # the ranking benchmark's proxy task
+    estimator: str = "supernet"     # one of ESTIMATORS
+    epochs: int = 1                 # train only
     batch_size: int = 64
     lr: float = 0.1
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None      # torch threads per evaluation (None: all cores)
-    # supernet only: train each inherited sub-network this many steps before scoring it. 60
-    # steps at lr 0.05 (``nas.accuracy.supernet.FINETUNE_LR``) ranked best in
-    # bench/estimator_ranking.py (docs/accuracy.md).
-    finetune_steps: int = 0
+    # supernet only: train each inherited sub-network this many steps before scoring it (None:
+    # 60 for a supernet, the setting that ranked best; 0 otherwise), at lr 0.05.
+    finetune_steps: int | None = None
     finetune_lr: float = 0.05
+    supernet_steps: int = 600       # supernet only: training steps of the cached supernet
 
     def __post_init__(self) -> None:
+        from nas.accuracy.supernet import DEFAULT_FINETUNE_STEPS
+
         kind, _, arg = self.estimator.partition(":")
-        if not (self.estimator == "train" or self.estimator in ESTIMATORS[:4]
-                or (kind == "supernet" and arg)):
-            raise ValueError(f"unknown estimator {self.estimator!r}; choose train, "
-                             f"zero-cost:params|synflow|naswot or supernet:PATH")
+        if not (self.estimator in ESTIMATORS[:5] or (kind == "supernet" and arg)):
+            raise ValueError(f"unknown estimator {self.estimator!r}; choose supernet, "
+                             f"supernet:PATH, train or zero-cost:params|synflow|naswot")
+        if self.finetune_steps is None:
+            object.__setattr__(self, "finetune_steps",
+                               DEFAULT_FINETUNE_STEPS if kind == "supernet" else 0)
         if self.finetune_steps < 0 or not 0 < self.finetune_lr < float("inf"):
             raise ValueError("finetune steps must be >= 0 and the fine-tuning lr > 0")
         if self.finetune_steps and kind != "supernet":
             raise ValueError("fine-tuning steps apply to a supernet estimator "
-                             "(--estimator supernet:PATH) only")
+                             "(--estimator supernet or supernet:PATH) only")
+        if self.supernet_steps < 1:
+            raise ValueError(f"the supernet needs at least 1 training step, got "
+                             f"{self.supernet_steps}")
 
-    def build(self) -> AccuracyEstimator:
+    @property
+    def supernet_recipe(self):
+        """The recipe of the supernet that ``--estimator supernet`` trains and caches."""
+        from nas.accuracy.supernet import SupernetRecipe
+
+        return SupernetRecipe(steps=self.supernet_steps, seed=self.seed)
+
+    def build(self, on_step=None) -> AccuracyEstimator:
+        """The estimator; ``--estimator supernet`` trains its supernet first if the cache has
+        none for this data (``on_step(step, total, loss)`` reports the progress)."""
+        from nas.accuracy.train import Recipe, TrainEstimator, check_device
         from nas.data import load_data
 
-        data = load_data(self.data, self.resolution, seed=self.seed)
+        # Every setting is checked before anything is loaded or trained, whichever estimator
+        # uses it: a bad --epochs or --device must not wait for a supernet's training.
+        recipe = Recipe(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                        seed=self.seed)
+        check_device(self.device)
         kind, _, arg = self.estimator.partition(":")
+        if kind == "supernet" and self.device != "cpu":
+            raise ValueError("the supernet estimator runs on the CPU; on a GPU use "
+                             "--estimator train")
+        data = load_data(self.data, self.resolution, seed=self.seed)
         if kind == "train":
-            from nas.accuracy.train import Recipe, TrainEstimator
-
-            recipe = Recipe(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                            seed=self.seed)
             return TrainEstimator(data, recipe, device=self.device, threads=self.threads)
         if kind == "zero-cost":
             from nas.accuracy.zero_cost import ZeroCostEstimator
 
             return ZeroCostEstimator(data, arg, seed=self.seed)
-        from nas.accuracy.supernet import SupernetEstimator, finetune_recipe, load_supernet
+        from nas.accuracy.supernet import (
+            SupernetEstimator,
+            cached_supernet,
+            finetune_recipe,
+            load_supernet,
+        )
 
-        supernet, _ = load_supernet(arg)
+        if arg:
+            supernet, _ = load_supernet(arg)
+        else:
+            supernet, _, _ = cached_supernet(self.data, data, self.supernet_recipe,
+                                             on_step=on_step)
         finetune = finetune_recipe(self.finetune_steps, lr=self.finetune_lr,
                                    batch_size=self.batch_size, seed=self.seed) \
             if self.finetune_steps else None
-        return SupernetEstimator(supernet, data, finetune=finetune)
+        return SupernetEstimator(supernet, data, finetune=finetune, threads=self.threads)
+
+    def supernet_path(self):
+        """The cache file of ``--estimator supernet``'s supernet (None for other estimators)."""
+        from nas.accuracy.supernet import supernet_cache_path
+
+        if self.estimator != "supernet":
+            return None
+        return supernet_cache_path(self.data, self.resolution, self.supernet_recipe)
 
     @property
     def unit(self) -> str:
@@ -88,7 +133,9 @@ class AccuracyJob:
                    f"(batch {self.batch_size}, lr {self.lr:g}, seed {self.seed})"
         tuned = (f", each fine-tuned {self.finetune_steps} steps at lr {self.finetune_lr:g}"
                  if self.finetune_steps else "")
-        return f"{self.estimator}{tuned} on {self.data} at {self.resolution}px"
+        name = (f"supernet ({self.supernet_steps} steps, seed {self.seed})"
+                if self.estimator == "supernet" else self.estimator)
+        return f"{name}{tuned} on {self.data} at {self.resolution}px"
 
 
 _CACHE: dict[AccuracyJob, AccuracyEstimator] = {}
@@ -118,11 +165,13 @@ class Objective:
     reward: Reward
     estimator: AccuracyEstimator | None = field(default=None, repr=False)
 
-    def check(self) -> None:
+    def check(self, on_step=None) -> None:
         """Build the job's estimator here, so that a bad data path or checkpoint stops the
-        run before the first candidate instead of failing every one of them."""
+        run before the first candidate instead of failing every one of them, and so that the
+        supernet of ``--estimator supernet`` is trained (``on_step`` reports it) before any
+        worker needs it."""
         if self.estimator is None and self.job not in _CACHE:
-            _CACHE[self.job] = self.job.build()
+            _CACHE[self.job] = self.job.build(on_step=on_step)
 
     def latency_ms(self, spec: ArchSpec) -> float:
         return float(self.predictor.predict([spec])[0])

@@ -214,6 +214,10 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
         spec.table(), "",
         "![accuracy against latency](pareto.png)", "",
     ]
+    unscored = {label: ref for label, ref in references.items() if ref.get("failed")}
+    if unscored:  # e.g. the 0.75x networks, which are not in a supernet's space
+        report += ["Not in the plot: the estimator could not score these comparison networks.",
+                   "", *(f"- {label}: {ref['reason']}" for label, ref in unscored.items()), ""]
     if failed:
         report += ["Failed candidates:", ""]
         report += [f"- trial {r.index}: {r.reason}" for r in failed[:20]]
