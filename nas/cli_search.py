@@ -165,7 +165,13 @@ def _prepare_estimator(job) -> None:
                           f"in {path}")
             update("supernet", step, total)
 
-        Objective(job, predictor=None, reward=None).check(on_step=on_step)
+        try:
+            Objective(job, predictor=None, reward=None).check(on_step=on_step)
+        except KeyboardInterrupt:
+            err.print(f"interrupted: the supernet's training is saved every "
+                      f"{job.supernet_recipe.save_every} steps in {path}; the next search "
+                      f"continues from there")
+            raise typer.Exit(130) from None
     if path is not None and not trained:
         out.print(f"supernet: {path}")
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from nas.cli_common import DATA_SOURCES, fail, out, resolve_spec
+from nas.cli_common import DATA_SOURCES, err, fail, out, resolve_spec
 from nas.cli_common import user_errors as _user_errors
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -40,8 +40,13 @@ def train_command(
     dataset = load_data(data, resolution, seed=seed)
     out.print(f"supernet on {dataset.describe()}")
     with progress_bar("training ") as update:
-        train_supernet(default_space(), dataset, recipe, checkpoint=checkpoint,
-                       on_step=lambda step, total, _loss: update("supernet", step, total))
+        try:
+            train_supernet(default_space(), dataset, recipe, checkpoint=checkpoint,
+                           on_step=lambda step, total, _loss: update("supernet", step, total))
+        except KeyboardInterrupt:
+            err.print(f"interrupted: the training is saved every {recipe.save_every} steps in "
+                      f"{checkpoint}; add --resume to continue")
+            raise typer.Exit(130) from None
     out.print(f"saved {checkpoint}")
 
 

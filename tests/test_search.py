@@ -421,6 +421,31 @@ def test_cli_search_trains_the_default_supernet_once(tmp_path):
     assert checkpoint.name in second.stdout.replace("\n", "")
 
 
+def test_interrupting_the_supernet_training_of_a_search_is_one_line(tmp_path):
+    table = save_synthetic_table(tmp_path / "table.json")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "PYTHONUNBUFFERED": "1",
+           "NAS_CACHE_DIR": str(tmp_path / "cache")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nas.cli", "search", "--budget", "15ms", "--trials", "2",
+         "--data", "digits", "--resolution", "16", "--supernet-steps", "5000", "--table",
+         str(table), "--no-recalibrate", "--runs-dir", str(tmp_path)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:  # wait until the training has begun
+            if "training the search's supernet" in line:
+                break
+        time.sleep(2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert "interrupted: the supernet's training is saved every 100 steps in" in \
+        " ".join(stderr.split())
+    assert not list(tmp_path.glob("evolution-*"))  # no run directory was started
+
+
 def test_the_winner_is_chosen_on_measured_latency(tmp_path, monkeypatch):
     from nas.search import report
 
