@@ -85,6 +85,21 @@ def best_of(runs: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
     return seeds, [names[p] for p in pick]
 
 
+FINETUNED = "supernet+finetune-60"  # the search's default estimator, one row per supernet
+
+
+def finetuned_spread(ranking: list[dict], reference: str = "better of the two") -> dict | None:
+    """The fine-tuned supernets' tau against ``reference``: one per supernet the sample's run
+    trained, their mean, min and max (None if the run has none)."""
+    taus = [row["kendall_tau"][reference] for row in ranking
+            if row["estimator"].startswith(FINETUNED)
+            and row["kendall_tau"].get(reference) is not None]
+    if not taus:
+        return None
+    return {"supernets": len(taus), "kendall_tau": taus, "mean": float(np.mean(taus)),
+            "min": float(min(taus)), "max": float(max(taus))}
+
+
 def sample_entry(samples: dict, arch_seed: int, trained: dict) -> dict:
     """The stored entry of a sample, kept (with its finished seeds) only if it was trained
     with ``trained`` (epochs, data, architectures); otherwise a fresh one."""
@@ -204,6 +219,7 @@ def main() -> int:
                  "kendall_tau_within_head_better_rate": {
                      g: kendall(values[m], target[m]) for g, m in groups.items()},
                  "tau_similar_latency_better_rate": pair_tau(values, target, pairs)})
+        entry["finetuned_supernets_better_rate"] = finetuned_spread(entry["ranking"])
         save()
 
         table = Table(title=f"sample {arch_seed} ({len(specs)} architectures, {epochs} epochs, "
@@ -236,6 +252,11 @@ def main() -> int:
         console.print(table)
         counts = {name: chosen.count(name) for name in dict.fromkeys(chosen)}
         console.print("better rate: " + ", ".join(f"{n} for {c}" for n, c in counts.items()))
+        spread = entry["finetuned_supernets_better_rate"]
+        if spread:
+            console.print(f"fine-tuned supernets against the better rate: mean τ "
+                          f"{spread['mean']:.3f} over {spread['supernets']} supernet(s) "
+                          f"({spread['min']:.3f}-{spread['max']:.3f})")
     if not args.smoke:
         console.print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0

@@ -244,6 +244,11 @@ def summary_reference_lr(d: dict) -> list[str]:
                       f"latencies are within {similar['ratio']:g}× of each other, against the "
                       f"better rate (one stand-alone seed vs the others: "
                       f"{_num(similar['stand_alone_one_seed_vs_others'], 3)}).", ""]
+        spread = e.get("finetuned_supernets_better_rate")
+        if spread:
+            lines += [f"Fine-tuned supernets against the better rate: mean τ "
+                      f"{_num(spread['mean'], 3)} over {spread['supernets']} supernet(s) "
+                      f"({_num(spread['min'], 3)}-{_num(spread['max'], 3)}).", ""]
         extra = [" τ-a, similar latency |"] if similar else []
         lines += ["| estimator |" + "".join(f" τ, {name} |" for name in refs) + "".join(extra),
                   "|---|" + "---|" * (len(refs) + len(extra))]

@@ -88,6 +88,20 @@ def test_similar_latency_tau_counts_only_pairs_of_close_latency():
     assert bench.pair_tau(target, target, []) is None
 
 
+def test_fine_tuned_supernets_are_summarised_over_every_supernet_of_the_run():
+    bench = load_bench("reference_lr")
+    better = "better of the two"
+    ranking = [{"estimator": "params", "kendall_tau": {better: 0.9}},
+               {"estimator": "supernet+finetune-60-lr0.05", "kendall_tau": {better: 0.4}},
+               {"estimator": "supernet+finetune-60-lr0.05 (supernet seed 1)",
+                "kendall_tau": {better: 0.7}},
+               {"estimator": "supernet+finetune-20", "kendall_tau": {better: 0.1}}]
+    spread = bench.finetuned_spread(ranking)
+    assert spread["supernets"] == 2 and spread["kendall_tau"] == [0.4, 0.7]
+    assert abs(spread["mean"] - 0.55) < 1e-12 and (spread["min"], spread["max"]) == (0.4, 0.7)
+    assert bench.finetuned_spread(ranking[:1]) is None
+
+
 def test_reference_at_a_second_rate_keeps_finished_seeds_only_for_the_same_training():
     bench = load_bench("reference_lr")
     trained = {"epochs": 10, "data": "digits-hard", "architectures": ["a", "b"]}
@@ -295,3 +309,8 @@ def test_run_all_summarises_the_second_reference_of_finished_samples_only():
     assert "τ-a over the 100 pairs whose predicted latencies are within 1.5×" in text
     assert "(one stand-alone seed vs the others: 0.500)" in text
     assert "| params | 0.330 | 0.250 | – | 0.270 |" in text
+    d["samples"]["11"]["finetuned_supernets_better_rate"] = {
+        "supernets": 3, "kendall_tau": [0.5, 0.6, 0.7], "mean": 0.6, "min": 0.5, "max": 0.7}
+    text = "\n".join(run_all.summary_reference_lr(d))
+    assert "Fine-tuned supernets against the better rate: mean τ 0.600 over 3 supernet(s) " \
+        "(0.500-0.700)." in text
