@@ -616,12 +616,11 @@ def supernet_cache_path(source: str, resolution: int, recipe: SupernetRecipe) ->
 
 
 def cached_supernet(source: str, data: ImageData, recipe: SupernetRecipe = SupernetRecipe(), *,
-                    on_step: Callable[[int, int, float], None] | None = None
-                    ) -> tuple[Supernet, Path, bool]:
+                    on_step: Callable[[int, int, float], None] | None = None) -> Supernet:
     """The supernet of ``source`` (loaded as ``data``), trained with ``recipe`` over the default
-    MobileNetV3 space the first time it is asked for and kept in the cache afterwards. An
-    interrupted training continues from its last checkpoint. Returns the supernet, its file,
-    and whether it had to be trained (or finished) now."""
+    MobileNetV3 space the first time it is asked for and kept in the cache
+    (``supernet_cache_path``) afterwards. An interrupted training continues from its last
+    checkpoint."""
     from search_spaces.mobilenetv3 import default_space
 
     path = supernet_cache_path(source, data.resolution, recipe)
@@ -632,10 +631,9 @@ def cached_supernet(source: str, data: ImageData, recipe: SupernetRecipe = Super
             path.unlink()
         else:
             if payload.get("step", 0) >= recipe.steps:
-                return supernet, path, False
+                return supernet
     path.parent.mkdir(parents=True, exist_ok=True)
-    return train_supernet(default_space(), data, recipe, checkpoint=path, on_step=on_step), \
-        path, True
+    return train_supernet(default_space(), data, recipe, checkpoint=path, on_step=on_step)
 
 
 def _checked(loss: torch.Tensor, step: int) -> torch.Tensor:

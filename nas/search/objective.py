@@ -107,8 +107,7 @@ class AccuracyJob:
         if arg:
             supernet, _ = load_supernet(arg)
         else:
-            supernet, _, _ = cached_supernet(self.data, data, self.supernet_recipe,
-                                             on_step=on_step)
+            supernet = cached_supernet(self.data, data, self.supernet_recipe, on_step=on_step)
         finetune = finetune_recipe(self.finetune_steps, lr=self.finetune_lr,
                                    batch_size=self.batch_size, seed=self.seed) \
             if self.finetune_steps else None
