@@ -31,8 +31,9 @@ class AccuracyJob:
     sub-network fine-tuned 60 steps before it is scored: of the estimators that return an
     accuracy, the only one that ranks architectures the way stand-alone training does
     (bench/estimator_ranking.py, bench/reference_lr.py; the choice: docs/accuracy.md). The
-    zero-cost proxies rank about as well but their scores are not accuracies, so the soft
-    reward's trade-off, ACC x (LAT/T)^-0.07, means nothing with them."""
+    zero-cost proxies rank about as well on two of the three measured samples (worse on the
+    third), but their scores are not accuracies, so the soft reward's trade-off,
+    ACC x (LAT/T)^-0.07, means nothing with them."""
 
     data: str = "digits-hard"
     resolution: int = 32            # the ranking benchmark's proxy task
