@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from nas.cli import _run, app
+from nas.cli.app import _run, app
 from nas.spec import ArchSpec
 from search_spaces import zoo
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nas.cli_common import DATA_SOURCES
+from nas.cli.common import DATA_SOURCES
 from nas.data import DataError, load_data
 
 

@@ -11,7 +11,7 @@ from latency_models.device import fingerprint
 from latency_models.layers import space_layers
 from latency_models.lut import Entry, LatencyTable, cached_table_path
 from nas import doctor
-from nas.cli import _run, app
+from nas.cli.app import _run, app
 from nas.runlock import RunLock
 from search_spaces.mobilenetv3 import default_space
 

@@ -42,8 +42,8 @@ import nas
 from latency_models.lut import Entry, LatencyTable, TableError, import_ofa_table
 from latency_models.predictor import LUTPredictor
 from nas.archdef import parse_spec
-from nas.cli import _run, app
-from nas.cli_common import one_line
+from nas.cli.app import _run, app
+from nas.cli.common import one_line
 from nas.data import DataError, ImageData, load_data
 from nas.export import build_with_weights, load_checkpoint
 from nas.search.budget import BudgetError, parse_budget

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from nas.cli_common import fail, out, progress_bar, resolve_spec
-from nas.cli_common import user_errors as _user_errors
+from nas.cli.common import fail, out, progress_bar, resolve_spec
+from nas.cli.common import user_errors as _user_errors
 
 
 class _SpecFallbackGroup(TyperGroup):

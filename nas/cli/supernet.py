@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from nas.cli_common import DATA_SOURCES, err, fail, out, resolve_spec
-from nas.cli_common import user_errors as _user_errors
+from nas.cli.common import DATA_SOURCES, err, fail, out, resolve_spec
+from nas.cli.common import user_errors as _user_errors
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Weight-sharing supernet over the MobileNetV3 space.")
@@ -30,7 +30,7 @@ def train_command(
 ) -> None:
     """Train the supernet with the sandwich rule; saved every 100 steps, resumable."""
     from nas.accuracy.supernet import SupernetRecipe, train_supernet
-    from nas.cli_common import progress_bar
+    from nas.cli.common import progress_bar
     from nas.data import load_data
     from search_spaces.mobilenetv3 import default_space
 

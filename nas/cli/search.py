@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nas.cli_common import DATA_SOURCES, err, fail, out, progress, progress_bar, user_errors
+from nas.cli.common import DATA_SOURCES, err, fail, out, progress, progress_bar, user_errors
 
 STRATEGY_HELP = "random, evolution, tpe, nsga2, rl (REINFORCE) or ppo"
 

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nas.cli_common import out, user_errors
+from nas.cli.common import out, user_errors
 
 _MARK = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "missing": "[bold red]missing[/]",
          "n/a": "[dim]n/a[/]"}

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from nas.cli_common import DATA_SOURCES, USER_ERROR, err, fail, one_line, out, resolve_spec
-from nas.cli_common import user_errors as _user_errors
+from nas.cli.common import DATA_SOURCES, USER_ERROR, err, fail, one_line, out, resolve_spec
+from nas.cli.common import user_errors as _user_errors
 from nas.spec import ArchSpec, TableRow
 
 app = typer.Typer(
@@ -150,9 +150,9 @@ def reproduce_command(
 def _reproduce_with_search(model, width, out_dir, seed, strategy, trials, data, resolution,
                            init_epochs, short_steps, long_epochs, delta, workers,
                            device) -> None:
-    from nas.cli_common import fail, progress
-    from nas.cli_netadapt import layer_diff_table
-    from nas.cli_search import _terminate_cleanly
+    from nas.cli.common import fail, progress
+    from nas.cli.netadapt import layer_diff_table
+    from nas.cli.search import _terminate_cleanly
     from nas.data import load_data
     from nas.pipeline import PRESETS, PipelineSettings, reproduce_search
     from nas.search.run import default_workers
@@ -291,7 +291,7 @@ def train_command(
 ) -> None:
     """Train a network briefly from scratch and print its validation accuracy."""
     from nas.accuracy.train import Recipe, TrainEstimator, check_device
-    from nas.cli_common import progress_bar
+    from nas.cli.common import progress_bar
     from nas.data import load_data
 
     check_device(device)
@@ -314,11 +314,11 @@ def train_command(
 
 
 def _register_subcommands() -> None:
-    from nas.cli_doctor import register as register_doctor
-    from nas.cli_latency import app as latency_app
-    from nas.cli_netadapt import register as register_netadapt
-    from nas.cli_search import register
-    from nas.cli_supernet import app as supernet_app
+    from nas.cli.doctor import register as register_doctor
+    from nas.cli.latency import app as latency_app
+    from nas.cli.netadapt import register as register_netadapt
+    from nas.cli.search import register
+    from nas.cli.supernet import app as supernet_app
 
     app.add_typer(latency_app, name="latency")
     app.add_typer(supernet_app, name="supernet")
@@ -364,6 +364,3 @@ def search_main() -> None:
     group = typer.main.get_command(app)
     sys.exit(_run(group.commands["search"], sys.argv[1:], "nas-search"))
 
-
-if __name__ == "__main__":
-    main()

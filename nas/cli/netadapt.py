@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from nas.cli_common import (
+from nas.cli.common import (
     DATA_SOURCES,
     err,
     fail,
@@ -102,7 +102,7 @@ def netadapt_command(
     --target or with another --delta.
     """
     from nas.accuracy.train import check_device
-    from nas.cli_search import _terminate_cleanly
+    from nas.cli.search import _terminate_cleanly
     from nas.data import load_data
     from nas.netadapt import NetAdaptSettings, check_run_dir
     from nas.prune import check_prunable
