@@ -130,7 +130,7 @@ def test_a_small_run_reaches_the_target_with_every_step_cutting_delta(tmp_path, 
 
 def test_each_proposal_is_the_smallest_cut_that_meets_delta(tmp_path, data):
     """Re-derive iteration 1's proposals from the synthetic device alone."""
-    from nas.prune import candidate_widths, proposal_sites
+    from nas.netadapt.prune import candidate_widths, proposal_sites
 
     result = make_run(tmp_path, data, long_epochs=0, max_iterations=1).run()
     step = result.iterations[1]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nas.build import build_model
-from nas.prune import (
+from nas.netadapt.prune import (
     Proposal,
     PruneError,
     apply,

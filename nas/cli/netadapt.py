@@ -105,7 +105,7 @@ def netadapt_command(
     from nas.cli.search import _terminate_cleanly
     from nas.data import load_data
     from nas.netadapt import NetAdaptSettings, check_run_dir
-    from nas.prune import check_prunable
+    from nas.netadapt.prune import check_prunable
     from nas.search.budget import parse_budget
 
     _terminate_cleanly()
@@ -207,7 +207,7 @@ def _run_with_progress(run):
 
 
 def _print_result(run, result) -> None:
-    from nas.netadapt_report import write_report
+    from nas.netadapt.report import write_report
 
     last = result.iterations[-1]
     out.print(f"stopped ({result.stop_reason}) after {plural(last['iteration'], 'iteration')}: "

@@ -4,9 +4,9 @@ Each iteration starts from the current network (weights carried from the last it
 its latency ``L``:
 
 1. every prunable site (one bneck block's expansion; a group of activations tied by residual
-   connections; the head's conv and hidden layer; see :mod:`nas.prune`) proposes its largest
-   smaller width (a multiple of ``divisor``) whose network is at least ``delta`` faster on the
-   latency table;
+   connections; the head's conv and hidden layer; see :mod:`nas.netadapt.prune`) proposes its
+   largest smaller width (a multiple of ``divisor``) whose network is at least ``delta`` faster
+   on the latency table;
 2. each proposal is pruned (largest-L2 filters kept, the same channels in every tensor that
    touches them) and fine-tuned for ``short_steps`` steps, then scored on a holdout carved out
    of the training images;
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.accuracy.train import TrainingFailed
-from nas.prune import (
+from nas.netadapt.prune import (
     Proposal,
     PruneError,
     candidate_widths,
