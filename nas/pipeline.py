@@ -104,7 +104,7 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     from nas.search.objective import AccuracyJob
     from nas.search.report import best_result, measured_choice
     from nas.search.run import SearchRun, SearchSettings
-    from nas.tables import table_diff
+    from nas.spec.tables import table_diff
     from search_spaces import zoo
 
     event = on_event or (lambda kind, payload: None)

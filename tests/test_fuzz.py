@@ -41,7 +41,6 @@ from rich.text import Text
 import nas
 from latency_models.lut import Entry, LatencyTable, TableError, import_ofa_table
 from latency_models.predictor import LUTPredictor
-from nas.archdef import parse_spec
 from nas.cli.app import _run, app
 from nas.cli.common import one_line
 from nas.data import DataError, ImageData, load_data
@@ -60,6 +59,7 @@ from nas.spec import (
     HeadSpec,
     SpecError,
     StemSpec,
+    parse_spec,
 )
 from search_spaces import zoo
 

@@ -20,7 +20,7 @@ from nas.cli.common import (
     user_errors,
 )
 from nas.runlock import RunLock
-from nas.tables import plural
+from nas.spec.tables import plural
 
 
 def parse_delta(text: str) -> tuple[float, float | None]:
@@ -232,7 +232,7 @@ def _print_result(run, result) -> None:
 
 def layer_diff_table(left, right, left_name: str, right_name: str) -> Table:
     """The two networks' paper tables side by side, row by row; differing cells in yellow."""
-    from nas.tables import table_diff
+    from nas.spec.tables import table_diff
 
     table = Table(title=f"{left_name} vs {right_name}", title_justify="left")
     rows = table_diff(left, right)

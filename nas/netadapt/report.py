@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nas.spec import ArchSpec
-from nas.tables import plural
+from nas.spec.tables import plural
 
 __all__ = ["plot_progress", "write_report"]
 
@@ -38,7 +38,7 @@ def plot_progress(iterations: list[dict], path: Path, target_ms: float | None = 
 
 def write_report(run_dir: str | Path, result, target_ms: float | None = None) -> list[Path]:
     from nas.export import write_text
-    from nas.tables import table_diff
+    from nas.spec.tables import table_diff
 
     run_dir = Path(run_dir)
     its = result.iterations

@@ -521,14 +521,14 @@ class ArchSpec:
 
     # ------------------------------------------------------------------ text form
     def to_text(self) -> str:
-        """The compact arch-def text form; see :mod:`nas.archdef`."""
-        from nas.archdef import format_spec
+        """The compact arch-def text form; see :mod:`nas.spec.text`."""
+        from nas.spec.text import format_spec
 
         return format_spec(self)
 
     @classmethod
     def from_text(cls, text: str) -> ArchSpec:
-        from nas.archdef import parse_spec
+        from nas.spec.text import parse_spec
 
         return parse_spec(text)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nas.spec import ArchSpec, TableRow
+from nas.spec.arch import ArchSpec, TableRow
 
 __all__ = ["TableDiff", "plural", "table_diff"]
 

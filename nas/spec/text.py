@@ -23,7 +23,7 @@ import dataclasses
 import re
 from typing import Any
 
-from nas.spec import ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec
+from nas.spec.arch import ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec
 
 __all__ = ["format_block", "format_spec", "parse_spec"]
 
