@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas.errors import LatencyError
+
 __all__ = ["BACKENDS", "Backend", "Timing", "get_backend", "measure_interleaved",
            "steady_allocator"]
 
@@ -224,10 +226,10 @@ BACKENDS: dict[str, type[Backend]] = {
 
 def get_backend(name: str, threads: int | None = None) -> Backend:
     if name not in BACKENDS:
-        raise ValueError(f"unknown latency backend {name!r} (known: {', '.join(BACKENDS)})")
+        raise LatencyError(f"unknown latency backend {name!r} (known: {', '.join(BACKENDS)})")
     ok, why = BACKENDS[name].available()
     if not ok:
-        raise ValueError(f"the {name} backend is not available here: {why}")
+        raise LatencyError(f"the {name} backend is not available here: {why}")
     return BACKENDS[name](threads)
 
 
@@ -247,7 +249,7 @@ def measure_interleaved(
     sample is divided back), so the timer's own overhead stays small against the work.
     """
     if rounds < 1:
-        raise ValueError("rounds must be at least 1")
+        raise LatencyError("rounds must be at least 1")
     keys = list(runners)
     rng = np.random.default_rng(seed)
     sync = backend.synchronize

@@ -10,6 +10,8 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from nas.errors import LatencyError
+
 __all__ = ["DeviceFingerprint", "cpu_model", "fingerprint"]
 
 
@@ -86,7 +88,7 @@ def fingerprint(backend: str = "torch", threads: int | None = None, batch: int =
     cuda_device = cuda_driver = None
     if backend.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError("the cuda backend needs a CUDA device, and torch sees none here")
+            raise LatencyError("the cuda backend needs a CUDA device, and torch sees none here")
         cuda_device = torch.cuda.get_device_name()
         cuda_driver = torch.version.cuda
     return DeviceFingerprint(

@@ -20,6 +20,7 @@ from typing import Any
 
 from latency_models.backends import Timing
 from latency_models.device import DeviceFingerprint
+from nas.errors import TableError, TableMismatch
 
 __all__ = [
     "LatencyTable",
@@ -32,14 +33,6 @@ __all__ = [
 
 TABLE_FORMAT = "nas.latency-table"
 TABLE_VERSION = 1
-
-
-class TableError(ValueError):
-    """A table file that cannot be used (corrupted, wrong format or version)."""
-
-
-class TableMismatch(TableError):
-    """A valid table, but measured on another device, backend or torch version."""
 
 
 def cache_dir() -> Path:

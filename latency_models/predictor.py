@@ -19,6 +19,7 @@ import numpy as np
 
 from latency_models.layers import BlockLayer, HeadLayer, Layer, StemLayer, layers_of
 from latency_models.lut import LatencyTable
+from nas.errors import LatencyError, MissingLayers
 from nas.spec import ArchSpec, v3_squeeze_channels
 
 __all__ = ["Calibration", "Encoded", "LUTPredictor", "LatencyPredictor", "MissingLayers"]
@@ -28,15 +29,6 @@ _STEM_FIELDS = operator.attrgetter("in_ch", "out_ch", "kernel", "stride", "act",
 _BLOCK_FIELDS = operator.attrgetter("_values")  # (kind, kernel, in_ch, exp_ch, out_ch, se, ...)
 _HEAD_FIELDS = operator.attrgetter("conv_ch", "conv_act", "hidden_ch", "hidden_act")
 _STRIDE = operator.itemgetter(7)
-
-
-class MissingLayers(ValueError):
-    """Some layers of the specs are not in the latency table."""
-
-    def __init__(self, keys: list[str]):
-        self.keys = keys
-        super().__init__(f"{len(keys)} layer(s) are not in the latency table (first: {keys[0]}); "
-                         f"profile them with `nas latency profile`")
 
 
 class LatencyPredictor(ABC):
@@ -66,7 +58,7 @@ class Calibration:
         """Least squares on relative error (each residual divided by the measurement)."""
         sums, blocks, measured = (np.asarray(a, dtype=float) for a in (sums, blocks, measured))
         if len(measured) < 3:
-            raise ValueError("calibration needs at least 3 measured networks")
+            raise LatencyError("calibration needs at least 3 measured networks")
         design = np.stack([sums, blocks, np.ones_like(sums)], axis=1) / measured[:, None]
         coef, *_ = np.linalg.lstsq(design, np.ones_like(measured), rcond=None)
         scale, per_block, overhead = (float(c) for c in coef)

@@ -18,6 +18,7 @@ from latency_models.layers import Layer, layers_of, space_layers
 from latency_models.lut import LatencyTable, TableError, TableMismatch, cached_table_path
 from latency_models.predictor import Calibration, LUTPredictor
 from latency_models.profile import ProfileSettings, measure_specs, profile_layers
+from nas.errors import LatencyError
 from nas.runlock import RunLock
 from nas.spec import ArchSpec
 
@@ -37,9 +38,9 @@ class LatencySetup:
                  resolution: int = 224, settings: ProfileSettings | None = None,
                  calibration_archs: int = 24):
         if threads < 1 or batch < 1:
-            raise ValueError("--threads and --batch must be at least 1")
+            raise LatencyError("--threads and --batch must be at least 1")
         if not 8 <= resolution <= 4096:  # the input sizes a spec can have
-            raise ValueError(f"--resolution must be between 8 and 4096, got {resolution}")
+            raise LatencyError(f"--resolution must be between 8 and 4096, got {resolution}")
         self.backend_name = backend
         self.backend = get_backend(backend, threads)
         self.fingerprint: DeviceFingerprint = fingerprint(backend, threads, batch, resolution)

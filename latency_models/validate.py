@@ -21,6 +21,7 @@ import numpy as np
 from latency_models.predictor import LUTPredictor
 from latency_models.profile import measure_specs
 from latency_models.store import LatencySetup, Progress, calibration_specs, load_predictor
+from nas.errors import LatencyError
 from nas.spec import ArchSpec
 
 __all__ = ["metrics", "plot_report", "print_report", "throughput", "validate"]
@@ -69,7 +70,7 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
     from search_spaces.mobilenetv3 import default_space
 
     if archs < 0 or rounds < 1:
-        raise ValueError(f"--archs must be >= 0 and --rounds >= 1, got {archs} and {rounds}")
+        raise LatencyError(f"--archs must be >= 0 and --rounds >= 1, got {archs} and {rounds}")
     space = default_space(setup.fingerprint.resolution)
     rng = np.random.default_rng(seed)
     specs = [space.sample(rng, name=f"random-{i}") for i in range(archs)]

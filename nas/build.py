@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas.errors import BuildError
 from nas.modules import Network
 from nas.spec import ArchSpec, plain_fields
 
@@ -46,7 +47,7 @@ def build_model(spec: ArchSpec, *, seed: int | None = None) -> nn.Module:
     if not isinstance(spec, ArchSpec):
         raise TypeError(f"build_model takes an ArchSpec, got {type(spec).__name__}")
     if seed is not None and not -(2**63) <= seed < 2**64:  # what torch.manual_seed takes
-        raise ValueError(f"the seed must be an integer in [-2^63, 2^64), got {seed}"[:120])
+        raise BuildError(f"the seed must be an integer in [-2^63, 2^64), got {seed}"[:120])
     plan = layer_plan(spec)
     if seed is None:
         model = Network(plan)
@@ -61,7 +62,7 @@ def build_model(spec: ArchSpec, *, seed: int | None = None) -> nn.Module:
 def spec_of(model: nn.Module) -> ArchSpec:
     spec = getattr(model, "arch_spec", None)
     if not isinstance(spec, ArchSpec):
-        raise ValueError("this model was not built by nas.build_model, so its spec is unknown")
+        raise BuildError("this model was not built by nas.build_model, so its spec is unknown")
     return spec
 
 

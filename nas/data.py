@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nas.errors import DataError
+
 __all__ = ["DataError", "ImageData", "load_data"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
@@ -39,10 +41,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-
-
-class DataError(ValueError):
-    """A data source that cannot be read; the message names the path and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,7 @@ class ImageData:
                 drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Normalised float batches of ``train`` or ``val``; ``shuffle`` uses ``generator``."""
         if split not in ("train", "val"):
-            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+            raise DataError(f"split must be 'train' or 'val', got {split!r}")
         x, y = (self.x_train, self.y_train) if split == "train" else (self.x_val, self.y_val)
         order = torch.randperm(len(y), generator=generator) if shuffle else torch.arange(len(y))
         stop = len(y) - (len(y) % batch_size if drop_last else 0)
@@ -93,7 +91,7 @@ class ImageData:
         the validation set, so that choices made on it (NetAdapt's proposals) never see the
         real validation images."""
         if not 0 < fraction < 1:
-            raise ValueError(f"the holdout fraction must be in (0, 1), got {fraction}")
+            raise DataError(f"the holdout fraction must be in (0, 1), got {fraction}")
         train, held = _split(len(self.y_train), self.y_train.numpy(), seed, fraction)
         train_t, held_t = torch.from_numpy(train), torch.from_numpy(held)
         return ImageData(f"{self.name} (train minus a {fraction:.0%} holdout)",
@@ -108,8 +106,8 @@ class ImageData:
             if count is None or count >= len(y):
                 return x, y
             if count < self.num_classes:
-                raise ValueError(f"a subset needs at least one image per class "
-                                 f"({self.num_classes}), got {count}")
+                raise DataError(f"a subset needs at least one image per class "
+                                f"({self.num_classes}), got {count}")
             kept = torch.from_numpy(_stratified(y.numpy(), count, seed))
             return x[kept], y[kept]
 

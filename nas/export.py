@@ -13,7 +13,6 @@ import io
 import logging
 import os
 import pprint
-import re
 import shutil
 import tempfile
 import warnings
@@ -26,6 +25,7 @@ from torch import nn
 
 from nas import modules
 from nas.build import build_model, layer_plan, spec_of
+from nas.errors import ExportError, first_line
 from nas.spec import ArchSpec, SpecError
 
 __all__ = [
@@ -55,10 +55,6 @@ FORMATS = {
     "table": ".md",
 }
 ONNX_TOLERANCE = 1e-4
-
-
-class ExportError(ValueError):
-    """An export that could not be done or did not reproduce the model."""
 
 
 @contextlib.contextmanager
@@ -154,7 +150,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ArchSpec, dict[str, torch.
         try:
             payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupted archives raise many different errors
-            raise SpecError("", f"{path}: not a readable checkpoint ({_first_line(exc)})") \
+            raise SpecError("", f"{path}: not a readable checkpoint ({first_line(exc)})") \
                 from None
         if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
             raise SpecError("", f"{path}: a torch file, but not a nas checkpoint "
@@ -186,13 +182,6 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[ArchSpec, dict[str, torch.
         return ArchSpec.from_text(text), None
     except SpecError as exc:
         raise SpecError("", f"{path}: {exc}") from None
-
-
-def _first_line(exc: BaseException, limit: int = 200) -> str:
-    """The first line of an error from torch (some span many lines, with terminal colours)."""
-    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
-    text = lines[0].strip() if lines else type(exc).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def load_spec(path: str | os.PathLike) -> ArchSpec:

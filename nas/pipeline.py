@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.errors import RunError
 from nas.runlock import RunLock
 from nas.spec import ArchSpec
 
@@ -57,10 +58,10 @@ class PipelineSettings:
         from nas.search.run import SearchSettings
 
         if self.model not in PRESETS:
-            raise ValueError(f"--search reproduces mobilenet_v3_large or mobilenet_v3_small, not "
-                             f"{self.model}")
+            raise RunError(f"--search reproduces mobilenet_v3_large or mobilenet_v3_small, not "
+                           f"{self.model}")
         if self.rounds < 1:
-            raise ValueError(f"rounds must be at least 1, got {self.rounds}")
+            raise RunError(f"rounds must be at least 1, got {self.rounds}")
         # The stages' own checks, now: a bad setting fails before the target is measured and
         # written, not minutes later (the targets here are placeholders).
         reward, seed_arch = PRESETS[self.model]

@@ -21,11 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+from nas.errors import RunLocked
+
 __all__ = ["LockedRunDir", "RunLock", "RunLocked", "in_use"]
-
-
-class RunLocked(ValueError):
-    """Another process is writing to the same run directory (or table)."""
 
 
 # lock file -> [file descriptor, holders in this process, directory created by acquiring]

@@ -161,7 +161,7 @@ class BlockwiseSpace:
         default space's 3-40 ms on a 2-core CPU); samples over a spread of biases reach its
         ends."""
         if not 0 < bias < math.inf:
-            raise ValueError(f"bias must be finite and > 0, got {bias}")
+            raise SpecError("", f"bias must be finite and > 0, got {bias}")
 
         def sized(options):
             options = sorted(options)

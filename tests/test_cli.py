@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -183,6 +184,62 @@ def test_user_mistakes(capsys, in_tmp, args, words, monkeypatch):
     assert len(err.strip().splitlines()) == 1
     assert out == ""
     assert not (in_tmp / "runs").exists() and not (in_tmp / "cache").exists()
+
+
+@pytest.mark.parametrize("bug", [ValueError("operands could not be broadcast together"),
+                                 TypeError("unsupported operand type(s)"),
+                                 OSError(errno.EIO, "Input/output error")])
+def test_a_bug_inside_a_command_is_a_traceback_and_exit_1(capsys, monkeypatch, bug):
+    """A ValueError from deep inside torch or numpy is not the user's mistake: it must not be
+    dressed as one (one red line, exit 2) but shown as the bug it is."""
+    import nas.flops
+
+    def broken(*args, **kwargs):
+        raise bug
+
+    monkeypatch.setattr(nas.flops, "count_madds", broken)  # `nas zoo` calls it for every model
+    code, out, err = run(["zoo"], capsys)
+    assert code == 1
+    assert "Traceback (most recent call last)" in err and "in broken" in err
+    assert f"internal error: {type(bug).__name__}: {bug}" in err
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["table", "nothere.json"], "'nothere.json' is neither a file nor a zoo model"),
+        (["search", "--budget", "6 parsecs"], "latency budget '6 parsecs' not understood"),
+        # named OS errors: a path under a file, a full disk
+        (["export", "v3-small", "-f", "json", "--out", "file/spec.json"], "file: File exists"),
+        (["export", "v3-small", "-f", "json", "--out", "full.json"], "No space left on device"),
+    ],
+)
+def test_a_user_mistake_is_one_line_and_exit_2(capsys, in_tmp, monkeypatch, args, words):
+    (in_tmp / "file").write_text("a file, not a directory")
+    if "full.json" in args:
+        def full(self, *args, **kwargs):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(Path, "write_text", full)
+    code, out, err = run(args, capsys)
+    assert code == 2
+    assert words in err and err.startswith("error: ")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert out == ""
+
+
+def test_every_user_facing_error_is_a_nas_error():
+    import nas.errors
+    from nas.cli.common import CliError
+
+    classes = [getattr(nas.errors, name) for name in nas.errors.__all__
+               if isinstance(getattr(nas.errors, name), type)]
+    assert len(classes) >= 17
+    for cls in [*classes, CliError]:
+        assert issubclass(cls, nas.errors.NasError), cls
+        # the family kept the ValueError base each of them had, for callers that catch it
+        assert cls in (nas.errors.NasError, CliError) or issubclass(cls, ValueError), cls
 
 
 def test_a_torch_file_that_is_not_plain_weights_is_one_line(capsys, in_tmp):

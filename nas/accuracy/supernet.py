@@ -36,6 +36,7 @@ from nas.accuracy.base import AccuracyEstimator, adapt_spec
 from nas.accuracy.train import Recipe, evaluate, recalibrate_bn, train_model
 from nas.build import build_model
 from nas.data import ImageData
+from nas.errors import EstimatorError, first_line
 from nas.runlock import RunLock
 from nas.spec import ArchSpec, BlockSpec, HeadSpec, StemSpec, v3_squeeze_channels
 from nas.threads import torch_threads, training_threads
@@ -237,7 +238,7 @@ class Supernet(nn.Module):
 
     def _slots(self, spec: ArchSpec) -> list[tuple[int, int]]:
         if not self.space.contains(spec):
-            raise ValueError(f"{spec.name} is not in the supernet's space")
+            raise EstimatorError(f"{spec.name} is not in the supernet's space")
         stage_ids = self.space.stage_of_blocks(spec)
         slots, previous, position = [], None, 0
         for stage_id in stage_ids:
@@ -444,16 +445,16 @@ class SupernetRecipe:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.save_every < 1:
-            raise ValueError("a supernet recipe needs at least one step (--budget), a batch size "
-                             "of at least 1 and save_every >= 1")
+            raise EstimatorError("a supernet recipe needs at least one step (--budget), a batch "
+                                 "size of at least 1 and save_every >= 1")
         if not 0 < self.lr < math.inf or self.random_subnets < 0 or self.sort_every < 0:
-            raise ValueError("lr must be finite and > 0, random_subnets and sort_every >= 0")
+            raise EstimatorError("lr must be finite and > 0, random_subnets and sort_every >= 0")
         if (len(self.phases) > len(ELASTIC_ORDER) or any(not 0 <= f <= 1 for f in self.phases)
                 or sum(self.phases) > 1):
-            raise ValueError(f"phases: at most {len(ELASTIC_ORDER)} fractions within [0, 1] "
-                             f"summing to at most 1, got {self.phases}")
+            raise EstimatorError(f"phases: at most {len(ELASTIC_ORDER)} fractions within [0, 1] "
+                                 f"summing to at most 1, got {self.phases}")
         if not 0 <= self.distill <= 1:
-            raise ValueError(f"distill must be within [0, 1], got {self.distill}")
+            raise EstimatorError(f"distill must be within [0, 1], got {self.distill}")
 
 
 def space_to_dict(space: BlockwiseSpace) -> dict[str, Any]:
@@ -484,33 +485,27 @@ def save_checkpoint(path: Path, supernet: Supernet, optimizer, step: int,
 
 def load_supernet(path: str | Path) -> tuple[Supernet, dict[str, Any]]:
     """The supernet of a checkpoint and the checkpoint's payload; anything else raises
-    ``ValueError`` (``FileNotFoundError`` for a missing file)."""
+    ``EstimatorError`` (``FileNotFoundError`` for a missing file)."""
     try:  # tensors and plain values only: a checkpoint never needs to run code to load
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as exc:  # a corrupted or foreign file fails in many different ways
-        raise ValueError(f"{path}: not a supernet checkpoint ({_first_line(exc)})") from None
+        raise EstimatorError(f"{path}: not a supernet checkpoint "
+                             f"({first_line(exc, 160, with_type=True)})") from None
     if not isinstance(payload, dict) or payload.get("format") != "nas.supernet":
-        raise ValueError(f"{path}: not a supernet checkpoint")
+        raise EstimatorError(f"{path}: not a supernet checkpoint")
     if payload.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: a supernet checkpoint of format version "
-                         f"{payload.get('version')}; this version of nas reads version "
-                         f"{CHECKPOINT_VERSION} (train the supernet again)")
+        raise EstimatorError(f"{path}: a supernet checkpoint of format version "
+                             f"{payload.get('version')}; this version of nas reads version "
+                             f"{CHECKPOINT_VERSION} (train the supernet again)")
     try:
         supernet = Supernet(space_from_dict(payload["space"]))
         supernet.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
-        raise ValueError(f"{path}: a damaged supernet checkpoint ({_first_line(exc)})") \
-            from None
+        raise EstimatorError(f"{path}: a damaged supernet checkpoint "
+                             f"({first_line(exc, 160, with_type=True)})") from None
     return supernet, payload
-
-
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    """The first line of an error from torch (some span many lines, with terminal colours)."""
-    lines = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
-    text = f"{type(exc).__name__}: {lines[0] if lines else ''}"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def train_supernet(space: BlockwiseSpace, data: ImageData,

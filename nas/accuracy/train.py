@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from nas.accuracy.base import AccuracyEstimator, adapt_spec
 from nas.build import build_model
 from nas.data import ImageData
+from nas.errors import EstimatorError
 from nas.spec import ArchSpec
 from nas.threads import torch_threads, training_threads
 
@@ -43,15 +44,15 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("a recipe needs at least one epoch and a batch size of at least 1")
+            raise EstimatorError("a recipe needs at least one epoch and a batch size of at least 1")
         if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
+            raise EstimatorError(f"steps must be at least 1, got {self.steps}")
         if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+            raise EstimatorError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if not (0 < self.lr < math.inf and 0 <= self.label_smoothing < 1
                 and 0 <= self.weight_decay < math.inf):
-            raise ValueError("lr must be > 0, label_smoothing in [0, 1), weight_decay >= 0 "
-                             "(all finite)")
+            raise EstimatorError("lr must be > 0, label_smoothing in [0, 1), weight_decay >= 0 "
+                                 "(all finite)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -175,9 +176,9 @@ def check_device(device: str) -> None:
     except (RuntimeError, TypeError, ValueError):
         kind = None
     if kind not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}: use cpu or cuda")
+        raise EstimatorError(f"unknown device {device!r}: use cpu or cuda")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+        raise EstimatorError("--device cuda asked for, but torch sees no CUDA device")
 
 
 class TrainEstimator(AccuracyEstimator):

@@ -17,6 +17,7 @@ from torch import nn
 from nas.accuracy.base import AccuracyEstimator, adapt_spec
 from nas.build import build_model, count_params
 from nas.data import ImageData
+from nas.errors import EstimatorError
 from nas.spec import ArchSpec
 
 __all__ = ["PROXIES", "ZeroCostEstimator", "naswot", "synflow"]
@@ -74,7 +75,7 @@ class ZeroCostEstimator(AccuracyEstimator):
     def __init__(self, data: ImageData, proxy: str = "naswot", *, batch_size: int = 64,
                  seed: int = 0):
         if proxy not in PROXIES:
-            raise ValueError(f"unknown zero-cost proxy {proxy!r} (known: {', '.join(PROXIES)})")
+            raise EstimatorError(f"unknown zero-cost proxy {proxy!r} (known: {', '.join(PROXIES)})")
         self.data, self.proxy, self.seed = data, proxy, seed
         self.name = f"zero-cost:{proxy}"
         generator = torch.Generator().manual_seed(seed)

@@ -1,13 +1,16 @@
 """The ``nas`` command line (``nas-search`` is ``nas search``).
 
 The CLI alone talks to the terminal. A user mistake (a missing file, malformed JSON, an unknown
-block kind or format, inconsistent channels) is answered with one red line and exit code 2.
+block kind or format, inconsistent channels: a ``nas.errors.NasError`` or a named OS error) is
+answered with one red line and exit code 2; anything else is a bug, shown with its traceback,
+exit code 1.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -342,11 +345,13 @@ def _run(command: Any, args: list[str], prog: str) -> int:
         err.print(f"[bold red]error:[/] {one_line(message)} (see `{prog} --help`)",
                   markup=True, soft_wrap=True)
         return USER_ERROR
-    except Exception as exc:  # a bug of ours: say so in one line, keep the trace on request
+    except Exception as exc:  # not a user mistake (those end in the commands): a bug of ours
         if os.environ.get("NAS_DEBUG"):
-            raise
+            raise  # to a debugger or the interpreter, untouched
+        traceback.print_exc()
         err.print(f"[bold red]internal error:[/] {one_line(f'{type(exc).__name__}: {exc}')} "
-                  f"(set NAS_DEBUG=1 to see the traceback)", markup=True, soft_wrap=True)
+                  f"(a bug: please report it with the traceback above)", markup=True,
+                  soft_wrap=True)
         return 1
     # Without standalone mode, click returns the exit code of typer.Exit instead of raising.
     return result if isinstance(result, int) else 0

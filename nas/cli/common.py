@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from nas.errors import NasError
 from nas.spec import ArchSpec
 
 out = Console(highlight=False, soft_wrap=True)
@@ -30,28 +32,45 @@ USER_ERROR = 2
 DATA_SOURCES = "digits, digits-hard, imagefolder:PATH, cifar10:PATH or mnist:PATH"
 
 
-class CliError(Exception):
-    """A message for the user; the command stops with exit code 2."""
+class CliError(NasError):
+    """A mistake only the command line can see (options that exclude each other, a value out
+    of an option's range); the command stops with exit code 2."""
 
 
 def fail(message: str) -> NoReturn:
     raise CliError(message)
 
 
+# The OS errors a user can act on: a path that is missing, of the wrong kind or not theirs, and
+# a disk that is full (or over quota, or read-only). Any other OSError is not their mistake.
+_USER_OS_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError,
+                   PermissionError)
+_USER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a mistake the user can mend (one line, exit 2), not a bug."""
+    return isinstance(exc, (NasError, *_USER_OS_ERRORS)) or (
+        isinstance(exc, OSError) and exc.errno in _USER_ERRNOS)
+
+
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the errors a user can cause into one line and exit code 2."""
+    """Turn the errors a user can cause (:class:`NasError`, a missing file, no permission, a
+    full disk) into one red line and exit code 2. Everything else propagates: it is a bug, and
+    the entry point shows its traceback."""
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except (CliError, ValueError) as exc:
-            err.print(f"[bold red]error:[/] {one_line(str(exc))}", markup=True, soft_wrap=True)
-            raise typer.Exit(USER_ERROR) from None
-        except OSError as exc:  # a missing file, no permission, a full disk
-            where = f"{exc.filename}: " if exc.filename else ""
-            err.print(f"[bold red]error:[/] {one_line(f'{where}{exc.strerror or exc}')}",
-                      markup=True, soft_wrap=True)
+        except (NasError, OSError) as exc:
+            if not is_user_error(exc):
+                raise
+            message = str(exc)
+            if isinstance(exc, OSError):
+                where = f"{exc.filename}: " if exc.filename else ""
+                message = f"{where}{exc.strerror or exc}"
+            err.print(f"[bold red]error:[/] {one_line(message)}", markup=True, soft_wrap=True)
             raise typer.Exit(USER_ERROR) from None
 
     return run

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.accuracy.train import TrainingFailed
+from nas.errors import NetAdaptError
 from nas.netadapt.prune import (
     Proposal,
     PruneError,
@@ -61,10 +62,6 @@ LATENCY_MODES = ("paired", "table")
 _RUN_KEYS = ("short_steps", "short_lr", "init_epochs",
              "lr", "select", "divisor", "min_channels", "holdout", "batch_size", "seed", "data",
              "resolution", "latency", "latency_rounds")
-
-
-class NetAdaptError(ValueError):
-    """Bad settings or a run directory that cannot be used; the message says what to do."""
 
 
 @dataclass(frozen=True)

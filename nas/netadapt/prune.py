@@ -25,15 +25,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from nas.errors import PruneError
 from nas.spec import ArchSpec
 
 __all__ = ["Kept", "Proposal", "PruneError", "TensorGroup", "apply", "candidate_widths",
            "check_prunable", "keep_indices", "kept_channels", "proposal_sites", "prune_model",
            "site_width", "tensor_groups"]
-
-
-class PruneError(ValueError):
-    """A network NetAdapt cannot prune, or a proposal that does not fit the network."""
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,14 @@ from __future__ import annotations
 import math
 import re
 
+from nas.errors import BudgetError
+
 __all__ = ["BudgetError", "parse_budget"]
 
 _BUDGET = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(ms|s|us|µs)\s*$", re.IGNORECASE)
 # µ is the micro sign (U+00B5), μ the Greek letter (U+03BC) that most keyboards type and that
 # the case-insensitive match also accepts.
 _TO_MS = {"ms": 1.0, "s": 1000.0, "us": 0.001, "µs": 0.001, "μs": 0.001}
-
-
-class BudgetError(ValueError):
-    pass
 
 
 def parse_budget(text: str) -> float:

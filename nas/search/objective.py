@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nas.accuracy.base import AccuracyEstimator, Estimate
+from nas.errors import EstimatorError
 from nas.search.reward import Reward
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
@@ -55,19 +56,19 @@ class AccuracyJob:
 
         kind, _, arg = self.estimator.partition(":")
         if not (self.estimator in ESTIMATORS[:5] or (kind == "supernet" and arg)):
-            raise ValueError(f"unknown estimator {self.estimator!r}; choose supernet, "
-                             f"supernet:PATH, train or zero-cost:params|synflow|naswot")
+            raise EstimatorError(f"unknown estimator {self.estimator!r}; choose supernet, "
+                                 f"supernet:PATH, train or zero-cost:params|synflow|naswot")
         if self.finetune_steps is None:
             object.__setattr__(self, "finetune_steps",
                                DEFAULT_FINETUNE_STEPS if kind == "supernet" else 0)
         if self.finetune_steps < 0 or not 0 < self.finetune_lr < float("inf"):
-            raise ValueError("finetune steps must be >= 0 and the fine-tuning lr > 0")
+            raise EstimatorError("finetune steps must be >= 0 and the fine-tuning lr > 0")
         if self.finetune_steps and kind != "supernet":
-            raise ValueError("fine-tuning steps apply to a supernet estimator "
-                             "(--estimator supernet or supernet:PATH) only")
+            raise EstimatorError("fine-tuning steps apply to a supernet estimator "
+                                 "(--estimator supernet or supernet:PATH) only")
         if self.supernet_steps < 1:
-            raise ValueError(f"the supernet needs at least 1 training step, got "
-                             f"{self.supernet_steps}")
+            raise EstimatorError(f"the supernet needs at least 1 training step, got "
+                                 f"{self.supernet_steps}")
 
     @property
     def supernet_recipe(self):
@@ -89,8 +90,8 @@ class AccuracyJob:
         check_device(self.device)
         kind, _, arg = self.estimator.partition(":")
         if kind == "supernet" and self.device != "cpu":
-            raise ValueError("the supernet estimator runs on the CPU; on a GPU use "
-                             "--estimator train")
+            raise EstimatorError("the supernet estimator runs on the CPU; on a GPU use "
+                                 "--estimator train")
         data = load_data(self.data, self.resolution, seed=self.seed)
         if kind == "train":
             return TrainEstimator(data, recipe, device=self.device, threads=self.threads)

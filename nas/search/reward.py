@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from nas.errors import RewardError
+
 __all__ = ["PRESETS", "Reward", "RewardError"]
 
 PRESETS: dict[str, tuple[float, float]] = {
@@ -18,10 +20,6 @@ PRESETS: dict[str, tuple[float, float]] = {
     "soft-small": (-0.15, -0.15),
     "hard": (0.0, -1.0),
 }
-
-
-class RewardError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas.errors import RunError
 from nas.runlock import LockedRunDir
 from nas.search.budget import BudgetError
 from nas.search.objective import AccuracyJob, Objective
@@ -31,10 +32,6 @@ __all__ = ["RunError", "SearchRun", "SearchSettings", "default_workers", "resolv
 
 # Called with (what, done, total) during set-up (profiling, calibration).
 Progress = Callable[[str, float, float], None]
-
-
-class RunError(ValueError):
-    pass
 
 
 def default_workers() -> int:

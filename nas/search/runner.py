@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
+from nas.errors import ResumeMismatch, RunError
 from nas.search.objective import Objective, estimate_accuracy
 from nas.search.storage import RunStore
 from nas.search.strategies import Strategy, spec_key
@@ -32,17 +33,13 @@ __all__ = ["ResumeMismatch", "Runner"]
 OnResult = Callable[[TrialResult, int, int], None]
 
 
-class ResumeMismatch(ValueError):
-    """The stored run was made with other settings; it cannot be continued."""
-
-
 class Runner:
     """Drives one search; the executor-independent part (batches, replay, persistence)."""
 
     def __init__(self, strategy: Strategy, objective: Objective, store: RunStore, trials: int,
                  *, workers: int = 1, on_result: OnResult | None = None):
         if trials < 1 or workers < 1:
-            raise ValueError("--trials and --workers must be at least 1")
+            raise RunError("--trials and --workers must be at least 1")
         self.strategy, self.objective, self.store = strategy, objective, store
         self.trials, self.workers, self.on_result = trials, workers, on_result
         self.history = store.history()

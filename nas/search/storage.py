@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nas.errors import ResumeMismatch
 from nas.search.reward import Reward
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
@@ -38,8 +39,8 @@ class RunStore:
         self.study = optuna.create_study(storage=self.url, study_name=STUDY_NAME,
                                          directions=reward.directions, load_if_exists=True)
         if len(self.study.directions) != len(reward.directions):
-            raise ValueError(f"{self.path} holds a study with {len(self.study.directions)} "
-                             f"objective(s); this search has {len(reward.directions)}")
+            raise ResumeMismatch(f"{self.path} holds a study with {len(self.study.directions)} "
+                                 f"objective(s); this search has {len(reward.directions)}")
         self.distributions = space.distributions()
 
     def write(self, result: TrialResult) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from nas.errors import StrategyError
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
 from nas.threads import torch_threads
@@ -38,10 +39,6 @@ __all__ = ["STRATEGIES", "Evolution", "OptunaStrategy", "RLController", "RandomS
 # (spec) -> violation; <= 0 means feasible (Optuna's constraints convention).
 Constraint = Callable[[ArchSpec], float]
 MAX_TRIES = 200
-
-
-class StrategyError(ValueError):
-    pass
 
 
 def spec_key(spec: ArchSpec) -> tuple:

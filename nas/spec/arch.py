@@ -19,6 +19,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nas.errors import SpecError
+
 __all__ = [
     "ACTIVATIONS",
     "BLOCK_KINDS",
@@ -49,20 +51,6 @@ MAX_CHANNELS = 16384
 SPEC_FORMAT = "nas.ArchSpec"
 SPEC_VERSION = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
-
-
-class SpecError(ValueError):
-    """An invalid architecture spec. ``field`` names where (``blocks[3].kernel``)."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        self.reason = message
-        super().__init__(f"{field}: {message}" if field else message)
-
-    def within(self, prefix: str) -> SpecError:
-        """The same error, located inside ``prefix`` (a block index, a JSON path)."""
-        inner = f"{prefix}.{self.field}" if self.field else prefix
-        return SpecError(inner, self.reason)
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
