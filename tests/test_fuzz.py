@@ -59,7 +59,6 @@ from nas.spec import (
     HeadSpec,
     SpecError,
     StemSpec,
-    parse_spec,
 )
 from search_spaces import zoo
 
@@ -401,7 +400,7 @@ def mangled_text(draw) -> str:
 def test_mangled_text_is_a_spec_error_naming_the_line_or_a_spec():
     def check(text: str) -> None:
         try:
-            spec = parse_spec(text)
+            spec = ArchSpec.from_text(text)
         except Exception as exc:  # noqa: BLE001 - the type is what is checked
             error = _assert_spec_error(exc)
             number = re.match(r"line (\d+)", error.field)

@@ -17,9 +17,7 @@ from nas.spec import (
     HeadSpec,
     SpecError,
     StemSpec,
-    format_spec,
     make_divisible,
-    parse_spec,
 )
 from search_spaces import zoo
 
@@ -204,11 +202,11 @@ def test_text_form_accepts_comments_and_any_part_order():
     stage ir_r2_k3_s2_x96_c24_nre6
     head conv_c64_nre6 drop0.2
     """
-    spec = parse_spec(text)
+    spec = ArchSpec.from_text(text)
     assert [b.stride for b in spec.blocks] == [1, 2, 1]
     assert [b.in_ch for b in spec.blocks] == [32, 16, 24]
     assert spec.width_mult == 1.0 and spec.num_classes == 10
-    assert parse_spec(format_spec(spec)) == spec
+    assert ArchSpec.from_text(spec.to_text()) == spec
 
 
 @pytest.mark.parametrize(
@@ -244,7 +242,7 @@ def test_text_form_accepts_comments_and_any_part_order():
 )
 def test_text_parser_is_strict(text, words):
     with pytest.raises(SpecError) as info:
-        parse_spec(text)
+        ArchSpec.from_text(text)
     assert words in str(info.value)
 
 
@@ -253,8 +251,8 @@ def test_text_parser_is_strict(text, words):
 @given(arch_specs())
 def test_random_specs_round_trip(spec):
     assert ArchSpec.from_json(spec.to_json()) == spec
-    assert parse_spec(format_spec(spec)) == spec
-    assert format_spec(parse_spec(format_spec(spec))) == format_spec(spec)
+    assert ArchSpec.from_text(spec.to_text()) == spec
+    assert ArchSpec.from_text(spec.to_text()).to_text() == spec.to_text()
     scaled = spec.scaled()
     assert scaled.width_mult == 1.0
     assert len(scaled.table_rows()) >= len(spec.blocks) + 3

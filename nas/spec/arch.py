@@ -1,8 +1,9 @@
-"""The architecture spec: one frozen, hashable, JSON-serialisable description of a network.
+"""The whole network's spec: ``ArchSpec``, one frozen, hashable, JSON-serialisable description.
 
 Everything downstream (builder, latency models, search, NetAdapt, exporters) takes an
-``ArchSpec``. This module is pure Python on purpose: spaces, strategies and predictors import it
-without importing torch.
+``ArchSpec``; its stem, blocks and head are the parts of :mod:`nas.spec.parts`, its compact
+text form the codec of :mod:`nas.spec.text` (which knows the parts, not this class, so the two
+modules import one way only).
 
 Channel counts are stored unscaled, next to ``width_mult``; :meth:`ArchSpec.scaled` is the pure
 function that applies the multiplier (MobileNet rounding: multiples of 8, never more than 10%
@@ -13,231 +14,34 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from nas.errors import SpecError
+from nas.spec.parts import (
+    SE_STYLES,
+    BlockSpec,
+    HeadSpec,
+    StemSpec,
+    check_choice,
+    check_float,
+    check_int,
+    from_mapping,
+    make_divisible,
+    plain_fields,
+    set_field,
+    show_value,
+    v3_squeeze_channels,
+)
+from nas.spec.text import SpecText, format_text, parse_text
 
-__all__ = [
-    "ACTIVATIONS",
-    "BLOCK_KINDS",
-    "KERNELS",
-    "ArchSpec",
-    "BlockSpec",
-    "HeadSpec",
-    "SE_STYLES",
-    "SpecError",
-    "StemSpec",
-    "TableRow",
-    "make_divisible",
-    "plain_fields",
-    "v3_squeeze_channels",
-]
+__all__ = ["SPEC_FORMAT", "SPEC_VERSION", "ArchSpec", "TableRow"]
 
-# Paper notation: RE = ReLU, HS = h-swish; RE6 = ReLU6 (MobileNetV1/V2).
-ACTIVATIONS = ("RE", "HS", "RE6")
-BLOCK_KINDS = ("bneck", "dwsep", "shuffle")
-KERNELS = (3, 5, 7)
-STRIDES = (1, 2)
-# Squeeze-excite conventions. "v3": squeeze to make_divisible(exp // 4, 8), hard-sigmoid gate
-# (MobileNetV3, torchvision). "mnasnet": squeeze to round(in / 4), sigmoid gate (MnasNet's
-# reference code and timm).
-SE_STYLES = ("v3", "mnasnet")
-DILATIONS = (1, 2, 4)
-MAX_CHANNELS = 16384
 SPEC_FORMAT = "nas.ArchSpec"
 SPEC_VERSION = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
-
-
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round ``value`` to a multiple of ``divisor``, never more than 10% below it.
-
-    The rounding of the MobileNet papers (and of torchvision and timm), so that scaled
-    networks keep hardware-friendly channel counts.
-    """
-    min_value = divisor if min_value is None else min_value
-    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
-
-
-def v3_squeeze_channels(exp_ch: int) -> int:
-    """MobileNetV3's SE squeeze width (torchvision): ``make_divisible(exp // 4, 8)``."""
-    return make_divisible(exp_ch // 4, 8)
-
-
-# --------------------------------------------------------------------------- field checks
-def _show(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` for an error message: one line, at most ``limit`` characters."""
-    try:
-        text = repr(value)
-    except (ValueError, RecursionError):  # a 5,000-digit integer, a deeply nested list
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise SpecError(name, f"must be an integer, got {_show(value)}")
-    if not low <= value <= high:
-        raise SpecError(name, f"must be between {low} and {high}, got {_show(value)}")
-
-
-def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    # Exact types: 3.0 is not a kernel size, and True is not 1.
-    if not any(type(value) is type(choice) and value == choice for choice in choices):
-        listed = ", ".join(str(c) for c in choices)
-        raise SpecError(name, f"must be one of {listed}, got {_show(value)}")
-
-
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise SpecError(name, f"must be true or false, got {_show(value)}")
-
-
-def _check_float(name: str, value: Any, low: float, high: float, *, open_low: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or \
-            isinstance(value, float) and not math.isfinite(value):
-        raise SpecError(name, f"must be a number, got {_show(value)}")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond any float: out of range below
-        number = math.inf if value > 0 else -math.inf
-    too_low = number <= low if open_low else number < low
-    if too_low or number > high:
-        bracket = "(" if open_low else "["
-        raise SpecError(name, f"must be in {bracket}{low}, {high}], got {_show(value)}")
-    return number
-
-
-def _check_channels(name: str, value: Any) -> None:
-    _check_int(name, value, 1, MAX_CHANNELS)
-
-
-def _set(obj: Any, name: str, value: Any) -> None:
-    object.__setattr__(obj, name, value)  # normalising inside a frozen dataclass
-
-
-# --------------------------------------------------------------------------- the specs
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StemSpec:
-    """The first convolution (``conv2d 3x3`` with 16 filters and h-swish in V3)."""
-
-    out_ch: int
-    kernel: int = 3
-    stride: int = 2
-    act: str = "HS"
-    maxpool: bool = False  # ShuffleNetV2 follows the first conv with a 3x3/2 max-pool
-    in_ch: int = 3
-
-    def __post_init__(self) -> None:
-        _check_channels("out_ch", self.out_ch)
-        _check_choice("kernel", self.kernel, KERNELS)
-        _check_choice("stride", self.stride, STRIDES)
-        _check_choice("act", self.act, ACTIVATIONS)
-        _check_bool("maxpool", self.maxpool)
-        _check_int("in_ch", self.in_ch, 1, 16)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BlockSpec:
-    """One row of the paper's table.
-
-    ``bneck``: MobileNetV2/V3 inverted residual: 1x1 expansion to ``exp_ch`` (omitted when
-    ``exp_ch == in_ch``), depthwise ``kernel``, optional squeeze-excite, linear 1x1 projection;
-    residual when stride 1 and ``in_ch == out_ch``.
-    ``dwsep``: MobileNetV1 depthwise-separable conv (depthwise, then pointwise, both activated).
-    ``shuffle``: ShuffleNetV2 unit; stride 1 splits the channels in two halves, stride 2 runs
-    two branches on the whole input; both end with a channel shuffle.
-    """
-
-    kind: str
-    kernel: int
-    in_ch: int
-    exp_ch: int | None = None
-    out_ch: int
-    se: bool = False
-    act: str = "RE"
-    stride: int = 1
-    dilation: int = 1
-    # The field values as one plain tuple, made once: latency predictors key their look-up
-    # tables with it (reading nine slots per block per prediction would cost more than the rest
-    # of a prediction). Derived, so it is not part of the JSON, the repr or equality.
-    _values: tuple = dataclasses.field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_values", (self.kind, self.kernel, self.in_ch, self.exp_ch,
-                                             self.out_ch, self.se, self.act, self.stride,
-                                             self.dilation))
-        _check_choice("kind", self.kind, BLOCK_KINDS)
-        _check_choice("kernel", self.kernel, KERNELS)
-        _check_channels("in_ch", self.in_ch)
-        _check_channels("out_ch", self.out_ch)
-        _check_bool("se", self.se)
-        _check_choice("act", self.act, ACTIVATIONS)
-        _check_choice("stride", self.stride, STRIDES)
-        _check_choice("dilation", self.dilation, DILATIONS)
-        if self.dilation > 1 and self.stride != 1:
-            raise SpecError("dilation", "a dilated block must have stride 1")
-        if self.kind == "bneck":
-            if self.exp_ch is None:
-                raise SpecError("exp_ch", "a bneck block needs its expansion width")
-            _check_channels("exp_ch", self.exp_ch)
-            return
-        if self.exp_ch is not None:
-            raise SpecError("exp_ch", f"a {self.kind} block has no expansion width (use null)")
-        if self.se:
-            raise SpecError("se", f"a {self.kind} block has no squeeze-excite")
-        if self.kind == "shuffle":
-            if self.out_ch % 2:
-                raise SpecError("out_ch", f"a shuffle unit needs an even out_ch, got {self.out_ch}")
-            if self.stride == 1 and self.in_ch != self.out_ch:
-                raise SpecError(
-                    "out_ch",
-                    f"a stride-1 shuffle unit keeps its width: in_ch {self.in_ch} != "
-                    f"out_ch {self.out_ch}",
-                )
-
-    @property
-    def has_residual(self) -> bool:
-        return self.kind == "bneck" and self.stride == 1 and self.in_ch == self.out_ch
-
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HeadSpec:
-    """What follows the last block.
-
-    V3's efficient last stage: 1x1 conv to ``conv_ch`` -> global pool -> linear to
-    ``hidden_ch`` with activation (no BN) -> dropout -> classifier. ``conv_ch=None`` omits the
-    conv (MobileNetV1); ``hidden_ch=None`` omits the hidden linear (MobileNetV2, ShuffleNetV2).
-    """
-
-    conv_ch: int | None = None
-    conv_act: str = "HS"
-    hidden_ch: int | None = None
-    hidden_act: str = "HS"
-    dropout: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.conv_ch is not None:
-            _check_channels("conv_ch", self.conv_ch)
-        _check_choice("conv_act", self.conv_act, ACTIVATIONS)
-        if self.hidden_ch is not None:
-            _check_channels("hidden_ch", self.hidden_ch)
-        _check_choice("hidden_act", self.hidden_act, ACTIVATIONS)
-        # The activation of an absent layer means nothing: keep one canonical value, so specs
-        # that build the same network compare (and hash) equal.
-        if self.conv_ch is None:
-            _set(self, "conv_act", "HS")
-        if self.hidden_ch is None:
-            _set(self, "hidden_act", "HS")
-        _set(self, "dropout", _check_float("dropout", self.dropout, 0.0, 0.99, open_low=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,23 +92,23 @@ class ArchSpec:
             raise SpecError(
                 "name",
                 f"must be 1-100 letters, digits, '_', '.' or '-' starting with a letter or "
-                f"digit, got {_show(self.name)}",
+                f"digit, got {show_value(self.name)}",
             )
-        _check_int("input_size", self.input_size, 8, 4096)
-        _check_int("num_classes", self.num_classes, 1, 1_000_000)
-        _set(self, "width_mult", _check_float("width_mult", self.width_mult, 0.0, 4.0,
-                                              open_low=True))
-        _set(self, "bn_eps", _check_float("bn_eps", self.bn_eps, 0.0, 1.0, open_low=True))
-        _set(self, "bn_momentum", _check_float("bn_momentum", self.bn_momentum, 0.0, 1.0,
-                                               open_low=True))
-        _check_choice("se_style", self.se_style, SE_STYLES)
+        check_int("input_size", self.input_size, 8, 4096)
+        check_int("num_classes", self.num_classes, 1, 1_000_000)
+        set_field(self, "width_mult", check_float("width_mult", self.width_mult, 0.0, 4.0,
+                                                  open_low=True))
+        set_field(self, "bn_eps", check_float("bn_eps", self.bn_eps, 0.0, 1.0, open_low=True))
+        set_field(self, "bn_momentum", check_float("bn_momentum", self.bn_momentum, 0.0,
+                                                   1.0, open_low=True))
+        check_choice("se_style", self.se_style, SE_STYLES)
         if not isinstance(self.stem, StemSpec):
             raise SpecError("stem", f"must be a StemSpec, got {type(self.stem).__name__}")
         if not isinstance(self.head, HeadSpec):
             raise SpecError("head", f"must be a HeadSpec, got {type(self.head).__name__}")
         if isinstance(self.blocks, str | bytes) or not hasattr(self.blocks, "__iter__"):
             raise SpecError("blocks", "must be a sequence of BlockSpec")
-        _set(self, "blocks", tuple(self.blocks))
+        set_field(self, "blocks", tuple(self.blocks))
         if not self.blocks:
             raise SpecError("blocks", "a network needs at least one block")
         prev_out, prev_name = self.stem.out_ch, "the stem"
@@ -477,20 +281,20 @@ class ArchSpec:
         data = dict(data)
         fmt = data.pop("format", SPEC_FORMAT)
         if fmt != SPEC_FORMAT:
-            raise SpecError("format", f"expected {SPEC_FORMAT!r}, got {_show(fmt)}")
+            raise SpecError("format", f"expected {SPEC_FORMAT!r}, got {show_value(fmt)}")
         version = data.pop("version", SPEC_VERSION)
         if version != SPEC_VERSION:
             raise SpecError("version", f"this version reads spec version {SPEC_VERSION}, "
-                                       f"got {_show(version)}")
+                                       f"got {show_value(version)}")
         raw_blocks = data.get("blocks")
         if not isinstance(raw_blocks, list):
             raise SpecError("blocks", "must be a list of block objects")
-        data["stem"] = _from_mapping(StemSpec, data.get("stem"), "stem")
-        data["head"] = _from_mapping(HeadSpec, data.get("head"), "head")
+        data["stem"] = from_mapping(StemSpec, data.get("stem"), "stem")
+        data["head"] = from_mapping(HeadSpec, data.get("head"), "head")
         data["blocks"] = tuple(
-            _from_mapping(BlockSpec, raw, f"block {i}") for i, raw in enumerate(raw_blocks)
+            from_mapping(BlockSpec, raw, f"block {i}") for i, raw in enumerate(raw_blocks)
         )
-        return _from_mapping(cls, data, "")
+        return from_mapping(cls, data, "")
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ArchSpec:
@@ -509,16 +313,17 @@ class ArchSpec:
 
     # ------------------------------------------------------------------ text form
     def to_text(self) -> str:
-        """The compact arch-def text form; see :mod:`nas.spec.text`."""
-        from nas.spec.text import format_spec
-
-        return format_spec(self)
+        """The compact arch-def text form (:mod:`nas.spec.text`);
+        ``ArchSpec.from_text(spec.to_text()) == spec`` for every spec."""
+        header = {name: getattr(self, name) for name in SpecText.HEADER_FIELDS}
+        return format_text(SpecText(header, self.stem, self.blocks, self.head))
 
     @classmethod
     def from_text(cls, text: str) -> ArchSpec:
-        from nas.spec.text import parse_spec
-
-        return parse_spec(text)
+        """Strict inverse of :meth:`to_text`: an unknown or repeated token raises ``SpecError``
+        naming the line and the token."""
+        parsed = parse_text(text)
+        return cls(stem=parsed.stem, blocks=parsed.blocks, head=parsed.head, **parsed.header)
 
     def __iter__(self) -> Iterator[BlockSpec]:
         return iter(self.blocks)
@@ -530,27 +335,3 @@ class ArchSpec:
 def _after_stride(size: int, stride: int) -> int:
     # "same" padding: ceil(size / stride), as every conv and pool here pads (k - 1) // 2.
     return -(-size // stride)
-
-
-def plain_fields(part: Any) -> dict[str, Any]:
-    """A stem, block or head as the dict of its JSON fields (derived fields left out)."""
-    return {f.name: getattr(part, f.name) for f in dataclasses.fields(part) if f.init}
-
-
-def _from_mapping(cls: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, Mapping):
-        raise SpecError(where or cls.__name__, f"must be an object, got {type(raw).__name__}")
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise SpecError(where, f"unknown field {_show(unknown[0])} (known: {', '.join(names)})")
-    required = [f.name for f in dataclasses.fields(cls) if f.init
-                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [n for n in required if n not in raw]
-    if missing:
-        raise SpecError(where, f"missing field {missing[0]!r}")
-    try:
-        return cls(**raw)
-    except SpecError as exc:
-        raise (exc.within(where) if where else exc) from None
-

@@ -1,7 +1,7 @@
 """The compact text form of an ``ArchSpec``: one line per stage, in the spirit of timm's arch-defs.
 
 A codec only, with a strict parser: an unknown or repeated token raises ``SpecError`` naming
-the line and the token, and ``parse_spec(format_spec(spec)) == spec`` for every spec::
+the line and the token, and ``ArchSpec.from_text(spec.to_text()) == spec`` for every spec::
 
     arch mobilenet_v3_small input=224 classes=1000 width=1.0 bn_eps=0.001 bn_momentum=0.01
     stem conv_k3_s2_c16_nhs
@@ -15,17 +15,22 @@ the stride applies to the first repeat only), ``k`` kernel, ``s`` stride, ``x`` 
 width in channels (not timm's ratio: V3's widths such as 184 are not ratios), ``c`` output
 channels, ``se`` squeeze-excite, ``d`` dilation, and the activation ``nre`` (ReLU), ``nhs``
 (h-swish) or ``nre6`` (ReLU6). Input channels are implied by the previous layer.
+
+The codec reads and writes a spec's parts and header fields (:class:`SpecText`); ``ArchSpec``
+(:mod:`nas.spec.arch`) turns itself into them and back, so this module never imports it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from nas.spec.arch import ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec
+from nas.errors import SpecError
+from nas.spec.parts import BlockSpec, HeadSpec, StemSpec
 
-__all__ = ["format_block", "format_spec", "parse_spec"]
+__all__ = ["SpecText", "format_block", "format_text", "parse_text"]
 
 _KIND_TOKENS = {"bneck": "ir", "dwsep": "ds", "shuffle": "sh"}
 _TOKEN_KINDS = {v: k for k, v in _KIND_TOKENS.items()}
@@ -42,6 +47,22 @@ _HEADER_KEYS = {
     "se": "se_style",
 }
 _WORD_HEADERS = ("se",)
+
+
+@dataclass(frozen=True)
+class SpecText:
+    """What the text form holds of a spec: its header fields, stem, blocks and head.
+
+    ``header`` is keyed by ``ArchSpec`` field names (``HEADER_FIELDS``); read from a text it
+    holds ``name`` and the entries the text gives, the others keep ``ArchSpec``'s defaults.
+    """
+
+    HEADER_FIELDS: ClassVar[tuple[str, ...]] = ("name", *_HEADER_KEYS.values())
+
+    header: dict[str, Any]
+    stem: StemSpec
+    blocks: tuple[BlockSpec, ...]
+    head: HeadSpec
 
 
 # --------------------------------------------------------------------------- format
@@ -61,9 +82,11 @@ def format_block(block: BlockSpec, repeats: int = 1) -> str:
     return "_".join(parts)
 
 
-def format_spec(spec: ArchSpec) -> str:
-    header = [f"arch {spec.name}"] + [
-        f"{key}={_header_value(getattr(spec, attr))}" for key, attr in _HEADER_KEYS.items()
+def format_text(spec: SpecText) -> str:
+    """The text form: a header line, the stem, one line per stage (a stage starts at a strided
+    block), the head."""
+    header = [f"arch {spec.header['name']}"] + [
+        f"{key}={_header_value(spec.header[attr])}" for key, attr in _HEADER_KEYS.items()
     ]
     lines = [" ".join(header), "stem " + _format_stem(spec.stem)]
     stages: list[list[str]] = []
@@ -243,7 +266,7 @@ def _parse_header(words: list[str], line: _Line) -> dict[str, Any]:
     return fields
 
 
-def parse_spec(text: str) -> ArchSpec:
+def parse_text(text: str) -> SpecText:
     """Parse the text form; ``#`` starts a comment, blank lines are skipped."""
     if not isinstance(text, str):
         raise SpecError("", f"the text form must be a string, got {type(text).__name__}")
@@ -280,4 +303,4 @@ def parse_spec(text: str) -> ArchSpec:
     if header is None or stem is None or head is None:
         missing = "arch" if header is None else "stem" if stem is None else "head"
         raise SpecError("", f"the text form has no {missing!r} line")
-    return ArchSpec(stem=stem, blocks=tuple(blocks), head=head, **header)
+    return SpecText(header, stem, tuple(blocks), head)
