@@ -209,6 +209,13 @@ def _shape(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split("x"))
 
 
+def _flag(fields: dict[str, str], name: str) -> bool:
+    """An OFA key's 0/1 flag; anything else is an error, never read as 0."""
+    if fields[name] not in ("0", "1"):
+        raise ValueError(f"{name}:{fields[name]} is not a 0/1 flag")
+    return fields[name] == "1"
+
+
 def _ofa_fields(key: str) -> tuple[str, dict[str, str]]:
     kind, *parts = key.split("-")
     fields = {}
@@ -262,7 +269,8 @@ def import_ofa_table(path: str | os.PathLike) -> LatencyTable:
                 _, _, out_ch = _shape(f["output"])
                 stride, expand = int(f["stride"]), float(f["expand"])
                 if mbv3:
-                    exp_ch, se, act = int(expand), f["se"] == "1", "HS" if f["hs"] == "1" else "RE"
+                    exp_ch, se = int(expand), _flag(f, "se")
+                    act = "HS" if _flag(f, "hs") else "RE"
                 else:
                     exp_ch = in_ch if expand == 1 else make_divisible(round(in_ch * expand))
                     se, act = False, "RE6"

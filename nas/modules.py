@@ -35,7 +35,7 @@ def make_activation(name: str | None) -> nn.Module | None:
         return nn.Hardswish(inplace=True)
     if name == "RE6":
         return nn.ReLU6(inplace=True)
-    raise ValueError(f"unknown activation {name!r}")
+    raise ValueError(f"unknown activation {name!r} (known: RE, HS, RE6)")
 
 
 class ConvNormAct(nn.Sequential):
@@ -64,7 +64,10 @@ class SqueezeExcitation(nn.Module):
         self.fc1 = nn.Conv2d(channels, squeeze_ch, 1)
         self.fc2 = nn.Conv2d(squeeze_ch, channels, 1)
         self.activation = nn.ReLU()
-        self.scale_activation = nn.Sigmoid() if gate == "sigmoid" else nn.Hardsigmoid()
+        gates = {"sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid}
+        if gate not in gates:
+            raise ValueError(f"unknown SE gate {gate!r} (known: {', '.join(gates)})")
+        self.scale_activation = gates[gate]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
@@ -174,6 +177,8 @@ def make_stem(plan: dict[str, Any]) -> nn.Sequential:
 
 
 def make_block(cfg: dict[str, Any], plan: dict[str, Any]) -> nn.Module:
+    if cfg["kind"] not in BLOCK_TYPES:
+        raise ValueError(f"unknown block kind {cfg['kind']!r} (known: {', '.join(BLOCK_TYPES)})")
     return BLOCK_TYPES[cfg["kind"]](cfg, plan["bn_eps"], plan["bn_momentum"], plan["se_gate"])
 
 

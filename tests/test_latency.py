@@ -316,6 +316,10 @@ def test_import_rejects_bad_files(tmp_path):
     bad.write_text("Conv-input:32x32x3-output:16x16x16:\n  mean: .nan\n")
     with pytest.raises(TableError, match="has no numeric 'mean'"):
         import_ofa_table(bad)
+    # a flag other than 0/1 is not read as 0 (it was: hs:2 gave a ReLU block)
+    bad.write_text(OFA_MBV3.replace("se:1-hs:1", "se:1-hs:2"))
+    with pytest.raises(TableError, match="hs:2 is not a 0/1 flag"):
+        import_ofa_table(bad)
 
 
 # --------------------------------------------------------------------------- predictor

@@ -262,3 +262,18 @@ def test_a_pruned_network_exports_like_any_other(tmp_path, fmt):
         return
     with torch.no_grad():
         assert torch.allclose(again(x), expected, atol=1e-6)
+
+
+def test_unknown_names_are_errors_naming_the_known_ones():
+    """The torch layers and NetAdapt's sites refuse a name they do not know (never a default)."""
+    from nas import modules
+
+    with pytest.raises(ValueError, match=r"unknown activation 'GELU' \(known: RE, HS, RE6\)"):
+        modules.make_activation("GELU")
+    with pytest.raises(ValueError, match=r"unknown SE gate 'tanh' \(known: sigmoid, hard"):
+        modules.SqueezeExcitation(16, 4, gate="tanh")
+    with pytest.raises(ValueError, match=r"unknown block kind 'fused' \(known: bneck, dwsep, "):
+        modules.make_block({"kind": "fused"}, {"bn_eps": 1e-3, "bn_momentum": 0.1,
+                                               "se_gate": "sigmoid"})
+    with pytest.raises(PruneError, match=r"unknown proposal site \('stem', 0\)"):
+        site_width(zoo.get("v3-small"), ("stem", 0))

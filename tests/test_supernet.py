@@ -340,3 +340,13 @@ def test_default_search_estimator_trains_its_supernet_once_and_caches_it(tmp_pat
     steps.clear()
     job.build(on_step=lambda step, total, loss: steps.append(step))
     assert steps == [1, 2]
+
+
+def test_an_unknown_activation_is_an_error_naming_the_known_ones():
+    """It was ReLU6, silently."""
+    from nas.accuracy import supernet
+
+    x = torch.linspace(-8, 8, 17)
+    assert torch.equal(supernet._act(x, "RE6"), x.clamp(0, 6))
+    with pytest.raises(ValueError, match=r"unknown activation 'GELU' \(known: RE, HS, RE6\)"):
+        supernet._act(x, "GELU")

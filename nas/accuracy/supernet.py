@@ -53,12 +53,15 @@ BN_EPS = 1e-3
 BN_MOMENTUM = 0.1  # a supernet is trained briefly; V3's 0.01 would leave stale statistics
 
 
+_ACTIVATIONS = {"RE": F.relu, "HS": F.hardswish, "RE6": F.relu6}
+
+
 def _act(x: torch.Tensor, act: str) -> torch.Tensor:
-    if act == "RE":
-        return F.relu(x)
-    if act == "HS":
-        return F.hardswish(x)
-    return F.relu6(x)
+    try:
+        return _ACTIVATIONS[act](x)
+    except KeyError:  # a spec cannot hold one (it is validated): a bug, never a silent ReLU6
+        raise ValueError(f"unknown activation {act!r} (known: {', '.join(_ACTIVATIONS)})") \
+            from None
 
 
 class ElasticBN(nn.BatchNorm2d):

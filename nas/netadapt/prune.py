@@ -75,8 +75,7 @@ class Proposal:
                 where += f" (residual with block{'s' if len(blocks) > 1 else ''} " \
                          f"{', '.join(str(b) for b in blocks if b != self.index - 1)})"
             return f"{where} {old}→{self.width}"
-        old = spec.head.conv_ch if self.index == "conv" else spec.head.hidden_ch
-        return f"head {self.index} {old}→{self.width}"
+        return f"head {self.index} {site_width(spec, self.site)}→{self.width}"
 
 
 # --------------------------------------------------------------------------- the spec side
@@ -140,6 +139,9 @@ def site_width(spec: ArchSpec, site: tuple[str, int | str]) -> int:
         return _tensor_width(spec, int(index))
     if kind == "expand":
         return int(spec.blocks[int(index)].exp_ch)
+    if kind != "head" or index not in ("conv", "hidden"):
+        raise PruneError(f"unknown proposal site {site!r} (known: ('expand', block), "
+                         f"('tensor', index), ('head', 'conv'), ('head', 'hidden'))")
     value = spec.head.conv_ch if index == "conv" else spec.head.hidden_ch
     if value is None:
         raise PruneError(f"{spec.name} has no head {index} layer")
