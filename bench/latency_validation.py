@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from latency_models.profile import ProfileSettings  # noqa: E402
 from latency_models.store import LatencySetup  # noqa: E402
 from latency_models.validate import plot_report, print_report, validate  # noqa: E402
-from nas.cli.common import progress_bar  # noqa: E402
+from nas.cli.progress import progress_bar  # noqa: E402
 from nas.export import write_text  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "latency_validation.json"

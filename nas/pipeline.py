@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import RunError
-from nas.runlock import RunLock
+from nas.runlock import RunLock, timestamp
 from nas.spec import ArchSpec
 
 __all__ = ["PRESETS", "PipelineSettings", "reproduce_search"]
@@ -126,7 +126,7 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
         company = [zoo.get("v3-large"), zoo.get("v3-small")]
         target_ms = measure([canonical, *[s for s in company if s.name != canonical.name]])[0]
         write_text(target_path, json.dumps({"target_ms": target_ms, "model": canonical.name,
-                                            "measured": _now()}, indent=2) + "\n")
+                                            "measured": timestamp()}, indent=2) + "\n")
     event("target", {"target_ms": target_ms, "model": canonical.name})
 
     # 2. block search
@@ -224,10 +224,6 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     write_text(out_dir / "comparison.md", _comparison_markdown(summary, diff))
     write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def _measure_here(input_size: int, rounds: int):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from nas.errors import RunLocked
 
-__all__ = ["LockedRunDir", "RunLock", "RunLocked", "in_use"]
+__all__ = ["LockedRunDir", "RunLock", "RunLocked", "in_use", "timestamp"]
 
 
 # lock file -> [file descriptor, holders in this process, directory created by acquiring]
@@ -178,3 +178,9 @@ def _remove_empty(directory: Path, *, stop: Path) -> None:
         except OSError:
             return
         directory = directory.parent
+
+
+def timestamp() -> str:
+    """Local time with its UTC offset (``2026-12-05T14:03:11+0100``), as the records of a run
+    directory store it (created, finished, measured)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

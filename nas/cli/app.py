@@ -17,8 +17,21 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from nas.cli.common import DATA_SOURCES, USER_ERROR, err, fail, one_line, out, resolve_spec
+from nas.cli.common import (
+    DATA_SOURCES,
+    USER_ERROR,
+    Data,
+    Device,
+    Seed,
+    err,
+    fail,
+    one_line,
+    out,
+    resolve_spec,
+    terminate_cleanly,
+)
 from nas.cli.common import user_errors as _user_errors
+from nas.cli.progress import netadapt_events, pipeline_events, progress, progress_bar
 from nas.spec import ArchSpec, TableRow
 
 app = typer.Typer(
@@ -89,7 +102,7 @@ def reproduce_command(
     width: Annotated[float, typer.Option(help="width multiplier (paper: 1.0 or 0.75)")] = 1.0,
     out_dir: Annotated[Path | None, typer.Option("--out", help="output directory "
                                                  "(default runs/<name>)")] = None,
-    seed: Annotated[int, typer.Option(help="seed of the initial weights")] = 0,
+    seed: Seed = 0,
     search: Annotated[bool, typer.Option(
         "--search", help="run the paper's recipe here: block search -> NetAdapt -> long "
                          "fine-tune, then compare with the canonical network")] = False,
@@ -106,8 +119,7 @@ def reproduce_command(
     delta: Annotated[float, typer.Option(help="--search: NetAdapt's cut per iteration, × "
                                          "latency")] = 0.01,
     workers: Annotated[int | None, typer.Option(help="--search: search workers")] = None,
-    device: Annotated[str, typer.Option(help="--search: training device, cpu or cuda")]
-        = "cpu",
+    device: Device = "cpu",
 ) -> None:
     """Emit a paper network (table, params, MAdds; spec.json, table.md, arch.txt, model.pt), or
     with --search find one here the way the paper did and compare it row by row."""
@@ -153,9 +165,7 @@ def reproduce_command(
 def _reproduce_with_search(model, width, out_dir, seed, strategy, trials, data, resolution,
                            init_epochs, short_steps, long_epochs, delta, workers,
                            device) -> None:
-    from nas.cli.common import fail, progress
     from nas.cli.netadapt import layer_diff_table
-    from nas.cli.search import _terminate_cleanly
     from nas.data import load_data
     from nas.pipeline import PRESETS, PipelineSettings, reproduce_search
     from nas.search.run import default_workers
@@ -176,45 +186,18 @@ def _reproduce_with_search(model, width, out_dir, seed, strategy, trials, data, 
     load_data(data, resolution, seed=seed)  # a bad --data fails here, in one line (the
     # pipeline loads it again, inside its run directory's lock)
     directory = out_dir or Path("runs") / f"{name}-search"
-    _terminate_cleanly()
+    terminate_cleanly()
     with progress() as bar:
         task = bar.add_task("measuring the target", total=None)
-
-        def on_event(kind, p):
-            if kind == "target":
-                out.print(f"target: {p['model']} measured here at {p['target_ms']:.2f} ms")
-            elif kind == "search":
-                bar.update(task, total=p["trials"], completed=0,
-                           description=f"block search ({p['strategy']}, {p['reward']}, from "
-                                       f"{p['seed_arch'] or 'scratch'})")
-            elif kind == "searched":
-                out.print(f"search winner: trial {p['trial']}, {p['latency_ms']:.2f} ms "
-                          f"predicted, proxy top-1 {p['accuracy']:.2f}%")
-            elif kind == "netadapt_target":
-                out.print(f"NetAdapt target: {name} on NetAdapt's latency scale, "
-                          f"{p['target_ms']:.2f} ms")
-            elif kind == "netadapt":
-                bar.update(task, total=None, completed=0, description="NetAdapt")
-            elif kind == "canonical":
-                bar.update(task, total=None, description=f"training {name} with the same "
-                                                         f"recipe ({p['epochs']} epochs)")
-            elif kind == "measure":
-                bar.update(task, description="timing both networks side by side")
 
         def on_search_result(result, done, total):
             bar.update(task, completed=done)
 
-        def on_netadapt(kind, p):
-            if kind == "accepted":
-                bar.update(task, description=f"NetAdapt iteration {p['iteration']}: "
-                                             f"{p['latency_ms']:.2f} ms, {p['chosen']}")
-            elif kind == "long":
-                bar.update(task, description=f"long fine-tune ({p['epochs']} epochs)")
-
         try:
             summary = reproduce_search(settings, directory, workers=workers or default_workers(),
-                                       on_event=on_event, on_search_result=on_search_result,
-                                       on_netadapt_event=on_netadapt)
+                                       on_event=pipeline_events(bar, task, name),
+                                       on_search_result=on_search_result,
+                                       on_netadapt_event=netadapt_events(bar, task))
         except KeyboardInterrupt:
             bar.stop()
             err.print(f"interrupted: finished work is saved in {directory}; run the same command "
@@ -259,9 +242,10 @@ def export_command(
                                      "json, timm or table")] = "pytorch",
     path: Annotated[Path | None, typer.Option("--out", help="output file "
                                               "(default runs/<name>/<name><suffix>)")] = None,
-    seed: Annotated[int, typer.Option(help="seed of the weights when SPEC has none")] = 0,
+    seed: Seed = 0,
 ) -> None:
-    """Export a spec or trained checkpoint to another format."""
+    """Export a spec or trained checkpoint to another format (a spec without weights gets
+    fresh ones, from --seed)."""
     from nas.export import FORMATS, build_with_weights, check_format, export
 
     check_format(fmt)
@@ -281,20 +265,19 @@ def export_command(
 @_user_errors
 def train_command(
     spec_arg: Annotated[str, typer.Argument(metavar="SPEC", help="zoo name or spec file")],
-    data: Annotated[str, typer.Option(help=DATA_SOURCES)] = "digits",
+    data: Data = "digits",
     epochs: Annotated[int, typer.Option(help="training epochs")] = 5,
     resolution: Annotated[int, typer.Option(help="input resolution")] = 32,
     batch_size: Annotated[int, typer.Option(help="batch size")] = 64,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 0.1,
-    seed: Annotated[int, typer.Option(help="seed of weights and batch order")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    seed: Seed = 0,
+    device: Device = "cpu",
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="torch.compile the model: ~100 s of compiling first on a 2-core CPU, "
                           "then up to 1.2x faster (see docs/accuracy.md)")] = False,
 ) -> None:
     """Train a network briefly from scratch and print its validation accuracy."""
     from nas.accuracy.train import Recipe, TrainEstimator, check_device
-    from nas.cli.common import progress_bar
     from nas.data import load_data
 
     check_device(device)

@@ -1,25 +1,18 @@
-"""What every ``nas`` command shares: consoles, the one-line error handling, spec arguments."""
+"""What every ``nas`` command shares: consoles, the one-line error handling, the options
+several commands take, spec arguments."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
-from collections.abc import Callable, Iterator
+import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from nas.errors import NasError
 from nas.spec import ArchSpec
@@ -30,6 +23,23 @@ err = Console(stderr=True, highlight=False)
 USER_ERROR = 2
 # the --data sources of nas.data.load_data (torch is not imported to print help)
 DATA_SOURCES = "digits, digits-hard, imagefolder:PATH, cifar10:PATH or mnist:PATH"
+# the names of latency_models.backends.BACKENDS, likewise
+LATENCY_BACKENDS = "torch, torchscript, onnxruntime, cuda or cuda-graph"
+
+# --------------------------------------------------------------------------- shared options
+# Each option several commands take is declared here once; a command takes it by annotating a
+# parameter of the option's name (``seed: Seed = 0``), with its own default.
+Seed = Annotated[int, typer.Option(help="seed of everything random in the command (weights, "
+                                        "batch order, sampled networks)")]
+Device = Annotated[str, typer.Option(help="training device: cpu or cuda")]
+Data = Annotated[str, typer.Option(help=DATA_SOURCES)]
+RunsDir = Annotated[Path, typer.Option(help="where run directories go")]
+LatencyBackend = Annotated[str, typer.Option(help=LATENCY_BACKENDS)]
+LatencyThreads = Annotated[int, typer.Option(help="threads of the latency target")]
+LatencyTable = Annotated[str | None, typer.Option(help="latency table file (default: this "
+                                                       "device's, profiled on first use)")]
+Recalibrate = Annotated[bool, typer.Option(help="rescale the latency calibration to the "
+                                                "machine's speed when the run starts")]
 
 
 class CliError(NasError):
@@ -101,22 +111,11 @@ def resolve_spec(arg: str) -> tuple[ArchSpec, dict | None]:
     fail(f"{arg!r} is neither a file nor a zoo model (known: {known})")
 
 
-def progress() -> Progress:
-    """A rich progress display on stderr: description, bar, n/total, elapsed and ETA."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err,
-                    transient=False)
+def terminate_cleanly() -> None:
+    """SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C: worker processes are shut
+    down; every finished trial or iteration is already saved."""
 
+    def stop(signum, frame):
+        raise KeyboardInterrupt
 
-@contextlib.contextmanager
-def progress_bar(prefix: str = "profiling ") -> Iterator:
-    """A progress display on stderr; yields ``update(what, done, total)``."""
-    with progress() as bar:
-        tasks: dict[str, int] = {}
-
-        def update(what: str, done: float, total: float) -> None:
-            if what not in tasks:
-                tasks[what] = bar.add_task(f"{prefix}{what}", total=total)
-            bar.update(tasks[what], completed=done)
-
-        yield update
+    signal.signal(signal.SIGTERM, stop)

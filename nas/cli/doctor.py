@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nas.cli.common import out, user_errors
+from nas.cli.common import RunsDir, out, user_errors
 
 _MARK = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "missing": "[bold red]missing[/]",
          "n/a": "[dim]n/a[/]"}
@@ -19,7 +18,7 @@ def register(app: typer.Typer) -> None:
     @app.command("doctor")
     @user_errors
     def doctor(
-        runs_dir: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
+        runs_dir: RunsDir = Path("runs"),
     ) -> None:
         """Check this machine: packages, torch threads, latency backends, cached latency
         tables for this device, the embedded data, runs in use. Prints the fix for each gap;

@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-from nas.cli.common import fail, out, progress_bar, resolve_spec
+from nas.cli.common import LATENCY_BACKENDS, Seed, fail, out, resolve_spec
 from nas.cli.common import user_errors as _user_errors
+from nas.cli.progress import progress_bar
 
 
 class _SpecFallbackGroup(TyperGroup):
@@ -25,7 +26,7 @@ class _SpecFallbackGroup(TyperGroup):
 app = typer.Typer(cls=_SpecFallbackGroup, no_args_is_help=True, add_completion=False,
                   help="Latency on this device: profile, predict, show a breakdown, validate.")
 
-Backend = Annotated[str, typer.Option(help="torch, torchscript, onnxruntime, cuda or cuda-graph")]
+Backend = Annotated[str, typer.Option(help=LATENCY_BACKENDS)]
 Threads = Annotated[int, typer.Option(help="intra-op threads (1: the paper's single core)")]
 Batch = Annotated[int, typer.Option(help="batch size")]
 Resolution = Annotated[int, typer.Option(help="input resolution")]
@@ -155,7 +156,7 @@ def show_command(spec_arg: Annotated[str, typer.Argument(metavar="SPEC")],
 def validate_command(archs: Annotated[int, typer.Option(help="random networks of the space")] = 50,
                      rounds: Annotated[int, typer.Option(help="interleaved rounds")] = 30,
                      backend: Backend = "torch", threads: Threads = 1,
-                     seed: Annotated[int, typer.Option(help="seed of the sampled networks")] = 1,
+                     seed: Seed = 1,
                      ) -> None:
     """Predicted against measured latency on random networks and the zoo (see bench/)."""
     from latency_models.validate import print_report, validate

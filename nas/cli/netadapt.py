@@ -10,15 +10,22 @@ import typer
 from rich.table import Table
 
 from nas.cli.common import (
-    DATA_SOURCES,
+    Data,
+    Device,
+    LatencyBackend,
+    LatencyTable,
+    LatencyThreads,
+    Recalibrate,
+    RunsDir,
+    Seed,
     err,
     fail,
     out,
-    progress,
-    progress_bar,
     resolve_spec,
+    terminate_cleanly,
     user_errors,
 )
+from nas.cli.progress import netadapt_events, progress, progress_bar
 from nas.runlock import RunLock
 from nas.spec.tables import plural
 
@@ -69,7 +76,7 @@ def netadapt_command(
         help="training of a network given without weights")] = 10,
     select: Annotated[str, typer.Option(
         help="ratio (ΔAcc/|ΔLatency|, MobileNetV3) or accuracy (original NetAdapt)")] = "ratio",
-    data: Annotated[str, typer.Option(help=DATA_SOURCES)] = "digits",
+    data: Data = "digits",
     resolution: Annotated[int, typer.Option(help="training resolution")] = 16,
     input_size: Annotated[int, typer.Option(help="input size latency is measured at")] = 224,
     classes: Annotated[int, typer.Option(help="classes of the deployed classifier (latency)")]
@@ -78,20 +85,16 @@ def netadapt_command(
         help="paired (re-measure the layers in question side by side every iteration) or "
              "table (table values as they are)")] = "paired",
     latency_rounds: Annotated[int, typer.Option(help="rounds of a paired measurement")] = 7,
-    latency_backend: Annotated[str, typer.Option(help="torch, torchscript, onnxruntime, "
-                                                 "cuda, cuda-graph")] = "torch",
-    latency_threads: Annotated[int, typer.Option(help="threads of the latency target")] = 1,
-    table: Annotated[str | None, typer.Option(help="latency table file (default: this "
-                                              "device's, profiled on first use)")] = None,
-    recalibrate: Annotated[bool, typer.Option(help="rescale the latency calibration to the "
-                                              "machine's speed when the run starts")] = True,
+    latency_backend: LatencyBackend = "torch",
+    latency_threads: LatencyThreads = 1,
+    table: LatencyTable = None,
+    recalibrate: Recalibrate = True,
     max_iterations: Annotated[int, typer.Option(help="stop after this many iterations")] = 1000,
-    seed: Annotated[int, typer.Option(help="seed of the training")] = 0,
-    device: Annotated[str, typer.Option(help="training device: cpu or cuda")] = "cpu",
+    seed: Seed = 0,
+    device: Device = "cpu",
     name: Annotated[str | None, typer.Option(help="run name (default from the settings)")]
         = None,
-    runs_dir: Annotated[Path, typer.Option(help="where run directories go")] =
-        Path("runs/netadapt"),
+    runs_dir: RunsDir = Path("runs/netadapt"),
     resume: Annotated[bool, typer.Option(help="continue the run NAME")] = False,
     overwrite: Annotated[bool, typer.Option(help="start the run NAME again")] = False,
 ) -> None:
@@ -102,13 +105,12 @@ def netadapt_command(
     --target or with another --delta.
     """
     from nas.accuracy.train import check_device
-    from nas.cli.search import _terminate_cleanly
     from nas.data import load_data
     from nas.netadapt import NetAdaptSettings, check_run_dir
     from nas.netadapt.prune import check_prunable
     from nas.search.budget import parse_budget
 
-    _terminate_cleanly()
+    terminate_cleanly()
     if resume and overwrite:
         fail("--resume and --overwrite exclude each other")
     check_device(device)  # NetAdapt trains after profiling: a bad device must fail now
@@ -161,39 +163,7 @@ def _netadapt(settings, run_dir: Path, start, weights, dataset, *, resume: bool,
 
 def _run_with_progress(run):
     with progress() as bar:
-        task = bar.add_task("netadapt", total=None)
-
-        def on_event(kind: str, p: dict[str, Any]) -> None:
-            if kind == "pretrain":
-                bar.update(task, description=f"training the start network "
-                                             f"({plural(p['epochs'], 'epoch')})")
-            elif kind == "step":
-                bar.update(task, total=p["total"], completed=p["step"])
-            elif kind == "resumed":
-                out.print(f"continuing after iteration {p['iterations']} (finished iterations "
-                          f"are loaded, not repeated)")
-            elif kind == "start":
-                out.print(f"iteration 0: {p['latency_ms']:.2f} ms, holdout top-1 "
-                          f"{p['accuracy']:.2f}% ({p['start']})")
-            elif kind == "iteration":
-                bar.update(task, total=max(1, p["proposals"]), completed=0,
-                           description=f"iteration {p['iteration']}: {p['latency_ms']:.2f} ms, "
-                                       f"cut ≥ {p['delta_ms']:.3f} ms")
-            elif kind == "proposal":
-                bar.update(task, completed=p["number"] - 1,
-                           description=f"iteration {p['iteration']}: {p['what']}")
-            elif kind == "accepted":
-                out.print(f"iteration {p['iteration']}: {p['latency_before_ms']:.2f} → "
-                          f"{p['latency_ms']:.2f} ms, {p['chosen']}; top-1 "
-                          f"{p['accuracy']:.2f}% ({p['accuracy'] - p['accuracy_before']:+.2f}); "
-                          f"{plural(len(p['proposals']), 'proposal')}, {p['seconds']:.0f} s")
-            elif kind == "long":
-                bar.update(task, description=f"long fine-tune ({plural(p['epochs'], 'epoch')})",
-                           completed=0)
-            elif kind == "measure":
-                bar.update(task, description="measuring the start and final networks")
-
-        run.on_event = on_event
+        run.on_event = netadapt_events(bar, bar.add_task("netadapt", total=None))
         try:
             return run.run()
         except KeyboardInterrupt:

@@ -8,7 +8,22 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nas.cli.common import DATA_SOURCES, err, fail, out, progress, progress_bar, user_errors
+from nas.cli.common import (
+    Data,
+    Device,
+    LatencyBackend,
+    LatencyTable,
+    LatencyThreads,
+    Recalibrate,
+    RunsDir,
+    Seed,
+    err,
+    fail,
+    out,
+    terminate_cleanly,
+    user_errors,
+)
+from nas.cli.progress import progress, progress_bar
 
 STRATEGY_HELP = "random, evolution, tpe, nsga2, rl (REINFORCE) or ppo"
 
@@ -20,13 +35,13 @@ def search_command(
     trials: Annotated[int, typer.Option(help="candidates to score")] = 200,
     reward: Annotated[str, typer.Option(help="soft (V3-Large, w=-0.07), soft-small (V3-Small, "
                                         "w=-0.15), hard, or pareto")] = "soft",
-    seed: Annotated[int, typer.Option(help="seed of the strategy and the training")] = 0,
+    seed: Seed = 0,
     seed_arch: Annotated[str | None, typer.Option(
         help="start from this architecture: mnasnet-a1, v3-large, v3-small or a spec file")]
         = None,
     population: Annotated[int | None, typer.Option(
         help="evolution: population size (default 100, as Once-for-All)")] = None,
-    data: Annotated[str, typer.Option(help=DATA_SOURCES)] = "digits-hard",
+    data: Data = "digits-hard",
     resolution: Annotated[int, typer.Option(
         help="resolution of the proxy task (the ranking benchmark's: 32)")] = 32,
     estimator: Annotated[str, typer.Option(
@@ -38,24 +53,21 @@ def search_command(
              "(lr 0.05) before scoring it [default: 60, which ranked best]")] = None,
     supernet_steps: Annotated[int, typer.Option(
         help="--estimator supernet: training steps of the cached supernet")] = 600,
-    device: Annotated[str, typer.Option(help="training device: cpu or cuda")] = "cpu",
+    device: Device = "cpu",
     workers: Annotated[int | None, typer.Option(
         help="candidates scored at once (default: one per core, at most 8)")] = None,
     executor: Annotated[str, typer.Option(help="local (worker processes) or ray")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join")] = None,
     name: Annotated[str | None, typer.Option(help="run name (default from the settings)")]
         = None,
-    runs_dir: Annotated[Path, typer.Option(help="where run directories go")] = Path("runs"),
+    runs_dir: RunsDir = Path("runs"),
     resume: Annotated[bool, typer.Option(help="continue the run NAME (it must exist)")] = False,
     overwrite: Annotated[bool, typer.Option(help="start the run NAME again from scratch")]
         = False,
-    latency_backend: Annotated[str, typer.Option(help="torch, torchscript, onnxruntime, "
-                                                 "cuda, cuda-graph")] = "torch",
-    latency_threads: Annotated[int, typer.Option(help="threads of the latency target")] = 1,
-    table: Annotated[str | None, typer.Option(help="latency table file (default: this "
-                                              "device's, profiled on first use)")] = None,
-    recalibrate: Annotated[bool, typer.Option(help="re-fit the latency calibration on this "
-                                              "machine when the run starts")] = True,
+    latency_backend: LatencyBackend = "torch",
+    latency_threads: LatencyThreads = 1,
+    table: LatencyTable = None,
+    recalibrate: Recalibrate = True,
     report: Annotated[bool, typer.Option(help="write best.*, pareto.png and report.md")] = True,
 ) -> None:
     """Block-wise architecture search under a latency budget (MnasNet reward).
@@ -68,7 +80,7 @@ def search_command(
     from nas.search.run import SearchRun, SearchSettings, default_workers, resolve_seed_arch
     from search_spaces.mobilenetv3 import default_space
 
-    _terminate_cleanly()
+    terminate_cleanly()
     budget_ms = parse_budget(budget)
     if resume and overwrite:
         fail("--resume and --overwrite exclude each other")
@@ -174,17 +186,6 @@ def _prepare_estimator(job) -> None:
             raise typer.Exit(130) from None
     if path is not None and not trained:
         out.print(f"supernet: {path}")
-
-
-def _terminate_cleanly() -> None:
-    """SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C: worker processes are shut
-    down; every finished trial is already in storage."""
-    import signal
-
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
 
 
 def _print_summary(run, results, summary, best) -> None:

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from nas.cli.common import DATA_SOURCES, err, fail, out, resolve_spec
+from nas.cli.common import Data, Seed, err, fail, out, resolve_spec
 from nas.cli.common import user_errors as _user_errors
+from nas.cli.progress import progress_bar
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Weight-sharing supernet over the MobileNetV3 space.")
@@ -21,16 +22,15 @@ Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="supernet checkpo
 def train_command(
     budget: Annotated[int, typer.Option(help="training steps (each: largest, smallest and "
                                         "random sub-networks)")] = 600,
-    data: Annotated[str, typer.Option(help=DATA_SOURCES)] = "digits-hard",
+    data: Data = "digits-hard",
     resolution: Annotated[int, typer.Option(help="input resolution")] = 32,
     batch_size: Annotated[int, typer.Option(help="batch size")] = 32,
-    seed: Annotated[int, typer.Option(help="seed")] = 0,
+    seed: Seed = 0,
     checkpoint: Checkpoint = Path("runs/supernet/supernet.pt"),
     resume: Annotated[bool, typer.Option(help="continue an interrupted training")] = False,
 ) -> None:
     """Train the supernet with the sandwich rule; saved every 100 steps, resumable."""
     from nas.accuracy.supernet import SupernetRecipe, train_supernet
-    from nas.cli.common import progress_bar
     from nas.data import load_data
     from search_spaces.mobilenetv3 import default_space
 

@@ -47,7 +47,7 @@ from nas.netadapt.prune import (
     proposal_sites,
     prune_model,
 )
-from nas.runlock import LockedRunDir
+from nas.runlock import LockedRunDir, timestamp
 from nas.spec import ArchSpec
 
 __all__ = ["NetAdapt", "NetAdaptError", "NetAdaptSettings", "ProposalLatency", "Result",
@@ -387,7 +387,7 @@ class NetAdapt(LockedRunDir):
                 raise NetAdaptError(f"{self.dir} holds iterations but no netadapt.json; use "
                                     f"--overwrite to start again")
             return {"settings": self.settings.to_dict(), "start": self.start.to_dict(),
-                    "created": _now(), **extra}
+                    "created": timestamp(), **extra}
         info = json.loads(path.read_text())
         stored = NetAdaptSettings.from_dict(info["settings"])
         changed = sorted(k for k, v in self.settings.run_key().items()
@@ -437,7 +437,7 @@ class NetAdapt(LockedRunDir):
             how = "weights given"
         record = {"iteration": 0, "latency_ms": self.latency(self.start), "accuracy": accuracy,
                   "start": how, "spec": self.start.to_dict(),
-                  "seconds": round(time.perf_counter() - start, 1), "finished": _now()}
+                  "seconds": round(time.perf_counter() - start, 1), "finished": timestamp()}
         self._save_iteration(record, model)
         return record, model
 
@@ -503,7 +503,7 @@ class NetAdapt(LockedRunDir):
             "accuracy": best["accuracy"], "chosen": best["what"],
             "chosen_site": best["site"], "chosen_width": best["width"],
             "proposals": results, "latency_refresh": measured, "spec": best_spec.to_dict(),
-            "seconds": round(time.perf_counter() - start, 1), "finished": _now(),
+            "seconds": round(time.perf_counter() - start, 1), "finished": timestamp(),
         }
         self._save_iteration(record, best_model)
         return record, best_model
@@ -598,7 +598,7 @@ class NetAdapt(LockedRunDir):
         final = {"iteration": last["iteration"], "long_epochs": self.settings.long_epochs,
                  "val_accuracy": accuracy, "latency_ms": last["latency_ms"],
                  "spec": last["spec"], "seconds": round(time.perf_counter() - start, 1),
-                 "finished": _now()}
+                 "finished": timestamp()}
         if self.measure_networks is not None:  # end to end, the start network alongside
             self.on_event("measure", {})
             start_ms, final_ms = self.measure_networks([self.start,
@@ -657,7 +657,3 @@ def device_latency(start: ArchSpec, run_dir: str | Path, *, mode: str = "paired"
         return [float(ms) for ms in measure_ms(setup, specs, rounds=30)]
 
     return latency, info, (None if predictor.table.imported else measure_networks)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import RunError
-from nas.runlock import LockedRunDir
+from nas.runlock import LockedRunDir, timestamp
 from nas.search.budget import BudgetError
 from nas.search.objective import AccuracyJob, Objective
 from nas.search.reward import Reward
@@ -126,11 +126,11 @@ class SearchRun(LockedRunDir):
     def _prepare_dir(self, overwrite: bool, resume: bool) -> dict[str, Any]:
         path = self.dir / "run.json"
         if overwrite:  # the old files go once every check has passed
-            return {"settings": self.settings.to_dict(), "created": _now()}
+            return {"settings": self.settings.to_dict(), "created": timestamp()}
         if not path.exists():
             if resume:
                 raise RunError(f"nothing to resume: {path} does not exist")
-            return {"settings": self.settings.to_dict(), "created": _now()}
+            return {"settings": self.settings.to_dict(), "created": timestamp()}
         info = json.loads(path.read_text())
         stored = SearchSettings.from_dict(info["settings"])
         if stored.history_key() != self.settings.history_key():
@@ -221,7 +221,7 @@ class SearchRun(LockedRunDir):
         else:
             raise RunError(f"--executor must be local or ray, got {executor!r}")
         self.info.setdefault("sessions", []).append(
-            {"finished": _now(), "seconds": round(time.perf_counter() - start, 1),
+            {"finished": timestamp(), "seconds": round(time.perf_counter() - start, 1),
              "workers": workers, "executor": executor, "replayed": runner.replayed,
              "evaluated": len(results) - runner.replayed})
         self.save_info()
@@ -234,7 +234,3 @@ def reference_specs() -> list[ArchSpec]:
 
     return [zoo.get(name, width_mult=width) for name in ("v3-large", "v3-small")
             for width in (1.0, 0.75)]
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
