@@ -412,7 +412,7 @@ def test_cli_search_trains_the_default_supernet_once(tmp_path):
     # the 0.75x comparison networks are not in the supernet's space: said, not silently dropped
     report = (tmp_path / "first" / "report.md").read_text()
     assert "Not in the plot: the estimator could not score these comparison networks" in report
-    assert "- V3-Large 0.75x: ValueError: mobilenet_v3_large is not in the supernet's space" \
+    assert "- V3-Large 0.75x: EstimatorError: mobilenet_v3_large is not in the supernet's space" \
         in report and "- V3-Small 0.75x:" in report
     second = run_cli(*args, "--no-report", "--name", "second", NAS_CACHE_DIR=str(cache))
     assert second.returncode == 0, second.stderr[-3000:]
