@@ -221,7 +221,7 @@ def test_supernet_cli(capsys, tmp_path, monkeypatch):
     code, out, err = run(["supernet", "train", "--budget", "2"], capsys)
     assert code == 2 and "pass --resume" in err
     code, out, err = run(["supernet", "eval", "v3-small"], capsys)
-    assert code == 0 and "failed: ValueError" in out  # V3-Small is not in the tiny space
+    assert code == 0 and "failed: EstimatorError" in out  # V3-Small is not in the tiny space
     code, out, err = run(["supernet", "eval", "v3-small", "--checkpoint", "none.pt"], capsys)
     assert code == 2 and "no supernet checkpoint" in err
     (tmp_path / "sub.json").write_text(tiny_space().sample(np.random.default_rng(0)).to_json())
