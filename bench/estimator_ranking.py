@@ -55,6 +55,9 @@ from scipy.stats import kendalltau, spearmanr
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from provenance import Provenance, write_result  # noqa: E402
 
 from latency_models.device import cpu_model  # noqa: E402
 from nas.accuracy import adapt_spec  # noqa: E402
@@ -70,7 +73,6 @@ from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
 from nas.accuracy.zero_cost import ZeroCostEstimator  # noqa: E402
 from nas.build import build_model  # noqa: E402
 from nas.data import load_data  # noqa: E402
-from nas.export import write_text  # noqa: E402
 from search_spaces import zoo  # noqa: E402
 from search_spaces.mobilenetv3 import default_space  # noqa: E402
 
@@ -272,6 +274,7 @@ def main() -> int:
     args.epochs = args.epochs or proxy["epochs"]
     if args.smoke:
         args.archs, args.epochs, args.seeds, args.supernet_steps = 3, 1, 3, 2
+    provenance = Provenance.start(vars(args))
     resolution = data.resolution
     console.print(f"proxy task: {data.describe()}")
     specs, latencies = pick_architectures(args.archs, seed=args.arch_seed, smoke=args.smoke)
@@ -420,7 +423,7 @@ def main() -> int:
             "throughput": throughput,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        write_text(results_file, json.dumps(payload, indent=1) + "\n")
+        write_result(results_file, payload, provenance)
         console.print(f"wrote {results_file.relative_to(ROOT)}")
     return 0
 

@@ -49,10 +49,10 @@ from estimator_ranking import (  # noqa: E402
     seed_agreement,
     train_standalone,
 )
+from provenance import Provenance, write_result  # noqa: E402
 
 from latency_models.device import cpu_model  # noqa: E402
 from nas.accuracy.train import Recipe  # noqa: E402
-from nas.export import write_text  # noqa: E402
 from nas.spec import ArchSpec  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "reference_lr.json"
@@ -144,6 +144,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.smoke:
         args.seeds = 2
+    provenance = Provenance.start(vars(args))
     console = Console(width=None if sys.stdout.isatty() else 200)
     try:
         stored = {} if args.smoke else json.loads(RESULTS.read_text())
@@ -161,7 +162,7 @@ def main() -> int:
                                    "torch": torch.__version__},
                    "settings": settings, "samples": samples,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        write_text(RESULTS, json.dumps(payload, indent=1) + "\n")
+        write_result(RESULTS, payload, provenance)  # the same run, updated at every seed
 
     for arch_seed in args.samples:
         path = results_path(arch_seed)
