@@ -3,8 +3,8 @@ the estimators' ranking quality?
 
 ``estimator_ranking.py`` trains every architecture of a sample stand-alone at one learning rate
 (0.05) and scores each estimator against that. Networks with MnasNet's head train unstably at
-that rate (a loss above chance for whole epochs; one reached 82, 29 and 70% with three seeds),
-so part of the reference ranks the recipe, not the architecture. This benchmark trains the same
+that rate (a loss above chance for whole epochs; one seed can end far below the others), so
+part of the reference ranks the recipe, not the architecture. This benchmark trains the same
 architectures again at a second rate (``--lr``, default 0.025), with the same epochs and seeds,
 and scores the estimators' stored scores (from the sample's ranking JSON, not recomputed)
 against three references: the stored rate, the new rate, and each architecture at the better
