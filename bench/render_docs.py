@@ -584,10 +584,10 @@ def render_search_quality(results: Results) -> list[str]:
     f = d.get("final")
     if f and f.get("finalists"):
         ref = f.get("finalists_v3_small_measured_ms")
-        lines += ["", f"Finalists (the best within the predicted budget of each run, timed "
-                      f"together with V3-Small{f', which measured {ref:.2f} ms' if ref else ''}"
-                      "):", "", "| finalist | proxy top-1 | predicted ms | measured ms |",
-                  "|---|---|---|---|"]
+        lines += ["", f"Finalists: the {len(f['finalists'])} most accurate of the runs' best "
+                      "networks within the predicted budget (one per run), timed together with "
+                      f"V3-Small{f', which measured {ref:.2f} ms' if ref else ''}:", "",
+                  "| finalist | proxy top-1 | predicted ms | measured ms |", "|---|---|---|---|"]
         for r in f["finalists"]:
             slower = " (slower than V3-Small)" if ref and r["measured_ms"] > ref else ""
             lines.append(f"| {r['strategy']}, seed {r['seed']} | {r['accuracy']:.2f}% | "
