@@ -156,7 +156,7 @@ def main() -> None:
     update_registry(RESULTS, keep)
     # Rendered even when a benchmark failed: the others' result files are new.
     rewritten = render_docs(doc_paths(), Results(RESULTS), write=True)
-    print(f"wrote {(RESULTS / 'bench_run.json').relative_to(ROOT)}; rewrote "
+    print(f"wrote {os.path.relpath(RESULTS / 'bench_run.json', ROOT)}; rewrote "
           f"{len(rewritten)} figures block(s) of the docs")
     if any(r["status"] not in ("ok", "skipped") for r in records):
         raise SystemExit(1)

@@ -230,3 +230,38 @@ def test_a_partial_bench_run_keeps_the_last_full_run_on_record():
     assert first["last_full"] is full and second["last_full"] is full
     assert run_all.merged_session(second, full) is full  # a new full run replaces it all
     assert run_all.merged_session(None, session(["search_quality"], "T"))["last_full"] is None
+
+
+def test_run_all_records_the_session_beside_the_runs_and_renders_the_docs(tmp_path, monkeypatch):
+    import json
+
+    run_all = load_run_all()
+    results = tmp_path / "results"
+    script = tmp_path / "tiny.py"  # a benchmark that writes its result through provenance
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'bench')!r})\n"
+        "from pathlib import Path\n"
+        "from provenance import Provenance, write_result\n"
+        "record = Provenance.start({'n': 1}, fingerprint=lambda: {'cpu': 'test'})\n"
+        f"write_result(Path({str(results)!r}) / 'tiny.json', {{'value': 1}}, record)\n")
+    page = tmp_path / "page.md"
+    page.write_text("<!-- figures:bench_run -->\nstale\n<!-- /figures -->\n")
+    monkeypatch.setattr(run_all, "BENCHMARKS", (run_all.Benchmark("tiny", 1, path=script),))
+    monkeypatch.setattr(run_all, "RESULTS", results)
+    monkeypatch.setattr(run_all, "LOGS", tmp_path / "logs")
+    import render_docs  # run_all put bench/ on sys.path
+
+    monkeypatch.setattr(render_docs, "doc_paths", lambda: [page])
+    monkeypatch.setattr(render_docs, "_benchmarks", lambda: run_all.BENCHMARKS)
+    monkeypatch.setattr(sys, "argv", ["run_all.py"])
+    run_all.main()
+    registry = json.loads((results / "bench_run.json").read_text())
+    session = registry["make_bench"]
+    assert [b["name"] for b in session["benchmarks"]] == ["tiny"] and session["commit"]
+    run, = registry["runs"]
+    assert run["result"] == "tiny.json" and run["session"] == session["started"]
+    assert json.loads((results / "tiny.json").read_text())["provenance"]["session"] == \
+        session["started"]
+    text = page.read_text()
+    assert "stale" not in text and "Last full run of `make bench`" in text
