@@ -26,8 +26,9 @@ test: install
 test-all: install
 	$(PY) -m pytest -q -m ''
 
-# Every benchmark, one after another, each under a time limit (195 min at most; 78 min
-# measured on 2 cores with nothing else running); rewrites bench/results/*.json and the figures block of bench/README.md.
+# Every benchmark, one after another, each under a time limit (the bound and the last run's
+# minutes: bench/README.md); rewrites bench/results/*.json, and ends by running
+# bench/render_docs.py, which rewrites the figures blocks of the docs from them.
 bench: install
 	$(PY) bench/run_all.py
 

@@ -12,7 +12,6 @@ The first run profiles this device (a few minutes, cached under ~/.cache/nas).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,12 +19,14 @@ from rich.console import Console
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from provenance import Provenance, write_result  # noqa: E402
 
 from latency_models.profile import ProfileSettings  # noqa: E402
 from latency_models.store import LatencySetup  # noqa: E402
 from latency_models.validate import plot_report, print_report, validate  # noqa: E402
 from nas.cli.progress import progress_bar  # noqa: E402
-from nas.export import write_text  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "latency_validation.json"
 PLOT = RESULTS.with_suffix(".png")
@@ -40,6 +41,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="seconds-long run at 32x32 on a fresh cache; no JSON written")
     args = parser.parse_args()
+    provenance = Provenance.start(vars(args))
     console = Console()
     if args.smoke:
         import os
@@ -57,7 +59,8 @@ def main() -> int:
             report = validate(setup, archs=args.archs, rounds=args.rounds, progress=update)
     print_report(report, console)
     if not args.smoke:
-        write_text(RESULTS, json.dumps(report, indent=1) + "\n")
+        # the table by its file name, which is its device fingerprint's key (not where it is)
+        write_result(RESULTS, {**report, "table": Path(report["table"]).name}, provenance)
         plot_report(report, PLOT)
         console.print(f"wrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
     return 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -27,6 +26,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from provenance import Provenance, write_result  # noqa: E402
 
 from latency_models.store import LatencySetup, load_predictor, measure_ms  # noqa: E402
 from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
@@ -109,6 +111,7 @@ def main() -> None:
         args.short_steps, args.delta = 2, 0.03
         scratch = Path(tempfile.mkdtemp(prefix="netadapt-bench-"))
         args.out, args.run_dir = scratch / "netadapt_vs_multiplier.json", scratch / "run"
+    provenance = Provenance.start(vars(args))
 
     started = time.perf_counter()
     data = load_data(args.data, args.resolution)
@@ -225,8 +228,10 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started),
         "smoke": args.smoke,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    if "path" in summary["latency"].get("table", {}):  # where the cache is: not a result
+        table = summary["latency"]["table"]
+        summary["latency"]["table"] = {**table, "path": Path(table["path"]).name}
+    write_result(args.out, summary, provenance)
     plot(rows, family_rows, args.out.with_suffix(".png"),
          f"NetAdapt vs width multiplier from {start.name} ({data.name}, "
          f"{args.epochs} epochs, {len(seeds)} seeds)")

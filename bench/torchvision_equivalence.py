@@ -31,10 +31,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from provenance import Provenance, write_result  # noqa: E402
 
 from latency_models.device import cpu_model  # noqa: E402
 from nas.build import build_model, count_params  # noqa: E402
-from nas.export import write_text  # noqa: E402
 from search_spaces import zoo  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "torchvision_equivalence.json"
@@ -97,6 +99,7 @@ def main() -> int:
         dump_layout(args.dump_layout)
         return 0
     torchvision = import_torchvision()
+    provenance = Provenance.start(vars(args))
     torch.set_num_threads(args.threads)
     rounds, warmup = (5, 1) if args.smoke else (args.rounds, args.warmup)
 
@@ -167,7 +170,7 @@ def main() -> int:
     if not args.smoke:
         payload = {"fingerprint": fingerprint, "v3": rows, "params": param_rows,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        write_text(RESULTS, json.dumps(payload, indent=2) + "\n")
+        write_result(RESULTS, payload, provenance)
         print(f"\nwrote {RESULTS.relative_to(ROOT)}")
     for failure in failures:
         print(f"FAIL {failure}", file=sys.stderr)

@@ -55,9 +55,9 @@ def steady_allocator() -> bool:
 
     By default glibc returns every large block (a multi-MB activation) to the kernel on
     free and takes it back on the next forward: thousands of page faults per inference,
-    erratic on a virtual machine and different for a block alone and inside a network. Measured
-    here: ~2,000 minor faults per MobileNetV3-Large forward and 25% more time by default, none
-    with the allocator kept steady. Applied once per process; returns whether it took effect.
+    erratic on a virtual machine and different for a block alone and inside a network (what
+    that cost here: docs/latency.md, "A steady allocator"). Applied once per process; returns
+    whether it took effect.
     """
     global _STEADY
     if _STEADY is None:
@@ -156,8 +156,8 @@ class OnnxRuntimeBackend(Backend):
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
                 torch.inference_mode(False):
             warnings.simplefilter("ignore")
-            # The TorchScript-based exporter takes ~10 ms a block; the dynamo one ~1 s, which
-            # would dominate the profile of thousands of blocks.
+            # The TorchScript-based exporter is quick per block; the dynamo one is far slower,
+            # which would dominate the profile of thousands of blocks.
             torch.onnx.export(module.eval(), (example,), buffer, dynamo=False,
                               input_names=["input"], output_names=["output"])
         options = onnxruntime.SessionOptions()

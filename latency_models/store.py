@@ -150,7 +150,7 @@ def rescaled(predictor: LUTPredictor, setup: LatencySetup, specs: Sequence[ArchS
              rounds: int = 20) -> tuple[LUTPredictor, float]:
     """The predictor's calibration times one factor measured now: (predictor, factor).
 
-    The machine's speed drifts by 4-18% between runs, mostly uniformly; one factor (the
+    The machine's speed drifts between runs, mostly uniformly (docs/latency.md); one factor (the
     median ratio of measured to predicted over ``specs``) absorbs that robustly, where
     refitting all three terms on a few networks would move the extrapolated extremes. A
     search does this when it starts.

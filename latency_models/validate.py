@@ -48,8 +48,8 @@ def metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
 
 def throughput(predictor: LUTPredictor, specs: Sequence[ArchSpec], repeats: int = 7) -> dict:
     """Specs scored per second, from ArchSpec objects and from already-encoded arrays: the
-    best of ``repeats`` passes (one pass of 20,000 specs takes ~0.15 s, short enough for a
-    burst of this VM's noise to halve it; the first pass also fills the encoder's caches)."""
+    best of ``repeats`` passes (one pass is short enough for a burst of this VM's noise to
+    halve it; the first pass also fills the encoder's caches)."""
     best_specs = best_encoded = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()

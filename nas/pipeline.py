@@ -157,7 +157,7 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     if netadapt_latency is None:
         netadapt_latency, info, measure_networks = device_latency(found, na_dir, resume=resume)
     # NetAdapt's target: the canonical network on NetAdapt's own latency scale. The machine
-    # drifts by up to 25% between minutes, so a number measured at another moment would aim
+    # drifts between minutes (docs/latency.md), so a number measured at another moment would aim
     # NetAdapt too high or too low; predicted on one scale, "as fast as the canonical network"
     # means exactly that, and the side-by-side timing at the end checks it.
     na_target = netadapt_latency(canonical)

@@ -157,9 +157,8 @@ class BlockwiseSpace:
         choices and ``bias`` < 1 large ones (1: uniform, though not ``sample``'s draws). The
         other choices (activations, squeeze-excite, head) stay uniform.
 
-        Uniform samples cover only the middle of the latency range (about 6-23 ms of the
-        default space's 3-40 ms on a 2-core CPU); samples over a spread of biases reach its
-        ends."""
+        Uniform samples cover only the middle of the latency range; samples over a spread of
+        biases reach its ends (docs/accuracy.md, "Which architectures")."""
         if not 0 < bias < math.inf:
             raise SpecError("", f"bias must be finite and > 0, got {bias}")
 

@@ -197,30 +197,6 @@ def load_run_all():
     return module
 
 
-def test_run_all_rewrites_only_the_figures_block_from_the_stored_results(tmp_path):
-    import json
-
-    readme = tmp_path / "README.md"
-    readme.write_text("# before\n\n<!-- figures:start (bench/run_all.py writes this block) -->"
-                      "\nstale\n<!-- figures:end -->\n\n# after\n")
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "run_all.py"),
-                             "--readme-only", "--readme", str(readme)],
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    text = readme.read_text()
-    assert text.startswith("# before\n") and text.endswith("\n# after\n")
-    assert "stale" not in text
-    results = ROOT / "bench" / "results"
-    ranking = json.loads((results / "estimator_ranking.json").read_text())["ranking"]
-    for row in ranking:  # every estimator's τ, as stored
-        assert f"| {row['estimator']} | {row['kendall_tau']:.3f} |" in text
-    latency = json.loads((results / "latency_validation.json").read_text())["metrics"]
-    assert f"{100 * latency['plain_sum']['within_10pct']:.1f}%" in text
-    for name in ("latency_validation", "estimator_ranking", "reference_lr", "search_quality",
-                 "netadapt_vs_multiplier", "torchvision_equivalence"):
-        assert f"(`bench/{name}.py`)" in text
-
-
 def test_run_all_stops_a_benchmark_over_its_limit_and_reports_failures(tmp_path, monkeypatch):
     run_all = load_run_all()
     monkeypatch.setattr(run_all, "LOGS", tmp_path / "logs")
@@ -253,64 +229,39 @@ def test_a_partial_bench_run_keeps_the_last_full_run_on_record():
     second = run_all.merged_session(first, session(["latency_validation"], "T-2"))
     assert first["last_full"] is full and second["last_full"] is full
     assert run_all.merged_session(second, full) is full  # a new full run replaces it all
-    block = run_all.figures_block(second)
-    assert "Last run of `make bench`: T-full" in block
-    assert "Then `bench/run_all.py --only latency_validation`" in block and "T-2" in block
     assert run_all.merged_session(None, session(["search_quality"], "T"))["last_full"] is None
 
 
-def test_run_all_lists_other_samples_of_architectures(tmp_path, monkeypatch):
+def test_run_all_records_the_session_beside_the_runs_and_renders_the_docs(tmp_path, monkeypatch):
     import json
 
     run_all = load_run_all()
-    monkeypatch.setattr(run_all, "RESULTS", tmp_path)
-    assert run_all._other_samples() == []
-    finished = {"settings": {"archs": 24}, "created": "2026-11-25T09:00:00",
-                "ranking": [{"estimator": "params", "kendall_tau": 0.25},
-                            {"estimator": "ft", "kendall_tau": 0.5},
-                            {"estimator": "ft (supernet seed 1)", "kendall_tau": 0.3}],
-                "seed_agreement": {"mean_leave_one_out": 0.7},
-                "supernet_seed_spread": {"estimator": "ft", "kendall_tau": [0.5, 0.3],
-                                         "mean": 0.4, "min": 0.3, "max": 0.5}}
-    (tmp_path / "estimator_ranking-archs23.json").write_text(json.dumps(finished))
-    # a stored reference only: its run did not finish, so it has no ranking yet
-    (tmp_path / "estimator_ranking-archs5.json").write_text(json.dumps({"settings": {}}))
-    lines = [line for line in run_all._other_samples() if line]
-    assert len(lines) == 1 and "`estimator_ranking-archs23.json`; 2026-11-25T09:00:00" in lines[0]
-    assert "params 0.250, ft 0.500, ft (supernet seed 1) 0.300" in lines[0]
-    assert "ft: mean over 2 supernets, 0.300-0.500, mean 0.400" in lines[0]
-    assert lines[0].endswith("one seed vs the mean of the others 0.700.")
-    assert run_all._supernet_spread({"supernet_seed_spread": {**finished["supernet_seed_spread"],
-                                                              "kendall_tau": [0.5]}}) == ""
+    results = tmp_path / "results"
+    script = tmp_path / "tiny.py"  # a benchmark that writes its result through provenance
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'bench')!r})\n"
+        "from pathlib import Path\n"
+        "from provenance import Provenance, write_result\n"
+        "record = Provenance.start({'n': 1}, fingerprint=lambda: {'cpu': 'test'})\n"
+        f"write_result(Path({str(results)!r}) / 'tiny.json', {{'value': 1}}, record)\n")
+    page = tmp_path / "page.md"
+    page.write_text("<!-- figures:bench_run -->\nstale\n<!-- /figures -->\n")
+    monkeypatch.setattr(run_all, "BENCHMARKS", (run_all.Benchmark("tiny", 1, path=script),))
+    monkeypatch.setattr(run_all, "RESULTS", results)
+    monkeypatch.setattr(run_all, "LOGS", tmp_path / "logs")
+    import render_docs  # run_all put bench/ on sys.path
 
-
-def test_run_all_summarises_the_second_reference_of_finished_samples_only():
-    run_all = load_run_all()
-    refs = {"lr 0.05": {"mean_top1": 87.8, "lowest_top1": 73.5, "mean_leave_one_out": 0.66},
-            "lr 0.025": {"mean_top1": 88.2, "lowest_top1": 83.3, "mean_leave_one_out": 0.7},
-            "better of the two": {"mean_top1": 89.9, "lowest_top1": 80.0,
-                                  "mean_leave_one_out": None}}
-    d = {"settings": {"lr": 0.025, "seeds": 3}, "created": "2026-11-25T12:00:00",
-         "samples": {"11": {"source": "estimator_ranking.json", "references": refs,
-                            "tau_between_rates": 0.4,
-                            "ranking": [{"estimator": "params", "kendall_tau": {
-                                "lr 0.05": 0.33, "lr 0.025": 0.25, "better of the two": None}}]},
-                     "23": {"source": "estimator_ranking-archs23.json", "top1": [[1.0]]}}}
-    text = "\n".join(run_all.summary_reference_lr(d))
-    assert "at lr 0.025 (3 seeds)" in text and "Sample 23" not in text
-    assert "Sample 11 (`estimator_ranking.json`): the two rates agree to τ 0.400" in text
-    assert "mean top-1 87.8% / 88.2% / 89.9%, lowest single run 73.5% / 83.3% / 80.0%" in text
-    assert "one seed vs the others 0.660 / 0.700 / – (lr 0.05, lr 0.025, better of the two)" in text
-    assert "| params | 0.330 | 0.250 | – |" in text and "similar latency" not in text
-    d["samples"]["11"]["similar_latency"] = {"ratio": 1.5, "pairs": 100,
-                                             "stand_alone_one_seed_vs_others": 0.5}
-    d["samples"]["11"]["ranking"][0]["tau_similar_latency_better_rate"] = 0.27
-    text = "\n".join(run_all.summary_reference_lr(d))
-    assert "τ-a over the 100 pairs whose predicted latencies are within 1.5×" in text
-    assert "(one stand-alone seed vs the others: 0.500)" in text
-    assert "| params | 0.330 | 0.250 | – | 0.270 |" in text
-    d["samples"]["11"]["finetuned_supernets_better_rate"] = {
-        "supernets": 3, "kendall_tau": [0.5, 0.6, 0.7], "mean": 0.6, "min": 0.5, "max": 0.7}
-    text = "\n".join(run_all.summary_reference_lr(d))
-    assert "Fine-tuned supernets against the better rate: mean τ 0.600 over 3 supernet(s) " \
-        "(0.500-0.700)." in text
+    monkeypatch.setattr(render_docs, "doc_paths", lambda: [page])
+    monkeypatch.setattr(render_docs, "_benchmarks", lambda: run_all.BENCHMARKS)
+    monkeypatch.setattr(sys, "argv", ["run_all.py"])
+    run_all.main()
+    registry = json.loads((results / "bench_run.json").read_text())
+    session = registry["make_bench"]
+    assert [b["name"] for b in session["benchmarks"]] == ["tiny"] and session["commit"]
+    run, = registry["runs"]
+    assert run["result"] == "tiny.json" and run["session"] == session["started"]
+    assert json.loads((results / "tiny.json").read_text())["provenance"]["session"] == \
+        session["started"]
+    text = page.read_text()
+    assert "stale" not in text and "Last full run of `make bench`" in text

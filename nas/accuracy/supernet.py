@@ -563,7 +563,7 @@ def _train_supernet(space, data, recipe, checkpoint, on_step) -> Supernet:
         # The largest network's features go through every head, so that each head is trained
         # every step (a head that only random sub-networks pick stays near chance). The blocks
         # learn through the first head alone: letting the heads take turns cut the largest
-        # network's accuracy after 100 steps from 74% to 28%. Its predictions through each head
+        # network's accuracy sharply (docs/accuracy.md). Its predictions through each head
         # teach the smaller networks that use that head.
         features = supernet.features(images, largest)
         logits = [head(features if h == 0 else features.detach())
@@ -640,8 +640,8 @@ def _checked(loss: torch.Tensor, step: int) -> torch.Tensor:
     return loss
 
 
-# Fine-tuning of inherited sub-networks: 60 steps at 0.05 ranked best of the settings tried in
-# bench/estimator_ranking.py (docs/accuracy.md).
+# Fine-tuning of inherited sub-networks: the setting bench/estimator_ranking.py scores, chosen
+# as docs/accuracy.md tells (how it ranks: that page's figures, rendered from bench/results).
 FINETUNE_LR = 0.05
 DEFAULT_FINETUNE_STEPS = 60
 

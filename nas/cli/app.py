@@ -273,8 +273,9 @@ def train_command(
     seed: Seed = 0,
     device: Device = "cpu",
     compile_model: Annotated[bool, typer.Option(
-        "--compile", help="torch.compile the model: ~100 s of compiling first on a 2-core CPU, "
-                          "then up to 1.2x faster (see docs/accuracy.md)")] = False,
+        "--compile", help="torch.compile the model: slow to compile on a CPU, then faster or "
+                          "slower by model and run (measured: docs/accuracy.md, "
+                          "\"CPU efficiency\")")] = False,
 ) -> None:
     """Train a network briefly from scratch and print its validation accuracy."""
     from nas.accuracy.train import Recipe, TrainEstimator, check_device

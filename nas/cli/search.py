@@ -50,7 +50,7 @@ def search_command(
     epochs: Annotated[int, typer.Option(help="--estimator train: epochs per candidate")] = 1,
     finetune_steps: Annotated[int | None, typer.Option(
         help="supernet estimators: fine-tune each inherited sub-network this many steps "
-             "(lr 0.05) before scoring it [default: 60, which ranked best]")] = None,
+             "(lr 0.05) before scoring it [default: 60; why: docs/accuracy.md]")] = None,
     supernet_steps: Annotated[int, typer.Option(
         help="--estimator supernet: training steps of the cached supernet")] = 600,
     device: Device = "cpu",

@@ -58,8 +58,8 @@ def eval_command(
     "digits-hard",
     checkpoint: Checkpoint = Path("runs/supernet/supernet.pt"),
     finetune_steps: Annotated[int, typer.Option(
-        help="fine-tune each sub-network this many steps (lr 0.05) first; 60 ranked best in "
-             "the ranking benchmark")] = 0,
+        help="fine-tune each sub-network this many steps (lr 0.05) first; the search uses 60 "
+             "(why, measured: docs/accuracy.md)")] = 0,
 ) -> None:
     """Validation accuracy of sub-networks with inherited weights (BN recalibrated)."""
     from nas.accuracy.supernet import SupernetEstimator, finetune_recipe, load_supernet

@@ -29,11 +29,10 @@ class AccuracyJob:
 
     The default estimator is the weight-sharing supernet, trained here once per data set and
     resolution (``supernet_steps``, cached; ``nas.accuracy.supernet.cached_supernet``), each
-    sub-network fine-tuned 60 steps before it is scored: of the estimators that return an
-    accuracy, the only one that ranks architectures the way stand-alone training does
-    (bench/estimator_ranking.py, bench/reference_lr.py; the choice: docs/accuracy.md). The
-    zero-cost proxies rank about as well on two of the three measured samples (worse on the
-    third), but their scores are not accuracies, so the soft reward's trade-off,
+    sub-network fine-tuned 60 steps before it is scored. How it ranks architectures against
+    stand-alone training, against every other estimator, and why it is the default:
+    docs/accuracy.md (figures from bench/estimator_ranking.py and bench/reference_lr.py). The
+    zero-cost proxies' scores are not accuracies, so the soft reward's trade-off,
     ACC x (LAT/T)^-0.07, means nothing with them."""
 
     data: str = "digits-hard"
@@ -46,7 +45,7 @@ class AccuracyJob:
     device: str = "cpu"
     threads: int | None = None      # torch threads per evaluation (None: all cores)
     # supernet only: train each inherited sub-network this many steps before scoring it (None:
-    # 60 for a supernet, the setting that ranked best; 0 otherwise), at lr 0.05.
+    # 60 for a supernet, the benchmark's setting, docs/accuracy.md; 0 otherwise), at lr 0.05.
     finetune_steps: int | None = None
     finetune_lr: float = 0.05
     supernet_steps: int = 600       # supernet only: training steps of the cached supernet

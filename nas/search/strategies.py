@@ -304,7 +304,7 @@ class RLController(Strategy):
         return torch.stack(chosen, 1), torch.stack(logps, 1), torch.stack(entropies, 1)
 
     def _propose(self) -> ArchSpec:
-        # The policy is tiny: one thread is 3-30x faster here than two contending ones.
+        # The policy is tiny: one thread is much faster here than two contending ones.
         with self.torch.no_grad(), torch_threads(1):
             actions, _, _ = self._run()
         vector = actions[0].numpy().astype(np.int64)
