@@ -22,7 +22,7 @@ from nas.search.budget import BudgetError
 from nas.search.objective import AccuracyJob
 from nas.search.reward import Reward, RewardError
 from nas.search.run import RunError, SearchRun, SearchSettings
-from nas.search.runner import ResumeMismatch, Runner, _Pool
+from nas.search.runner import ProcessPool, ResumeMismatch, Runner
 from nas.search.storage import STUDY_NAME
 from nas.search.strategies import STRATEGIES, StrategyError, make_strategy, spec_key
 from nas.search.trial import TrialResult
@@ -254,7 +254,7 @@ def test_failing_candidates_are_recorded_and_the_search_goes_on(tmp_path):
 
 def test_a_dying_worker_fails_only_its_own_candidate(tmp_path):
     run = make_run(tmp_path, trials=6)
-    pool = _Pool(run.objective, 2, function=die_on_wide_stems)
+    pool = ProcessPool(run.objective, 2, function=die_on_wide_stems)
     try:
         specs = [SPACE.sample(np.random.default_rng(i)) for i in range(6)]
         results = {r.index: r for r in pool.evaluate(list(enumerate(specs)))}

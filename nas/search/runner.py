@@ -27,7 +27,7 @@ from nas.search.strategies import Strategy, spec_key
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
 
-__all__ = ["Evaluator", "ResumeMismatch", "Runner", "failed_outcome"]
+__all__ = ["Evaluator", "ProcessPool", "ResumeMismatch", "Runner", "failed_outcome"]
 
 # Called with (result, finished count, total) after every trial, replayed ones included.
 OnResult = Callable[[TrialResult, int, int], None]
@@ -113,7 +113,7 @@ class Runner:
         process (workers=1) or in a pool of local worker processes."""
         own = pool is None and self.workers > 1
         if own:
-            pool = _Pool(self.objective, self.workers)
+            pool = ProcessPool(self.objective, self.workers)
         try:
             while not self.done:
                 batch = self.next_batch()
@@ -131,7 +131,7 @@ class Runner:
         return self.results
 
 
-class _Pool:
+class ProcessPool:
     """Worker processes (spawned, one torch thread each) that estimate accuracy; the latency
     and reward are computed here. A worker that dies fails only its candidate."""
 
