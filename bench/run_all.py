@@ -60,6 +60,7 @@ BENCHMARKS = (
     Benchmark("reference_lr", 150),  # retrains only when estimator_ranking's sample changed
     Benchmark("search_quality", 80),
     Benchmark("netadapt_vs_multiplier", 40),
+    Benchmark("ray_throughput", 30),  # ~12 min expected on 2 quiet cores (not yet measured)
     Benchmark("latency_validation", 25),
     Benchmark("torchvision_equivalence", 10, python=TV_PYTHON, needs=_torchvision_venv),
 )
@@ -313,12 +314,34 @@ def summary_torchvision(d: dict) -> list[str]:
     return lines
 
 
+def summary_ray(d: dict) -> list[str]:
+    s = d["settings"]
+    lines = [f"{s['zero_cost']} ({s['zero_cost_trials']} trials) and the supernet fine-tuned "
+             f"{s['finetune_steps']} steps ({s['supernet_trials']} trials) on {s['data']} "
+             f"{s['resolution']}²; one CPU and one torch thread per worker; {_when(d)}", "",
+             "| estimator | executor | workers | trials/min | scoring s / trial | "
+             "Ray extra ms / trial |", "|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        executor = f"Ray, {r['workers']} node(s)" if r["executor"] == "ray" else "local"
+        lines.append(f"| {r['estimator']} | {executor} | {r['workers']} | "
+                     f"{r['trials_per_minute']:.1f} | {r['scoring_seconds_mean']:.2f} | "
+                     f"{_num(r['ray_extra_ms_per_trial'], 0)} |")
+    lines.append("")
+    for name, ratio in d["ratios"].items():
+        lines.append(f"{name}: Ray 2 nodes / 1 node {ratio['ray2_over_ray1']:.2f}×; Ray / "
+                     f"local {ratio['ray1_over_local1']:.2f} at 1 worker, "
+                     f"{ratio['ray2_over_local2']:.2f} at 2.")
+    trips = ", ".join(f"{k} {v:.1f} ms" for k, v in d["ray_noop_round_trip_ms"].items())
+    return lines + [f"Round trip of an empty Ray task (median): {trips}."]
+
+
 SUMMARIES = {
     "latency_validation": ("Latency predictor vs measurement", summary_latency),
     "estimator_ranking": ("Accuracy estimators: ranking and cost", summary_ranking),
     "reference_lr": ("The reference's learning rate", summary_reference_lr),
     "search_quality": ("Search strategies at equal trials", summary_search),
     "netadapt_vs_multiplier": ("NetAdapt vs the width multiplier", summary_netadapt),
+    "ray_throughput": ("Search throughput: local workers and Ray nodes", summary_ray),
     "torchvision_equivalence": ("Equivalence with torchvision", summary_torchvision),
 }
 
