@@ -289,3 +289,20 @@ def test_resume_after_the_driver_is_killed_keeps_every_finished_trial(nodes, use
     info = json.loads((tmp_path / "killed" / "run.json").read_text())
     assert info["sessions"][-1]["replayed"] == len(before)
     assert info["sessions"][-1]["evaluated"] == 12 - len(before)
+
+
+def test_an_address_where_no_cluster_answers_is_one_line(user_cache, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a free loopback port: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    result = subprocess.run(search(user_cache, *FAST, "--estimator", "zero-cost:params",
+                                   "--trials", "2", "--ray-address", address,
+                                   "--runs-dir", str(tmp_path)),
+                            env=search_env(user_cache), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr  # the progress bar shares stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: no Ray cluster answers at --ray-address {address}")
