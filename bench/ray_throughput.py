@@ -144,7 +144,7 @@ def noop_round_trip_ms(ray, rounds: int) -> float:
     return statistics.median(times)
 
 
-def measure(args) -> dict:
+def measure(args, scratch: Path) -> dict:
     import ray
     import torch
     from ray.cluster_utils import Cluster
@@ -152,7 +152,6 @@ def measure(args) -> dict:
     from nas.search.ray_executor import RayPool, connect
 
     torch.set_num_threads(1)  # the local executor's one worker scores in this process
-    scratch = Path(tempfile.mkdtemp(prefix="ray-bench-"))
     reward = Reward.from_preset("soft", 60.0)
     objectives = {name: Objective(job, BlockCount(), reward)
                   for name, job in jobs(args, scratch).items()}
@@ -279,8 +278,11 @@ def main() -> None:
     if min(args.zero_cost_trials, args.supernet_trials) < 2:
         parser.error("at least 2 trials per configuration")
     # Ray's session files go to a temporary directory (short: socket paths must fit 107 bytes)
-    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
-    result = measure(args)
+    temporary = {"ignore_cleanup_errors": True}  # Ray may still be writing a log
+    with tempfile.TemporaryDirectory(prefix="ray-", dir="/tmp", **temporary) as ray_tmp, \
+            tempfile.TemporaryDirectory(prefix="ray-bench-", **temporary) as scratch:
+        os.environ.setdefault("RAY_TMPDIR", ray_tmp)
+        result = measure(args, Path(scratch))
     print_table(result)
     from nas.export import write_text
 
