@@ -679,6 +679,32 @@ def render_torchvision_equivalence(results: Results) -> list[str]:
     return _with_source(results, "torchvision_equivalence", lines)
 
 
+def render_ray_throughput(results: Results) -> list[str]:
+    """Trials per minute of the local executor and of Ray, side by side, and Ray's overhead."""
+    d = results.get("ray_throughput")
+    if d is None:
+        return _missing("ray_throughput")
+    s = d["settings"]
+    lines = [f"{s['zero_cost']} ({s['zero_cost_trials']} trials) and the supernet fine-tuned "
+             f"{s['finetune_steps']} steps ({s['supernet_trials']} trials) on {s['data']} "
+             f"{s['resolution']}²; one CPU and one torch thread per worker.", "",
+             "| estimator | executor | workers | trials/min | scoring s / trial | "
+             "Ray extra ms / trial |", "|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        executor = f"Ray, {r['workers']} node(s)" if r["executor"] == "ray" else "local"
+        lines.append(f"| {r['estimator']} | {executor} | {r['workers']} | "
+                     f"{r['trials_per_minute']:.1f} | {r['scoring_seconds_mean']:.2f} | "
+                     f"{_num(r['ray_extra_ms_per_trial'], 0)} |")
+    lines.append("")
+    for name, ratio in d["ratios"].items():
+        lines.append(f"{name}: Ray 2 nodes / 1 node {ratio['ray2_over_ray1']:.2f}×; Ray / "
+                     f"local {ratio['ray1_over_local1']:.2f} at 1 worker, "
+                     f"{ratio['ray2_over_local2']:.2f} at 2.")
+    trips = ", ".join(f"{k} {v:.1f} ms" for k, v in d["ray_noop_round_trip_ms"].items())
+    return _with_source(results, "ray_throughput",
+                        [*lines, f"Round trip of an empty Ray task (median): {trips}."])
+
+
 @dataclass(frozen=True)
 class Renderer:
     function: Callable[..., list[str]]
@@ -702,6 +728,7 @@ RENDERERS: dict[str, Renderer] = {
     "search_final": Renderer(render_search_final),
     "netadapt_vs_multiplier": Renderer(render_netadapt_vs_multiplier),
     "torchvision_equivalence": Renderer(render_torchvision_equivalence),
+    "ray_throughput": Renderer(render_ray_throughput),
 }
 
 

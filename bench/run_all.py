@@ -57,6 +57,7 @@ BENCHMARKS = (
     Benchmark("reference_lr", 150),  # retrains only when estimator_ranking's sample changed
     Benchmark("search_quality", 80),
     Benchmark("netadapt_vs_multiplier", 40),
+    Benchmark("ray_throughput", 30),  # ~12 min expected on 2 quiet cores (not yet measured)
     Benchmark("latency_validation", 25),
     Benchmark("torchvision_equivalence", 10, python=TV_PYTHON, needs=_torchvision_venv),
 )

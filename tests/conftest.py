@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,23 @@ torch.set_num_threads(2)
 
 def load_data(name: str) -> dict:
     return json.loads((DATA / name).read_text())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ray_stays_on_loopback():
+    """Any Ray that a test (or a command it runs) starts binds to 127.0.0.1 only and keeps its
+    session files in a temporary directory. Out of the box Ray takes the machine's external
+    interface, even for a cluster started at 127.0.0.1, unless this variable (meant for
+    single-machine Windows and macOS) is off; it is read when Ray is imported, so it is set
+    before any test runs. The directory is short because Ray's socket paths must fit in 107
+    bytes."""
+    directory = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        env.setenv("RAY_TMPDIR", directory)
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

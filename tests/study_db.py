@@ -37,6 +37,15 @@ def trial_indices(db: Path) -> list[int]:
         db, "SELECT value_json FROM trial_user_attributes WHERE key = 'index'"))
 
 
+def trial_attribute(db: Path, key: str) -> list:
+    """The user attribute ``key`` of every stored trial that has it (none while ``db`` is
+    being created)."""
+    if finished_trials(db) == 0:
+        return []
+    return [json.loads(value) for (value,) in _query(
+        db, f"SELECT value_json FROM trial_user_attributes WHERE key = '{key}'")]
+
+
 if __name__ == "__main__":
     path, what = Path(sys.argv[1]), sys.argv[2]
     print(finished_trials(path) if what == "count" else trial_indices(path))

@@ -41,6 +41,29 @@ def test_netadapt_vs_multiplier_smoke(tmp_path):
     assert "NetAdapt ms" in stdout and "mult@same ms" in stdout
 
 
+def test_ray_throughput_smoke(tmp_path):
+    import json
+
+    stdout = smoke("ray_throughput.py", tmp_path)
+    assert "| supernet | ray, 2 node(s) | 2 |" in stdout and "empty Ray task round trip" in stdout
+    out = Path(stdout.split("wrote ")[-1].strip())
+    data = json.loads(out.read_text())
+    assert data["smoke"] and out.parent != ROOT / "bench" / "results"  # no figures written
+    rows = {(r["estimator"], r["executor"], r["workers"]): r for r in data["rows"]}
+    assert len(rows) == 8
+    for (_, executor, workers), row in rows.items():
+        assert row["trials_per_minute"] > 0
+        if executor == "ray":  # one node per worker really took part
+            assert row["nodes_used"] == workers and row["ray_extra_ms_per_trial"] is not None
+    assert set(data["ratios"]) == {"zero-cost", "supernet"}
+    assert not any(tmp_path.glob("**/supernets/*"))  # nothing trained into the cache
+    load_run_all()  # puts bench/ on sys.path
+    import render_docs
+
+    block = "\n".join(render_docs.render_ray_throughput(render_docs.Results(out.parent)))
+    assert "| supernet | Ray, 2 node(s) | 2 |" in block and "Ray 2 nodes / 1 node" in block
+
+
 def load_bench(name: str):
     import importlib.util
 

@@ -22,7 +22,7 @@ from nas.search.budget import BudgetError
 from nas.search.objective import AccuracyJob
 from nas.search.reward import Reward, RewardError
 from nas.search.run import RunError, SearchRun, SearchSettings
-from nas.search.runner import ResumeMismatch, Runner, _Pool
+from nas.search.runner import ProcessPool, ResumeMismatch, Runner
 from nas.search.storage import STUDY_NAME
 from nas.search.strategies import STRATEGIES, StrategyError, make_strategy, spec_key
 from nas.search.trial import TrialResult
@@ -254,7 +254,7 @@ def test_failing_candidates_are_recorded_and_the_search_goes_on(tmp_path):
 
 def test_a_dying_worker_fails_only_its_own_candidate(tmp_path):
     run = make_run(tmp_path, trials=6)
-    pool = _Pool(run.objective, 2, function=die_on_wide_stems)
+    pool = ProcessPool(run.objective, 2, function=die_on_wide_stems)
     try:
         specs = [SPACE.sample(np.random.default_rng(i)) for i in range(6)]
         results = {r.index: r for r in pool.evaluate(list(enumerate(specs)))}
@@ -353,18 +353,27 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path):
 
 # --------------------------------------------------------------------------- Ray
 @pytest.mark.parametrize("strategy", ["evolution", "tpe"])
-def test_ray_executor_on_a_local_two_cpu_ray(tmp_path, strategy):
-    pytest.importorskip("ray.tune")
+def test_ray_executor_on_a_local_two_cpu_ray(tmp_path, strategy, monkeypatch):
+    ray = pytest.importorskip("ray")
+    puts = []
+    real_put = ray.put
+
+    def counting_put(value, *args, **kwargs):
+        puts.append(type(value).__name__)
+        return real_put(value, *args, **kwargs)
+
+    monkeypatch.setattr(ray, "put", counting_put)
     options = {"strategy_options": {"population": 4}} if strategy == "evolution" else {}
     run = make_run(tmp_path, trials=6, strategy=strategy, **options)
     results = run.run(workers=2, executor="ray")
     history = run.store.history()
     assert len(results) == 6 and sorted(history) == list(range(6))
-    assert all(r.ok for r in history.values())
-    if strategy == "evolution":  # Tune's searcher adapter keeps the local runner's history
-        local = make_run(tmp_path, "local", trials=6, strategy=strategy,
-                         **options).run(workers=2)
-        assert [r.spec for r in local] == [history[i].spec for i in range(6)]
+    assert all(r.ok and r.node_id and r.attempts == 1 for r in history.values())
+    assert puts == ["JobInputs"]  # the data set goes to the object store once, not per trial
+    # the runner drives Ray as it drives local workers: the same batches, the same history
+    local = make_run(tmp_path, "local", trials=6, strategy=strategy, **options).run(workers=2)
+    assert [(r.spec, r.reward) for r in local] == [(history[i].spec, history[i].reward)
+                                                   for i in range(6)]
 
 
 # --------------------------------------------------------------------------- CLI

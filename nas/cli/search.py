@@ -57,7 +57,9 @@ def search_command(
     workers: Annotated[int | None, typer.Option(
         help="candidates scored at once (default: one per core, at most 8)")] = None,
     executor: Annotated[str, typer.Option(help="local (worker processes) or ray")] = "local",
-    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="--executor ray: the cluster to use, HEAD:PORT as `ray start --head` prints it "
+             "(default: a Ray started here)")] = None,
     name: Annotated[str | None, typer.Option(help="run name (default from the settings)")]
         = None,
     runs_dir: RunsDir = Path("runs"),

@@ -1,15 +1,18 @@
 """The objective: latency from the predictor, accuracy from an estimator, the reward of both.
 
 The same code scores a candidate in the search process, in a local worker process and in a Ray
-worker. What a worker needs to rebuild the estimator is an ``AccuracyJob`` (small, picklable);
-each process builds the data set and estimator once and keeps them.
+worker. What a worker needs to rebuild the estimator is an ``AccuracyJob`` (small, picklable)
+and the job's ``JobInputs`` (the data set and, for a supernet estimator, the supernet): a local
+worker loads those from the files itself, a Ray worker takes the copy the search process put
+in Ray's object store. Each process builds the estimator once and keeps it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas.accuracy.base import AccuracyEstimator, Estimate
 from nas.errors import EstimatorError
@@ -17,7 +20,12 @@ from nas.search.reward import Reward
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
 
-__all__ = ["ESTIMATORS", "AccuracyJob", "Objective", "estimate_accuracy"]
+if TYPE_CHECKING:  # torch is imported where an estimator is built, not here
+    from nas.accuracy.supernet import Supernet
+    from nas.data import ImageData
+
+__all__ = ["ESTIMATORS", "AccuracyJob", "JobInputs", "Objective", "estimate_accuracy",
+           "job_inputs"]
 
 ESTIMATORS = ("supernet", "train", "zero-cost:params", "zero-cost:synflow", "zero-cost:naswot",
               "supernet:PATH")
@@ -76,43 +84,64 @@ class AccuracyJob:
 
         return SupernetRecipe(steps=self.supernet_steps, seed=self.seed)
 
-    def build(self, on_step=None) -> AccuracyEstimator:
-        """The estimator; ``--estimator supernet`` trains its supernet first if the cache has
-        none for this data (``on_step(step, total, loss)`` reports the progress)."""
-        from nas.accuracy.train import Recipe, TrainEstimator, check_device
-        from nas.data import load_data
+    def _check(self):
+        """Every setting checked before anything is loaded or trained, whichever estimator
+        uses it: a bad --epochs or --device must not wait for a supernet's training. Returns
+        the training recipe."""
+        from nas.accuracy.train import Recipe, check_device
 
-        # Every setting is checked before anything is loaded or trained, whichever estimator
-        # uses it: a bad --epochs or --device must not wait for a supernet's training.
         recipe = Recipe(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                         seed=self.seed)
         check_device(self.device)
-        kind, _, arg = self.estimator.partition(":")
-        if kind == "supernet" and self.device != "cpu":
+        if self.estimator.startswith("supernet") and self.device != "cpu":
             raise EstimatorError("the supernet estimator runs on the CPU; on a GPU use "
                                  "--estimator train")
+        return recipe
+
+    @property
+    def inputs_key(self) -> tuple:
+        """The settings the ``JobInputs`` depend on (not threads, device or fine-tuning)."""
+        return self.data, self.resolution, self.estimator, self.seed, self.supernet_steps
+
+    def load_inputs(self, on_step=None) -> JobInputs:
+        """The data set and, for a supernet estimator, the supernet; ``--estimator supernet``
+        trains its supernet first if the cache has none for this data (``on_step(step, total,
+        loss)`` reports the progress)."""
+        from nas.data import load_data
+
+        self._check()
         data = load_data(self.data, self.resolution, seed=self.seed)
+        kind, _, arg = self.estimator.partition(":")
+        if kind != "supernet":
+            return JobInputs(data)
+        from nas.accuracy.supernet import cached_supernet, load_supernet
+
+        if arg:
+            return JobInputs(data, load_supernet(arg)[0])
+        return JobInputs(data, cached_supernet(self.data, data, self.supernet_recipe,
+                                               on_step=on_step))
+
+    def build(self, on_step=None, inputs: JobInputs | None = None) -> AccuracyEstimator:
+        """The estimator, from ``inputs`` (default: loaded here, see ``load_inputs``)."""
+        from nas.accuracy.train import TrainEstimator
+
+        recipe = self._check()
+        if inputs is None:
+            inputs = self.load_inputs(on_step)
+        data = inputs.data
+        kind, _, arg = self.estimator.partition(":")
         if kind == "train":
             return TrainEstimator(data, recipe, device=self.device, threads=self.threads)
         if kind == "zero-cost":
             from nas.accuracy.zero_cost import ZeroCostEstimator
 
             return ZeroCostEstimator(data, arg, seed=self.seed)
-        from nas.accuracy.supernet import (
-            SupernetEstimator,
-            cached_supernet,
-            finetune_recipe,
-            load_supernet,
-        )
+        from nas.accuracy.supernet import SupernetEstimator, finetune_recipe
 
-        if arg:
-            supernet, _ = load_supernet(arg)
-        else:
-            supernet = cached_supernet(self.data, data, self.supernet_recipe, on_step=on_step)
         finetune = finetune_recipe(self.finetune_steps, lr=self.finetune_lr,
                                    batch_size=self.batch_size, seed=self.seed) \
             if self.finetune_steps else None
-        return SupernetEstimator(supernet, data, finetune=finetune, threads=self.threads)
+        return SupernetEstimator(inputs.supernet, data, finetune=finetune, threads=self.threads)
 
     def supernet_path(self):
         """The cache file of ``--estimator supernet``'s supernet (None for other estimators)."""
@@ -138,15 +167,36 @@ class AccuracyJob:
         return f"{name}{tuned} on {self.data} at {self.resolution}px"
 
 
+@dataclass(frozen=True)
+class JobInputs:
+    """What an estimator is built from besides its settings. Loaded once per process (and,
+    for a Ray run, put in the object store once per run, so that a worker on another machine
+    needs neither the data files nor the supernet cache)."""
+
+    data: ImageData
+    supernet: Supernet | None = None  # supernet estimators only
+
+
+_INPUTS: dict[tuple, JobInputs] = {}
 _CACHE: dict[AccuracyJob, AccuracyEstimator] = {}
 
 
-def estimate_accuracy(job: AccuracyJob, spec_json: str) -> dict[str, Any]:
+def job_inputs(job: AccuracyJob, on_step=None) -> JobInputs:
+    """This process's ``JobInputs`` of ``job``, loaded on first use."""
+    inputs = _INPUTS.get(job.inputs_key)
+    if inputs is None:
+        inputs = _INPUTS[job.inputs_key] = job.load_inputs(on_step)
+    return inputs
+
+
+def estimate_accuracy(job: AccuracyJob, spec_json: str,
+                      inputs: Callable[[], JobInputs] | None = None) -> dict[str, Any]:
     """Score one architecture (given as JSON) in this process; never raises for a bad
-    candidate. The entry point of local worker processes."""
+    candidate. The entry point of worker processes. ``inputs`` gives the job's inputs when
+    this process has no estimator for it yet (default: ``job_inputs``, from the files)."""
     estimator = _CACHE.get(job)
     if estimator is None:
-        estimator = _CACHE[job] = job.build()
+        estimator = _CACHE[job] = job.build(inputs=inputs() if inputs else job_inputs(job))
     return {**_outcome(estimator.estimate(ArchSpec.from_json(spec_json))), "pid": os.getpid()}
 
 
@@ -171,7 +221,7 @@ class Objective:
         supernet of ``--estimator supernet`` is trained (``on_step`` reports it) before any
         worker needs it."""
         if self.estimator is None and self.job not in _CACHE:
-            _CACHE[self.job] = self.job.build(on_step=on_step)
+            _CACHE[self.job] = self.job.build(inputs=job_inputs(self.job, on_step))
 
     def latency_ms(self, spec: ArchSpec) -> float:
         return float(self.predictor.predict([spec])[0])
@@ -198,7 +248,3 @@ class Objective:
         outcome = self.estimator.estimate(spec) if self.estimator is not None else \
             estimate_accuracy(self.job, spec.to_json())
         return self.finish(spec, index, self.latency_ms(spec), outcome)
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Shipped to Ray workers without an injected estimator (the job's is built there).
-        return {**self.__dict__, "estimator": None}

@@ -1,212 +1,172 @@
-"""Run a search's trials on Ray Tune (``--executor ray --workers N [--ray-address ADDR]``).
+"""Score a search's candidates on Ray (``--executor ray --workers N [--ray-address ADDR]``).
 
-Tune drives the loop: a ``Tuner`` runs the project's ``Objective`` as its trainable, one trial
-per candidate, ``workers`` at a time, with actors reused between trials (a fresh Ray worker
-costs seconds here). The Optuna-backed strategies (tpe, nsga2) run through
-``ray.tune.search.optuna.OptunaSearch`` with the same sampler; the others through
-``StrategySearcher``, an adapter from the ask/tell ``Strategy`` to Tune's ``Searcher`` that
-keeps the local runner's batches (and so its reproducibility and resume-by-replay). Either way
-every finished trial is written to the run's storage from the driver as soon as Tune reports
-it.
+The runner drives the search exactly as it does locally: batches of N candidates are asked,
+scored and told back in ask order, each result stored the moment it arrives. So a run on Ray
+has the history of a local run with the same N, whatever the strategy, and resumes the same
+way (by replaying its storage). Only the scoring moves: each candidate is one Ray task (one
+CPU, one torch thread) that receives the spec as JSON, the small ``AccuracyJob`` and a
+reference to the job's ``JobInputs`` (the data set and, for a supernet estimator, the
+supernet), which the search process puts in Ray's object store once per run. A worker process
+builds its estimator from them on its first candidate and keeps it. Nothing live crosses: the
+study, the predictor, the reward and the terminal stay in the search process.
+
+Faults: a task whose worker process or node is lost is started again, up to ``ATTEMPTS`` times
+in all; the trial records its attempts and why the earlier ones were lost (``retried``), or
+fails with that reason. An exception inside the estimator is the candidate's own failure and
+is not retried (a local run would fail it the same way).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import os
-import tempfile
+import socket
+from collections.abc import Iterator
 from typing import Any
 
-from nas.search.runner import Runner
+from nas.errors import RunError, first_line
+from nas.search.objective import AccuracyJob, Objective, estimate_accuracy, job_inputs
+from nas.search.runner import Runner, failed_outcome
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
 
-__all__ = ["run_on_ray"]  # StrategySearcher too, built on first access (imports Ray)
+__all__ = ["ATTEMPTS", "RayPool", "run_on_ray", "score_candidate"]
 
-_QUIET = {"RAY_AIR_NEW_OUTPUT": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
+ATTEMPTS = 3  # starts of a candidate whose worker or node is lost, before it is failed
 
-
-def _trainable(config: dict[str, Any], objective=None, space=None) -> None:
-    """One candidate: the same ``Objective`` as a local run, reported to Tune."""
-    import torch
-    from ray import tune
-
-    torch.set_num_threads(objective.job.threads or 1)
-    if "spec" in config:
-        spec, index = ArchSpec.from_json(config["spec"]), config["index"]
-    else:  # OptunaSearch hands out the decisions themselves
-        spec, index = space.from_params(config), -1
-    result = objective(spec, index)
-    tune.report({"score": result.reward if result.ok else float("nan"),
-                 "accuracy": result.accuracy if result.ok else float("nan"),
-                 "latency_ms": result.latency_ms, "failed": result.failed,
-                 "reason": result.reason, "cost_seconds": result.cost_seconds,
-                 "spec": spec.to_json()})
+_QUIET = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
+# Ray gives a node the address of the machine's external interface, and turns a loopback
+# address given to ray.init into that one too, unless this variable (meant for single-machine
+# Windows and macOS) is off; then "this machine" stays 127.0.0.1. Set for a Ray started here
+# and for a cluster at a loopback address, before Ray is imported (it is read on import).
+_LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
-def _result_from(metrics: dict[str, Any] | None, spec: ArchSpec, index: int,
-                 objective) -> TrialResult:
-    if not metrics or "failed" not in metrics:
-        return TrialResult(spec=spec, index=index, latency_ms=objective.latency_ms(spec),
-                           failed=True, reason="the Ray trial raised (see Tune's error file)")
-    outcome = {"score": metrics["accuracy"], "cost_seconds": metrics["cost_seconds"],
-               "failed": metrics["failed"], "reason": metrics["reason"], "details": {}}
-    return objective.finish(spec, index, metrics["latency_ms"], outcome)
-
-
-def _searcher_base():
-    from ray.tune.search import Searcher
-
-    class StrategySearcher(Searcher):
-        """Tune ``Searcher`` over a ``Runner``: hands out its batches, records results."""
-
-        def __init__(self, runner: Runner):
-            super().__init__(metric="score", mode="max")
-            self.runner = runner
-            self.batch: list[tuple[int, ArchSpec]] = []
-            self.queue: list[tuple[int, ArchSpec]] = []
-            self.live: dict[str, tuple[int, ArchSpec]] = {}
-            self.fresh: set[int] = set()
-
-        def _refill(self) -> None:
-            # Batches already in storage (a resumed run) are replayed without Tune.
-            while not self.queue and not self.live and not self.runner.done:
-                if self.batch:
-                    self.runner.finish_batch(self.batch, self.fresh)
-                self.batch, self.fresh = self.runner.next_batch(), set()
-                self.queue = self.runner.pending(self.batch)
-            if not self.queue and not self.live and self.batch:
-                self.runner.finish_batch(self.batch, self.fresh)
-                self.batch = []
-
-        def suggest(self, trial_id: str):
-            from ray.tune.search import Searcher
-
-            self._refill()
-            if self.queue:
-                index, spec = self.queue.pop(0)
-                self.live[trial_id] = (index, spec)
-                return {"spec": spec.to_json(), "index": index}
-            return Searcher.FINISHED if self.runner.done and not self.live else None
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                              error: bool = False) -> None:
-            if trial_id not in self.live:
-                return
-            index, spec = self.live.pop(trial_id)
-            self.runner.record(_result_from(None if error else result, spec, index,
-                                            self.runner.objective))
-            self.fresh.add(index)
-            self._refill()
-
-        def save(self, checkpoint_path: str) -> None:  # the run's storage is the checkpoint
-            pass
-
-        def restore(self, checkpoint_path: str) -> None:
-            pass
-
-    return StrategySearcher
-
-
-def __getattr__(name: str):
-    if name == "StrategySearcher":  # built lazily: importing Ray costs over a second
-        return _searcher_base()
-    raise AttributeError(name)
-
-
-def _optuna_search(runner: Runner, settings) -> tuple[Any, int]:
-    """OptunaSearch with the strategy's sampler, warm-started from the stored trials."""
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    strategy, reward, space = runner.strategy, runner.objective.reward, runner.strategy.space
-    stored = [r for r in runner.history.values() if r.ok]
-    points = [space.params(r.spec) for r in stored]
-    rewards = [r.reward if not reward.multi_objective else [r.accuracy, r.latency_ms]
-               for r in stored]
-    if strategy.seed_arch is not None and not runner.history:
-        points.append(space.params(strategy.seed_arch))
-    sampler = type(strategy.study.sampler)(seed=settings.seed) \
-        if settings.strategy == "nsga2" else optuna.samplers.TPESampler(
-            seed=settings.seed, multivariate=True, constant_liar=True)
-    metric: Any = ["accuracy", "latency_ms"] if reward.multi_objective else "score"
-    mode: Any = ["max", "min"] if reward.multi_objective else "max"
-    search = OptunaSearch(space=space.distributions(), metric=metric, mode=mode,
-                          sampler=sampler, points_to_evaluate=points or None,
-                          evaluated_rewards=rewards if stored else None)
-    return search, max(0, runner.trials - len(runner.history))
-
-
-def run_on_ray(runner: Runner, settings, *, address: str | None = None) -> list[TrialResult]:
-    """Run ``runner``'s remaining trials on Ray (a local instance, or ``address``)."""
-    for key, value in _QUIET.items():
-        os.environ.setdefault(key, value)
-    if not address:
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local only: no token file
+def score_candidate(job: AccuracyJob, spec_json: str, inputs: list) -> dict[str, Any]:
+    """One candidate, in a Ray worker. ``inputs`` holds the ``ObjectRef`` of the job's
+    ``JobInputs``, inside a list so that Ray hands over the reference instead of fetching the
+    object for every candidate: it is fetched once per worker process, when the estimator is
+    built."""
     import ray
-    from ray import tune
+    import torch
 
-    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
-    workers = runner.workers
-    objective = runner.objective
-    if workers > 1 and not objective.job.threads:
-        objective = dataclasses.replace(objective, job=dataclasses.replace(objective.job,
-                                                                           threads=1))
-        runner.objective = objective
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-        else:
-            ray.init(address="local", num_cpus=workers, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.WARNING)
+    torch.set_num_threads(job.threads or 1)
+    [ref] = inputs
+    outcome = estimate_accuracy(job, spec_json, inputs=lambda: ray.get(ref))
+    return {**outcome, "node_id": ray.get_runtime_context().get_node_id()}
+
+
+class RayPool:
+    """The runner's ``Evaluator`` on Ray: one task per candidate, one CPU and one torch thread
+    each; latency and reward are computed in the search process, as with local workers."""
+
+    def __init__(self, objective: Objective, inputs: Any, *, attempts: int = ATTEMPTS):
+        """``inputs``: the ``ObjectRef`` of the job's ``JobInputs`` (``ray.put`` once)."""
+        import ray
+
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {attempts}")
+        self.objective, self.attempts = objective, attempts
+        self.job = dataclasses.replace(objective.job, threads=objective.job.threads or 1)
+        self.inputs = [inputs]
+        # Ray's own retries are off: these are counted and their reasons kept in the study.
+        self.task = ray.remote(num_cpus=1, max_retries=0)(score_candidate)
+
+    def _submit(self, spec: ArchSpec):
+        return self.task.remote(self.job, spec.to_json(), self.inputs)
+
+    def evaluate(self, todo: list[tuple[int, ArchSpec]]) -> Iterator[TrialResult]:
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        pending = {self._submit(spec): (index, spec, 1, []) for index, spec in todo}
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            index, spec, attempt, lost = pending.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except RayTaskError as exc:  # raised by the estimator itself: no retry
+                cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+                outcome = failed_outcome(first_line(cause, with_type=True))
+            except RayError as exc:  # the worker or its node was lost, not the candidate's fault
+                lost.append(f"attempt {attempt}: {first_line(exc, with_type=True)}")
+                if attempt < self.attempts:
+                    pending[self._submit(spec)] = (index, spec, attempt + 1, lost)
+                    continue
+                outcome = failed_outcome(f"its Ray worker was lost {attempt} times ({lost[-1]})")
+            result = self.objective.finish(spec, index, self.objective.latency_ms(spec),
+                                           outcome)
+            yield dataclasses.replace(result, node_id=outcome.get("node_id", ""),
+                                      attempts=attempt, retried="; ".join(lost))
+
+    def close(self) -> None:  # tasks hold nothing between batches
+        pass
+
+
+def run_on_ray(runner: Runner, *, address: str | None = None) -> list[TrialResult]:
+    """Run ``runner``'s remaining trials on Ray: the cluster at ``address``, or a Ray started
+    here with ``runner.workers`` CPUs (and stopped at the end)."""
+    ray, started_here = connect(address, runner.workers)
     try:
-        if settings.strategy in ("tpe", "nsga2"):
-            search, samples = _optuna_search(runner, settings)
-            callbacks = [_recorder(runner)]
-        else:
-            search, samples, callbacks = _searcher_base()(runner), -1, []
-        if samples:
-            trainable = tune.with_parameters(_trainable, objective=objective,
-                                             space=runner.strategy.space)
-            with tempfile.TemporaryDirectory(prefix="nas-ray-") as scratch:
-                tuner = tune.Tuner(
-                    trainable,
-                    tune_config=tune.TuneConfig(search_alg=search, num_samples=samples,
-                                                max_concurrent_trials=workers,
-                                                reuse_actors=True),
-                    run_config=tune.RunConfig(name="search", storage_path=scratch, verbose=0,
-                                              callbacks=callbacks))
-                tuner.fit()
+        inputs = ray.put(job_inputs(runner.objective.job))  # once per run, not per trial
+        return runner.run(pool=RayPool(runner.objective, inputs))
     finally:
         if started_here:
             ray.shutdown()
-    if settings.strategy in ("tpe", "nsga2"):
-        runner.results = list(runner.history.values())
-    return runner.results
 
 
-def _recorder(runner: Runner):
-    """A driver-side Tune callback writing each OptunaSearch trial to the run's storage."""
-    from ray import tune
+def connect(address: str | None, cpus: int):
+    """Ray, connected to ``address`` (or to a new local instance with ``cpus`` CPUs), and
+    whether this call connected it."""
+    for key, value in _QUIET.items():
+        os.environ.setdefault(key, value)
+    if address is None or _is_loopback(address):
+        os.environ.setdefault(_LOOPBACK_ONLY, "0")
+    if address is None:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local only: no token file
+    else:
+        _check_reachable(address)
+    import ray
 
-    class Recorder(tune.Callback):
-        def _save(self, trial, error: bool) -> None:
-            metrics = None if error else trial.last_result
-            config = dict(trial.config)
-            spec = runner.strategy.space.from_params(config)
-            index = len(runner.history)
-            result = _result_from(metrics, dataclasses.replace(spec, name=f"trial-{index}"),
-                                  index, runner.objective)
-            runner.record(result)
-            if runner.on_result is not None:
-                runner.on_result(result, len(runner.history), runner.trials)
+    if ray.is_initialized():
+        return ray, False
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    else:
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.WARNING)
+    return ray, True
 
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._save(trial, error=False)
 
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._save(trial, error=True)
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``host:port`` of a GCS address (None for ``auto`` or a ``ray://`` client address)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
 
-    return Recorder()
+
+def _is_loopback(address: str) -> bool:
+    parts = _host_port(address)
+    if parts is None:
+        return False
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(parts[0])).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+def _check_reachable(address: str) -> None:
+    """Fail at once when nothing listens at ``address`` (Ray itself retries for minutes)."""
+    parts = _host_port(address)
+    if parts is None:
+        return
+    try:
+        socket.create_connection(parts, timeout=5).close()
+    except OSError as exc:
+        raise RunError(f"no Ray cluster answers at --ray-address {address} "
+                       f"({exc.strerror or exc}); start one there with `ray start --head`, "
+                       f"or check the address") from None

@@ -215,7 +215,7 @@ class SearchRun(LockedRunDir):
         if executor == "ray":
             from nas.search.ray_executor import run_on_ray
 
-            results = run_on_ray(runner, self.settings, address=ray_address)
+            results = run_on_ray(runner, address=ray_address)
         elif executor == "local":
             results = runner.run()
         else:

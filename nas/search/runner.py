@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol
 
 from nas.errors import ResumeMismatch, RunError
 from nas.search.objective import Objective, estimate_accuracy
@@ -27,10 +28,23 @@ from nas.search.strategies import Strategy, spec_key
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
 
-__all__ = ["ResumeMismatch", "Runner"]
+__all__ = ["Evaluator", "ProcessPool", "ResumeMismatch", "Runner", "failed_outcome"]
 
 # Called with (result, finished count, total) after every trial, replayed ones included.
 OnResult = Callable[[TrialResult, int, int], None]
+
+
+class Evaluator(Protocol):
+    """Scores a batch somewhere else than in this process (worker processes, a Ray cluster)."""
+
+    def evaluate(self, todo: list[tuple[int, ArchSpec]]) -> Iterator[TrialResult]:
+        """The results of ``todo`` ((index, candidate) pairs), each as soon as it finishes;
+        a candidate that cannot be scored comes back failed, with the reason."""
+        ...
+
+    def close(self) -> None:
+        """Release the workers."""
+        ...
 
 
 class Runner:
@@ -90,10 +104,13 @@ class Runner:
     def done(self) -> bool:
         return self.next_index >= self.trials
 
-    # ------------------------------------------------------------------ local execution
-    def run(self) -> list[TrialResult]:
-        """Run to ``trials`` in this process (workers=1) or in a pool of worker processes."""
-        pool = _Pool(self.objective, self.workers) if self.workers > 1 else None
+    # ------------------------------------------------------------------ execution
+    def run(self, pool: Evaluator | None = None) -> list[TrialResult]:
+        """Run to ``trials`` on ``pool`` (which the caller closes); without one, in this
+        process (workers=1) or in a pool of local worker processes."""
+        own = pool is None and self.workers > 1
+        if own:
+            pool = ProcessPool(self.objective, self.workers)
         try:
             while not self.done:
                 batch = self.next_batch()
@@ -106,12 +123,12 @@ class Runner:
                     fresh.add(result.index)
                 self.finish_batch(batch, fresh)
         finally:
-            if pool is not None:
+            if own:
                 pool.close()
         return self.results
 
 
-class _Pool:
+class ProcessPool:
     """Worker processes (spawned, one torch thread each) that estimate accuracy; the latency
     and reward are computed here. A worker that dies fails only its candidate."""
 
@@ -151,10 +168,10 @@ class _Pool:
                     if not alone:
                         broken.append((index, spec))
                         continue
-                    outcome = _failed("the worker process died on this candidate (killed, "
-                                      "out of memory or crashed)")
+                    outcome = failed_outcome("the worker process died on this candidate "
+                                             "(killed, out of memory or crashed)")
                 except Exception as exc:  # noqa: BLE001 - e.g. the spec could not be sent
-                    outcome = _failed(f"{type(exc).__name__}: {exc}")
+                    outcome = failed_outcome(f"{type(exc).__name__}: {exc}")
                 yield self.objective.finish(spec, index, self.objective.latency_ms(spec),
                                             outcome)
         if dead:
@@ -180,5 +197,6 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
-def _failed(reason: str) -> dict:
+def failed_outcome(reason: str) -> dict:
+    """The outcome of a candidate that could not be scored, as a worker would return it."""
     return {"score": None, "cost_seconds": 0.0, "failed": True, "reason": reason, "details": {}}

@@ -3,8 +3,10 @@
 Every finished trial is one Optuna trial: the decisions as ``params`` (so
 ``optuna-dashboard runs/<name>/study.db`` plots them), the reward (or accuracy and latency) as
 ``values``, and as user attributes the trial's index in ask order, the architecture's JSON,
-accuracy, latency, cost and, for a failed candidate, the reason (state FAIL). A trial is
-written in one transaction as soon as it finishes, so a killed search loses nothing finished.
+accuracy, latency, cost and, for a failed candidate, the reason (state FAIL); a trial scored on
+Ray also keeps the node it ran on (``node_id``), its ``attempts`` and why earlier attempts were
+lost (``retried``). A trial is written in one transaction as soon as it finishes, so a killed
+search loses nothing finished.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class RunStore:
             "reward": result.reward, "cost_seconds": result.cost_seconds,
             "reason": result.reason, "details": json.dumps(result.details, default=str),
         }
+        if result.node_id or result.retried:  # scored on Ray
+            attrs.update(node_id=result.node_id, attempts=result.attempts, retried=result.retried)
         trial = optuna.trial.create_trial(
             state=optuna.trial.TrialState.FAIL if result.failed else
             optuna.trial.TrialState.COMPLETE,
@@ -82,7 +86,9 @@ class RunStore:
                 latency_ms=attrs["latency_ms"], accuracy=attrs["accuracy"],
                 reward=attrs["reward"], cost_seconds=attrs["cost_seconds"],
                 failed=trial.state.name == "FAIL", reason=attrs["reason"],
-                details=json.loads(attrs.get("details") or "{}"))
+                details=json.loads(attrs.get("details") or "{}"),
+                node_id=attrs.get("node_id", ""), attempts=attrs.get("attempts", 1),
+                retried=attrs.get("retried", ""))
         return dict(sorted(results.items()))
 
 

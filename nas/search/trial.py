@@ -23,6 +23,11 @@ class TrialResult:
     failed: bool = False
     reason: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # Where it was scored, for a distributed run: the Ray node ("" in this machine's processes),
+    # how many times it was started, and why the attempts before the last were lost.
+    node_id: str = ""
+    attempts: int = 1
+    retried: str = ""
 
     @property
     def ok(self) -> bool:
