@@ -12,8 +12,15 @@
 * ``cifar10:PATH``: the standard ``cifar-10-batches-py`` pickle directory;
 * ``mnist:PATH``: the four IDX files of MNIST or a drop-in replacement such as Fashion-MNIST
   (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-…``, gzipped or not; the
-  folder itself or torchvision's ``raw/`` below it). Debian ships Fashion-MNIST as the package
-  ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``).
+  folder itself or torchvision's ``raw/`` below it);
+* ``fashion-mnist``: Fashion-MNIST's IDX files from ``$NAS_FASHION_MNIST_DIR`` if set, else
+  from Debian's package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``).
+
+Splits. Data sets that come with their own test set (the IDX sources, CIFAR-10) keep it apart:
+``val``, the split every search-time score uses, is a fixed, stratified sixth of the *training*
+file (10,000 of Fashion-MNIST's 60,000; the same images whatever the run's seed), ``train`` the
+rest; the official test images are the ``test`` split, read only by final reports. The digits
+and image folders have no official test set: ``test`` is absent there.
 
 Images are kept in memory as uint8 (N, C, H, W) and normalised per batch.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import math
+import os
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +42,17 @@ import torch.nn.functional as F
 
 from nas.errors import DataError
 
-__all__ = ["DataError", "ImageData", "load_data"]
+__all__ = ["DATA_SOURCES", "DataError", "FASHION_MNIST_DIR", "ImageData", "load_data"]
+
+# What ``load_data`` accepts, for help texts.
+DATA_SOURCES = ("digits, digits-hard, fashion-mnist, imagefolder:PATH, cifar10:PATH or "
+                "mnist:PATH")
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+FASHION_MNIST_ENV = "NAS_FASHION_MNIST_DIR"
+# The share of an official training file held out as the validation split, and the seed of
+# that split: fixed, so that every run scores on the same images.
+HELD_OUT_FRACTION = 1 / 6
+HELD_OUT_SEED = 0
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,7 +63,11 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 @dataclass(frozen=True)
 class ImageData:
-    """A train/validation split held in memory."""
+    """Train and validation splits held in memory, and the test split where the source has one.
+
+    ``val`` is what search-time scores use; ``test`` (None for sources without an official
+    test set) is for final reports only.
+    """
 
     name: str
     x_train: torch.Tensor  # uint8 (N, C, H, W)
@@ -55,6 +77,12 @@ class ImageData:
     classes: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
+
+    @property
+    def has_test(self) -> bool:
+        return self.y_test is not None
 
     @property
     def num_classes(self) -> int:
@@ -76,15 +104,27 @@ class ImageData:
     def batches(self, split: str, batch_size: int, *, shuffle: bool = False,
                 generator: torch.Generator | None = None,
                 drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Normalised float batches of ``train`` or ``val``; ``shuffle`` uses ``generator``."""
-        if split not in ("train", "val"):
-            raise DataError(f"split must be 'train' or 'val', got {split!r}")
-        x, y = (self.x_train, self.y_train) if split == "train" else (self.x_val, self.y_val)
+        """Normalised float batches of ``train``, ``val`` or ``test``; ``shuffle`` uses
+        ``generator``."""
+        x, y = self.split(split)
         order = torch.randperm(len(y), generator=generator) if shuffle else torch.arange(len(y))
         stop = len(y) - (len(y) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
             index = order[start:start + batch_size]
             yield self.normalise(x[index]), y[index]
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels of ``train``, ``val`` or ``test``."""
+        if name == "train":
+            return self.x_train, self.y_train
+        if name == "val":
+            return self.x_val, self.y_val
+        if name == "test":
+            if self.x_test is None or self.y_test is None:
+                raise DataError(f"{self.name} has no separate test split (use a data set "
+                                f"with official test images, e.g. fashion-mnist)")
+            return self.x_test, self.y_test
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {name!r}")
 
     def holdout(self, fraction: float = 0.2, seed: int = 0) -> ImageData:
         """A split of the training images only: ``fraction`` of them (stratified, seeded) become
@@ -94,14 +134,16 @@ class ImageData:
             raise DataError(f"the holdout fraction must be in (0, 1), got {fraction}")
         train, held = _split(len(self.y_train), self.y_train.numpy(), seed, fraction)
         train_t, held_t = torch.from_numpy(train), torch.from_numpy(held)
-        return ImageData(f"{self.name} (train minus a {fraction:.0%} holdout)",
-                         self.x_train[train_t], self.y_train[train_t], self.x_train[held_t],
-                         self.y_train[held_t], self.classes, self.mean, self.std)
+        return dataclasses.replace(
+            self, name=f"{self.name} (train minus a {fraction:.0%} holdout)",
+            x_train=self.x_train[train_t], y_train=self.y_train[train_t],
+            x_val=self.x_train[held_t], y_val=self.y_train[held_t])
 
     def subset(self, train: int | None = None, val: int | None = None,
                seed: int = 0) -> ImageData:
         """At most ``train`` training and ``val`` validation images, stratified and seeded
-        (the same images on every run): a cheaper proxy of a large data set."""
+        (the same images on every run): a cheaper proxy of a large data set. The test split,
+        if any, is kept whole."""
         def pick(x: torch.Tensor, y: torch.Tensor, count: int | None):
             if count is None or count >= len(y):
                 return x, y
@@ -120,7 +162,8 @@ class ImageData:
             x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val)
 
     def describe(self) -> str:
-        return (f"{self.name}: {len(self.y_train)} train / {len(self.y_val)} val images, "
+        test = f" / {len(self.y_test)} test" if self.y_test is not None else ""
+        return (f"{self.name}: {len(self.y_train)} train / {len(self.y_val)} val{test} images, "
                 f"{self.num_classes} classes, {self.channels}x{self.resolution}x"
                 f"{self.resolution}")
 
@@ -332,18 +375,30 @@ def load_cifar10(path: str | Path, resolution: int = 32) -> ImageData:
     parts = [_cifar_batch(f) for f in train_files]
     x_train = torch.from_numpy(np.concatenate([p[0] for p in parts]))
     y_train = torch.from_numpy(np.concatenate([p[1] for p in parts]))
-    x_val, y_val = (torch.from_numpy(a) for a in _cifar_batch(root / "test_batch"))
-    if not len(y_train) or not len(y_val):
-        raise DataError(f"cifar10 {root}: the {'training' if not len(y_train) else 'test'} "
-                        f"batches hold no images")
-    return ImageData(name=f"cifar10:{root}", x_train=_resize(x_train, resolution),
-                     y_train=y_train, x_val=_resize(x_val, resolution), y_val=y_val,
-                     classes=CIFAR10_CLASSES, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    x_test, y_test = (torch.from_numpy(a) for a in _cifar_batch(root / "test_batch"))
+    if len(y_train) < 2 or not len(y_test):
+        raise DataError(f"cifar10 {root}: the {'training' if len(y_train) < 2 else 'test'} "
+                        f"batches hold {'too few' if len(y_train) else 'no'} images")
+    return _with_held_out(f"cifar10:{root}", _resize(x_train, resolution), y_train,
+                          _resize(x_test, resolution), y_test, CIFAR10_CLASSES,
+                          CIFAR10_MEAN, CIFAR10_STD)
+
+
+def _with_held_out(name: str, x_train: torch.Tensor, y_train: torch.Tensor,
+                   x_test: torch.Tensor, y_test: torch.Tensor, classes: tuple[str, ...],
+                   mean: tuple[float, ...], std: tuple[float, ...]) -> ImageData:
+    """A source with an official test set: ``val`` is a fixed, stratified share of the
+    training images (``HELD_OUT_FRACTION``), ``test`` the official test images."""
+    train, val = _split(len(y_train), y_train.numpy(), HELD_OUT_SEED, HELD_OUT_FRACTION)
+    train_t, val_t = torch.from_numpy(train), torch.from_numpy(val)
+    return ImageData(name=name, x_train=x_train[train_t], y_train=y_train[train_t],
+                     x_val=x_train[val_t], y_val=y_train[val_t], classes=classes,
+                     mean=mean, std=std, x_test=x_test, y_test=y_test)
 
 
 # --------------------------------------------------------------------------- MNIST (IDX)
 MNIST_FILES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
-               "x_val": "t10k-images-idx3-ubyte", "y_val": "t10k-labels-idx1-ubyte"}
+               "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
 
 
 def _idx_file(root: Path, stem: str) -> Path | None:
@@ -374,8 +429,9 @@ def _read_idx(file: Path, dims: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
-def load_mnist(path: str | Path, resolution: int = 32) -> ImageData:
-    """MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST), grey images as three channels."""
+def load_mnist(path: str | Path, resolution: int = 32, *, name: str | None = None) -> ImageData:
+    """MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST), grey images as three channels:
+    ``val`` a fixed sixth of the training file, ``test`` the t10k files."""
     root = _source_dir("mnist", path, resolution, "the four IDX files train-images-idx3-ubyte, "
                        "train-labels-idx1-ubyte, t10k-…, .gz or not")
     if _idx_file(root, MNIST_FILES["x_train"]) is None and (root / "raw").is_dir():
@@ -386,26 +442,40 @@ def load_mnist(path: str | Path, resolution: int = 32) -> ImageData:
         raise DataError(f"mnist {root}: missing {', '.join(missing)} (.gz or not)")
     arrays = {key: _read_idx(file, 3 if key.startswith("x") else 1)
               for key, file in files.items() if file is not None}
-    for split in ("train", "val"):
+    for split, least in (("train", 2), ("test", 1)):
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if len(images) != len(labels) or not len(labels):
+        if len(images) != len(labels) or len(labels) < least:
             raise DataError(f"mnist {root}: {len(images)} {split} images but {len(labels)} "
                             f"labels")
-    classes = int(max(arrays["y_train"].max(), arrays["y_val"].max())) + 1
+    classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
     tensors = {key: torch.from_numpy(array.copy()) for key, array in arrays.items()}
     x_train = _resize(tensors["x_train"].unsqueeze(1), resolution)
     pixels = x_train.float() / 255.0
     mean, std = float(pixels.mean()), float(pixels.std())
-    return ImageData(name=f"mnist:{Path(path)}", x_train=x_train.repeat(1, 3, 1, 1),
-                     y_train=tensors["y_train"].long(),
-                     x_val=_resize(tensors["x_val"].unsqueeze(1), resolution).repeat(1, 3, 1, 1),
-                     y_val=tensors["y_val"].long(), classes=tuple(str(c) for c in range(classes)),
-                     mean=(mean,) * 3, std=(std,) * 3)
+    x_test = _resize(tensors["x_test"].unsqueeze(1), resolution)
+    return _with_held_out(name or f"mnist:{Path(path)}", x_train.repeat(1, 3, 1, 1),
+                          tensors["y_train"].long(), x_test.repeat(1, 3, 1, 1),
+                          tensors["y_test"].long(), tuple(str(c) for c in range(classes)),
+                          (mean,) * 3, (std,) * 3)
+
+
+def fashion_mnist_dir() -> Path:
+    """Where ``fashion-mnist`` is read from: ``$NAS_FASHION_MNIST_DIR``, else Debian's
+    package directory; a missing folder is a ``DataError`` naming the install command."""
+    configured = os.environ.get(FASHION_MNIST_ENV)
+    root = Path(configured) if configured else FASHION_MNIST_DIR
+    if not root.is_dir() or _idx_file(root, MNIST_FILES["x_train"]) is None:
+        where = f"${FASHION_MNIST_ENV}={configured}" if configured else str(root)
+        raise DataError(f"fashion-mnist: no IDX files in {where}; install them with "
+                        f"`apt-get install dataset-fashion-mnist`, or set "
+                        f"{FASHION_MNIST_ENV} to a folder holding the four files")
+    return root
 
 
 # --------------------------------------------------------------------------- entry point
 def load_data(source: str = "digits", resolution: int = 32, *, seed: int = 0) -> ImageData:
-    """``digits``, ``digits-hard``, ``imagefolder:PATH``, ``cifar10:PATH`` or ``mnist:PATH``."""
+    """One of ``DATA_SOURCES``: ``digits``, ``digits-hard``, ``fashion-mnist``,
+    ``imagefolder:PATH``, ``cifar10:PATH`` or ``mnist:PATH``."""
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         raise DataError(f"the data seed must be an integer in [0, 2^63), got {seed!r}")
     kind, sep, path = source.partition(":")
@@ -417,5 +487,7 @@ def load_data(source: str = "digits", resolution: int = 32, *, seed: int = 0) ->
         return load_cifar10(path, resolution)
     if kind == "mnist" and path:
         return load_mnist(path, resolution)
-    raise DataError(f"data source {source!r} not understood: use digits, digits-hard, "
-                    f"imagefolder:PATH, cifar10:PATH or mnist:PATH")
+    if kind == "fashion-mnist" and not sep:
+        _check_resolution(resolution)
+        return load_mnist(fashion_mnist_dir(), resolution, name="fashion-mnist")
+    raise DataError(f"data source {source!r} not understood: use {DATA_SOURCES}")

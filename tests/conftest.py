@@ -1,8 +1,17 @@
-"""Shared fixtures and hypothesis strategies. Reference figures live in tests/data/."""
+"""Shared fixtures and hypothesis strategies. Reference figures live in tests/data/.
+
+The suite is hermetic: before any test runs, ``HOME``, ``NAS_CACHE_DIR``, the XDG folders and
+the caches of torch and matplotlib point into one temporary home for the whole session (CLI
+subprocesses inherit it), holding synthetic latency tables for this machine so that no test
+profiles the full space. The user's own cache (wherever ``NAS_CACHE_DIR``, ``XDG_CACHE_HOME``
+or ``HOME`` put it when pytest started) is fingerprinted first and checked unchanged when the
+session ends: a test that wrote there fails the run.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,6 +34,58 @@ from nas.spec import (
 DATA = Path(__file__).parent / "data"
 
 torch.set_num_threads(2)
+
+
+# --------------------------------------------------------------------------- hermetic session
+HERMETIC = pytest.StashKey[tuple[Path, Path, dict | None]]()  # (home, user cache, snapshot)
+
+
+def user_cache_dir(environ=os.environ) -> Path:
+    """Where nas keeps its cache for ``environ`` (as ``latency_models.lut.cache_dir``)."""
+    if environ.get("NAS_CACHE_DIR"):
+        return Path(environ["NAS_CACHE_DIR"])
+    base = environ.get("XDG_CACHE_HOME") or Path(environ.get("HOME") or Path.home()) / ".cache"
+    return Path(base) / "nas"
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]] | None:
+    """Every file below ``root`` with its size and modification time (None: no folder)."""
+    if not root.is_dir():
+        return None
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def pytest_configure(config) -> None:
+    user_cache = user_cache_dir()
+    home = Path(tempfile.mkdtemp(prefix="nas-tests-home-"))
+    config.stash[HERMETIC] = (home, user_cache, snapshot(user_cache))
+    os.environ.update({
+        "HOME": str(home), "NAS_CACHE_DIR": str(home / ".cache" / "nas"),
+        "XDG_CACHE_HOME": str(home / ".cache"), "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "MPLCONFIGDIR": str(home / ".config" / "matplotlib"),
+        "TORCH_HOME": str(home / ".cache" / "torch"),
+    })
+    from tests.helpers import write_synthetic_tables
+
+    write_synthetic_tables(Path(os.environ["NAS_CACHE_DIR"]))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    home, user_cache, before = session.config.stash[HERMETIC]
+    shutil.rmtree(home, ignore_errors=True)
+    if snapshot(user_cache) != before:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nERROR: the test session changed the user's cache {user_cache}; tests must "
+              f"use the session's temporary NAS_CACHE_DIR")
+
+
+@pytest.fixture(scope="session")
+def user_cache(request) -> tuple[Path, dict | None]:
+    """The user's own cache folder and its fingerprint from before the session."""
+    _, path, before = request.config.stash[HERMETIC]
+    return path, before
 
 
 def load_data(name: str) -> dict:

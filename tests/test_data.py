@@ -87,7 +87,9 @@ def test_cifar10(tmp_path):
     _cifar(tmp_path / "cifar-10-batches-py")
     for path in (tmp_path, tmp_path / "cifar-10-batches-py"):
         data = load_data(f"cifar10:{path}", resolution=32)
-        assert data.x_train.shape == (30, 3, 32, 32) and data.x_val.shape == (6, 3, 32, 32)
+        # val is held out of the five training batches; the test batch is the test split
+        assert len(data.y_train) + len(data.y_val) == 30 and len(data.y_val) >= 1
+        assert data.x_train.shape[1:] == (3, 32, 32) and data.x_test.shape == (6, 3, 32, 32)
     assert load_data(f"cifar10:{tmp_path}", resolution=16).x_train.shape[-1] == 16
 
 
@@ -136,17 +138,22 @@ def _mnist(root, train=12, val=4, val_labels=None, skip=None, compress=True):
 def test_mnist_idx_files(tmp_path):
     arrays = _mnist(tmp_path / "gz")
     data = load_data(f"mnist:{tmp_path / 'gz'}", resolution=9)
-    assert data.x_train.shape == (12, 3, 9, 9) and data.x_val.shape == (4, 3, 9, 9)
+    # val: one image per class held out of the 12 training images; test: the 4 t10k images
+    assert data.x_train.shape == (9, 3, 9, 9) and data.x_val.shape == (3, 3, 9, 9)
+    assert data.x_test.shape == (4, 3, 9, 9) and data.y_test.tolist() == [0, 1, 2, 0]
     assert data.classes == ("0", "1", "2")
     # grey pixels as three equal channels, exactly as stored
-    assert torch.equal(data.x_train[:, 1], torch.from_numpy(
-        arrays["train-images-idx3-ubyte"].astype(np.uint8)))
+    assert torch.equal(data.x_test[:, 1], torch.from_numpy(
+        arrays["t10k-images-idx3-ubyte"].astype(np.uint8)))
     assert torch.equal(data.x_train[:, 0], data.x_train[:, 2])
-    assert data.y_val.tolist() == [0, 1, 2, 0]
+    train_file = {bytes(image) for image in arrays["train-images-idx3-ubyte"].astype(np.uint8)}
+    for split in (data.x_train, data.x_val):
+        assert {bytes(image[0].numpy()) for image in split} <= train_file
+    assert sorted(data.y_val.tolist()) == [0, 1, 2]
     # uncompressed files in torchvision's <root>/raw/ layout, resized
     _mnist(tmp_path / "FashionMNIST" / "raw", compress=False)
     plain = load_data(f"mnist:{tmp_path / 'FashionMNIST'}", resolution=16)
-    assert plain.x_train.shape == (12, 3, 16, 16) and plain.num_classes == 3
+    assert plain.x_train.shape == (9, 3, 16, 16) and plain.num_classes == 3
 
 
 def test_subset_is_stratified_and_fixed():
@@ -202,7 +209,7 @@ def test_subset_is_stratified_and_fixed():
         (lambda p: _mnist(p) and (p / "t10k-images-idx3-ubyte.gz").write_bytes(
             gzip.compress(_idx_bytes(np.zeros((4, 5, 5), np.uint8))[:-3])), "mnist:{p}",
          "holds 97 bytes of data, its header says 100"),
-        (lambda p: _mnist(p, val_labels=3), "mnist:{p}", "4 val images but 3 labels"),
+        (lambda p: _mnist(p, val_labels=3), "mnist:{p}", "4 test images but 3 labels"),
         (lambda p: None, "imagefolder:", "not understood"),
     ],
 )
@@ -217,3 +224,54 @@ def test_bad_data_is_one_clear_error(tmp_path, make, source, words):
 def test_the_seed_is_checked_before_any_data_is_read():
     with pytest.raises(DataError, match=r"seed must be an integer in \[0, 2\^63\), got -1"):
         load_data("digits", 8, seed=-1)
+
+
+def _fashion_like(root, per_class=12, test_per_class=2):
+    """A small Fashion-MNIST look-alike: 10 classes of 28x28 IDX files, gzipped."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(10), per_class)
+    test_labels = np.repeat(np.arange(10), test_per_class)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (len(labels), 28, 28)),
+              "train-labels-idx1-ubyte": labels,
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (len(test_labels), 28, 28)),
+              "t10k-labels-idx1-ubyte": test_labels}
+    for name, array in arrays.items():
+        (root / f"{name}.gz").write_bytes(gzip.compress(_idx_bytes(array)))
+    return arrays
+
+
+def test_fashion_mnist_from_the_environment_with_fixed_splits(tmp_path, monkeypatch):
+    arrays = _fashion_like(tmp_path / "fm")
+    monkeypatch.setenv("NAS_FASHION_MNIST_DIR", str(tmp_path / "fm"))
+    data = load_data("fashion-mnist", resolution=32)
+    assert data.name == "fashion-mnist" and data.num_classes == 10
+    # val: a fixed sixth of the training file, two per class here; test: the t10k files
+    assert len(data.y_val) == 20 and len(data.y_train) == 100 and len(data.y_test) == 20
+    assert np.bincount(data.y_val.numpy(), minlength=10).tolist() == [2] * 10
+    assert data.x_train.shape[1:] == (3, 32, 32)
+    again = load_data("fashion-mnist", resolution=32, seed=7)  # the split ignores the seed
+    assert torch.equal(again.x_val, data.x_val) and torch.equal(again.x_test, data.x_test)
+    native = load_data("fashion-mnist", resolution=28)
+    test_file = {bytes(image) for image in arrays["t10k-images-idx3-ubyte"].astype(np.uint8)}
+    assert {bytes(image[0].numpy()) for image in native.x_test} == test_file
+    assert not {bytes(image[0].numpy()) for image in native.x_val} & test_file
+    assert "20 test" in data.describe()
+    # the test split is read only by name; sources without one say so
+    assert sum(len(y) for _, y in data.batches("test", 8)) == 20
+    with pytest.raises(DataError, match="no separate test split"):
+        next(load_data("digits", 8).batches("test", 8))
+
+
+def test_fashion_mnist_missing_names_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_FASHION_MNIST_DIR", str(tmp_path / "absent"))
+    with pytest.raises(DataError) as info:
+        load_data("fashion-mnist", resolution=32)
+    assert "apt-get install dataset-fashion-mnist" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_cli_help_names_every_data_source():
+    from nas.data import DATA_SOURCES as LIBRARY_SOURCES
+
+    assert DATA_SOURCES == LIBRARY_SOURCES  # the CLI keeps a copy so that help needs no torch

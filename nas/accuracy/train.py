@@ -110,11 +110,12 @@ def recalibrate_bn(model: torch.nn.Module, data: ImageData, *, batches: int = 20
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: ImageData, *, batch_size: int = 256,
-             device: str = "cpu", channels_last: bool = True) -> float:
-    """Top-1 accuracy (%) on the validation split."""
+             device: str = "cpu", channels_last: bool = True, split: str = "val") -> float:
+    """Top-1 accuracy (%) on ``split``: ``val`` (what search-time scores use) or ``test``
+    (final reports, where the data set has official test images)."""
     model.eval()
     correct = total = 0
-    for images, labels in data.batches("val", batch_size):
+    for images, labels in data.batches(split, batch_size):
         images = images.to(device)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

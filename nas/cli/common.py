@@ -22,7 +22,8 @@ err = Console(stderr=True, highlight=False)
 
 USER_ERROR = 2
 # the --data sources of nas.data.load_data (torch is not imported to print help)
-DATA_SOURCES = "digits, digits-hard, imagefolder:PATH, cifar10:PATH or mnist:PATH"
+DATA_SOURCES = ("digits, digits-hard, fashion-mnist, imagefolder:PATH, cifar10:PATH or "
+                "mnist:PATH")
 # the names of latency_models.backends.BACKENDS, likewise
 LATENCY_BACKENDS = "torch, torchscript, onnxruntime, cuda or cuda-graph"
 
