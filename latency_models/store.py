@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +148,7 @@ def recalibrate(predictor: LUTPredictor, setup: LatencySetup, specs: Sequence[Ar
 
 
 def rescaled(predictor: LUTPredictor, setup: LatencySetup, specs: Sequence[ArchSpec], *,
-             rounds: int = 20) -> tuple[LUTPredictor, float]:
+             rounds: int = 20, progress: Progress | None = None) -> tuple[LUTPredictor, float]:
     """The predictor's calibration times one factor measured now: (predictor, factor).
 
     The machine's speed drifts between runs, mostly uniformly (docs/latency.md); one factor (the
@@ -155,13 +156,40 @@ def rescaled(predictor: LUTPredictor, setup: LatencySetup, specs: Sequence[ArchS
     refitting all three terms on a few networks would move the extrapolated extremes. A
     search does this when it starts.
     """
-    factor = float(np.median(measure_ms(setup, specs, rounds=rounds)
+    factor = float(np.median(measure_ms(setup, specs, rounds=rounds, progress=progress)
                              / predictor.predict(specs)))
     old = predictor.calibration
     return LUTPredictor(predictor.table, Calibration(old.scale * factor,
                                                      old.per_block_ms * factor,
                                                      old.overhead_ms * factor),
                         predictor.statistic), factor
+
+
+def calibrated_since(table: LatencyTable, since: float) -> bool:
+    """Whether ``table``'s calibration was measured at or after ``since`` (a ``time.time()``)."""
+    measured_at = (table.calibration or {}).get("measured_at")
+    if not measured_at:
+        return False
+    try:
+        when = datetime.strptime(measured_at, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return False
+    return when >= int(since)  # the stamp has whole seconds
+
+
+def fastest_reachable(setup: LatencySetup, space, path: str | Path | None = None,
+                      *, rounds: int = 15) -> tuple[float, bool]:
+    """The fastest latency ``space`` reaches on ``setup``'s device, as cheaply as it can be
+    known: (ms, predicted). From the cached table when it is calibrated and covers the space
+    (no measurement), else the space's smallest network measured end to end (seconds; the
+    exact bound needs the whole table, which is what this answer lets a caller skip)."""
+    try:
+        table, _, how = open_table(setup, path, no_profile=True)
+        if table.calibration is not None or how == "imported":
+            return LUTPredictor(table).min_latency(space), True
+    except LatencyError:  # no table, another device's, or layers missing
+        pass
+    return float(measure_ms(setup, [space.smallest()], rounds=rounds)[0]), False
 
 
 def calibration_specs(space, count: int, seed: int = 12345) -> list[ArchSpec]:

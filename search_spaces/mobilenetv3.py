@@ -172,6 +172,22 @@ class BlockwiseSpace:
         return self._draw(name, sized, pick, lambda stage: (
             sized(stage.kernels), sized(stage.exp_ratios), pick(stage.se), pick(stage.acts)))
 
+    def smallest(self, name: str = "smallest") -> ArchSpec:
+        """The cheapest network of the space by construction: the smallest stem, depths,
+        widths, kernels and expansions, ReLU, no squeeze-excite, the lightest head. Its
+        latency is close to the space's minimum without any table (a quick budget check)."""
+        def head_cost(head: HeadSpec) -> tuple[int, int]:  # the 1x1 conv over the last map
+            return head.conv_ch or 0, head.hidden_ch or 0  # costs most, then the hidden layer
+
+        def pick(options):  # the stem's activation, or the head
+            if isinstance(options[0], str):
+                return "RE" if "RE" in options else options[0]
+            return min(options, key=head_cost)
+
+        return self._draw(name, min, pick, lambda stage: (
+            min(stage.kernels), min(stage.exp_ratios), False if False in stage.se
+            else stage.se[0], "RE" if "RE" in stage.acts else stage.acts[0]))
+
     def _draw(self, name: str, sized, pick, block_options) -> ArchSpec:
         """An architecture from draws, in a fixed order: ``sized(options)`` for the stem width
         and every stage's depth and width, ``pick(options)`` for the activations and the head,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nas.accuracy.base import AccuracyEstimator
+from nas.errors import DataError
 from nas.search.budget import BudgetError
 from nas.search.objective import AccuracyJob
 from nas.search.reward import Reward, RewardError
@@ -452,7 +454,7 @@ def test_interrupting_the_supernet_training_of_a_search_is_one_line(tmp_path):
     assert "Traceback" not in stderr
     assert "interrupted: the supernet's training is saved every 100 steps in" in \
         " ".join(stderr.split())
-    assert not list(tmp_path.glob("evolution-*"))  # no run directory was started
+    assert not list(tmp_path.glob("evolution-*/run.json"))  # no trial was started
 
 
 def test_the_winner_is_chosen_on_measured_latency(tmp_path, monkeypatch):
@@ -482,7 +484,7 @@ def test_cli_search_errors_are_one_line(tmp_path):
     fastest = synthetic_predictor().min_latency(SPACE)
     cases = [
         (["--budget", "60 parsecs"], "not understood"),
-        (["--budget", "1us", *common], f"{fastest:.2f} ms predicted"),
+        (["--budget", "1us", *common], f"{fastest:.2f} ms (predicted from the latency table)"),
         (["--strategy", "annealing", *common], "unknown strategy"),
         (["--reward", "softer", *common], "unknown reward"),
         (["--seed-arch", "mobilenet_v2", *common], "not an architecture"),
@@ -494,6 +496,57 @@ def test_cli_search_errors_are_one_line(tmp_path):
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_budget_is_refused_in_seconds_on_a_cold_cache(tmp_path):
+    """With no latency table at all, the check times the space's smallest network alone: no
+    table is profiled, no supernet trained, and the error names the latency it reached."""
+    cache = tmp_path / "cache"
+    start = time.monotonic()
+    result = run_cli("search", "--budget", "0.001ms", "--runs-dir", str(tmp_path),
+                     NAS_CACHE_DIR=str(cache))
+    assert time.monotonic() - start < 60, "the check must not profile or train"
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    line = " ".join(result.stderr.split())
+    match = re.search(r"fastest network this space reaches on this device: ([0-9.]+) ms "
+                      r"\(its smallest network, measured end to end\)", line)
+    assert match and float(match.group(1)) > 0.001, line
+    assert not any(cache.rglob("*.json")) and not any(cache.rglob("*.pt"))
+
+
+def test_the_smallest_network_of_the_space_is_its_fastest():
+    """On the session's table (times that grow with each layer's multiply-adds)."""
+    from latency_models.store import LatencySetup, load_predictor
+
+    smallest = SPACE.smallest()
+    assert SPACE.contains(dataclasses.replace(smallest, name="x"))
+    predictor, _ = load_predictor(LatencySetup(), no_profile=True)
+    fastest = predictor.min_latency(SPACE)
+    assert predictor.predict_one(smallest) == pytest.approx(fastest, rel=1e-6)
+    rng = np.random.default_rng(0)
+    assert all(predictor.predict_one(SPACE.sample(rng)) > fastest for _ in range(20))
+
+
+def test_a_search_checks_its_inputs_before_profiling_or_training(tmp_path, monkeypatch):
+    """The order of a run's set-up: inputs, then the latency table, then the supernet."""
+    import latency_models.store as store
+
+    calls = []
+    monkeypatch.setattr(store, "load_predictor",
+                        lambda *a, **k: calls.append("table") or (synthetic_predictor(), "t"))
+    bad = SearchSettings(budget_ms=20.0, job=AccuracyJob(data="imagefolder:/nonexistent"))
+    with pytest.raises(DataError, match="/nonexistent"):
+        SearchRun(bad, tmp_path / "bad")
+    assert calls == []  # refused before the table was opened
+    job = AccuracyJob(data="digits", resolution=16, supernet_steps=2, finetune_steps=1)
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "cache"))
+    with SearchRun(SearchSettings(budget_ms=20.0, job=job, recalibrate=False),
+                   tmp_path / "good") as run:
+        assert calls == ["table"] and job.supernet_path() is not None
+        assert not job.supernet_path().exists()  # the table first, the supernet after
+        steps = []
+        run.prepare(on_step=lambda step, total, loss: steps.append(step))
+        assert steps == [1, 2] and job.supernet_path().is_file()
 
 
 def children_of(pid: int) -> list[int]:

@@ -104,19 +104,46 @@ def search_command(
     workers = workers or default_workers()
     if workers < 1:
         fail("--workers must be at least 1")
-    # Before the latency table is loaded and recalibrated (seconds): a bad --seed-arch, --data,
-    # --resolution, --epochs, --device or supernet checkpoint fails at once. The estimator
-    # built here is the one the run's objective uses.
+    # The order of work: check every input (seconds), then whether the budget can be met at
+    # all, then the latency table (profiled the first time), then the supernet (trained the
+    # first time), then the search. A mistake costs seconds, not the minutes of the later steps.
     if seed_arch:
         resolve_seed_arch(seed_arch, default_space())
-    _prepare_estimator(settings.job)
+    settings.job.validate()
+    _check_reachable(settings)
     name = name or f"{strategy}-{budget_ms:g}ms-{reward}-seed{seed}"
     run_dir = runs_dir / name
     with progress_bar("") as update:
         run = SearchRun(settings, run_dir, overwrite=overwrite, resume=resume,
                         progress=update)
     with run:  # no other process writes to run_dir meanwhile
+        _prepare_estimator(run)
         _search(run, trials, workers, executor, ray_address, report)
+
+
+# A budget below this share of the smallest network's measured latency is refused before the
+# table is profiled. Timed alone, end to end, that network may be a little slower than the
+# space's true minimum (the table's bound, checked exactly once the table exists).
+QUICK_CHECK_MARGIN = 0.8
+
+
+def _check_reachable(settings) -> None:
+    """Refuse a budget no network of the space can meet, in seconds: from the cached latency
+    table if there is one, else by timing the space's smallest network alone."""
+    from latency_models.store import LatencySetup, fastest_reachable
+    from nas.errors import BudgetError
+    from search_spaces.mobilenetv3 import default_space
+
+    space = default_space()
+    setup = LatencySetup(settings.latency_backend, settings.latency_threads,
+                         resolution=space.input_size)
+    fastest, predicted = fastest_reachable(setup, space, settings.table)
+    if settings.budget_ms < fastest * (1.0 if predicted else QUICK_CHECK_MARGIN):
+        how = "predicted from the latency table" if predicted else \
+            "its smallest network, measured end to end"
+        raise BudgetError(f"the budget {settings.budget_ms:g} ms is below the fastest network "
+                          f"this space reaches on this device: {fastest:.2f} ms ({how}); "
+                          f"raise the budget")
 
 
 def _search(run, trials: int, workers: int, executor: str, ray_address: str | None,
@@ -163,12 +190,11 @@ def _search(run, trials: int, workers: int, executor: str, ray_address: str | No
     _print_summary(run, results, summary, summary["best"])
 
 
-def _prepare_estimator(job) -> None:
-    """Build the estimator before the run starts; for ``--estimator supernet`` that trains its
-    supernet the first time, with a progress bar (an interruption keeps the last checkpoint,
-    and the next search continues it)."""
-    from nas.search.objective import Objective
-
+def _prepare_estimator(run) -> None:
+    """Build the run's estimator before the search starts; for ``--estimator supernet`` that
+    trains its supernet the first time, with progress (an interruption keeps the last
+    checkpoint, and the next search continues it)."""
+    job = run.settings.job
     path, trained = job.supernet_path(), []
     with progress_bar("training ") as update:
         def on_step(step: int, total: int, _loss: float) -> None:
@@ -180,7 +206,7 @@ def _prepare_estimator(job) -> None:
             update("supernet", step, total)
 
         try:
-            Objective(job, predictor=None, reward=None).check(on_step=on_step)
+            run.prepare(on_step=on_step)
         except KeyboardInterrupt:
             err.print(f"interrupted: the supernet's training is saved every "
                       f"{job.supernet_recipe.save_every} steps in {path}; the next search "

@@ -103,14 +103,32 @@ class AccuracyJob:
         """The settings the ``JobInputs`` depend on (not threads, device or fine-tuning)."""
         return self.data, self.resolution, self.estimator, self.seed, self.supernet_steps
 
+    def validate(self) -> None:
+        """Check every setting and input without training anything: the recipe, the device,
+        the data set (read once per process and kept), and a ``supernet:PATH`` checkpoint (read);
+        the other estimators are built. Only ``--estimator supernet``'s own supernet is left to
+        ``load_inputs``, which trains it when the cache has none."""
+        if self.estimator == "supernet":
+            self._check()
+            self.data_set()
+        else:
+            Objective(self, predictor=None, reward=None).check()
+
+    def data_set(self) -> ImageData:
+        """The job's data set, read once per process."""
+        from nas.data import load_data
+
+        key = (self.data, self.resolution, self.seed)
+        if key not in _DATA:
+            _DATA[key] = load_data(self.data, self.resolution, seed=self.seed)
+        return _DATA[key]
+
     def load_inputs(self, on_step=None) -> JobInputs:
         """The data set and, for a supernet estimator, the supernet; ``--estimator supernet``
         trains its supernet first if the cache has none for this data (``on_step(step, total,
         loss)`` reports the progress)."""
-        from nas.data import load_data
-
         self._check()
-        data = load_data(self.data, self.resolution, seed=self.seed)
+        data = self.data_set()
         kind, _, arg = self.estimator.partition(":")
         if kind != "supernet":
             return JobInputs(data)
@@ -177,6 +195,7 @@ class JobInputs:
     supernet: Supernet | None = None  # supernet estimators only
 
 
+_DATA: dict[tuple, ImageData] = {}
 _INPUTS: dict[tuple, JobInputs] = {}
 _CACHE: dict[AccuracyJob, AccuracyEstimator] = {}
 

@@ -111,12 +111,14 @@ class SearchRun(LockedRunDir):
         # one writer per directory; a run refused below leaves the directory as it was
         with self._setting_up(self.dir):
             self.info = self._prepare_dir(overwrite, resume)
-            self.predictor = predictor or self._predictor()
-            self._check_budget()
+            # every input checked before anything is profiled or trained
             self.seed_arch = resolve_seed_arch(settings.seed_arch, self.space) \
                 if settings.seed_arch else None
+            if estimator is None:  # cheap checks; the supernet itself is trained by prepare()
+                settings.job.validate()
+            self.predictor = predictor or self._predictor()
+            self._check_budget()
             self.objective = Objective(settings.job, self.predictor, self.reward, estimator)
-            self.objective.check()
             if overwrite:
                 for name in ("study.db", "run.json"):
                     (self.dir / name).unlink(missing_ok=True)
@@ -143,9 +145,15 @@ class SearchRun(LockedRunDir):
 
     def _predictor(self):
         from latency_models.predictor import Calibration, LUTPredictor
-        from latency_models.store import calibration_specs, load_predictor, rescaled
+        from latency_models.store import (
+            calibrated_since,
+            calibration_specs,
+            load_predictor,
+            rescaled,
+        )
         from search_spaces import zoo
 
+        started = time.time()
         predictor, table_path = load_predictor(self.latency_setup, self.space,
                                                specs=reference_specs(), path=self.settings.table,
                                                progress=self.progress)
@@ -159,11 +167,13 @@ class SearchRun(LockedRunDir):
         self.info["table"] = table
         if "calibration" in self.info:  # resuming: the calibration the run started with
             return LUTPredictor(predictor.table, Calibration(**self.info["calibration"]))
-        if self.settings.recalibrate and not predictor.table.imported:
+        # a table calibrated moments ago, by this set-up, needs no rescaling for drift
+        if (self.settings.recalibrate and not predictor.table.imported
+                and not calibrated_since(predictor.table, started)):
             specs = [zoo.get("v3-large"), zoo.get("v3-small"),
                      *calibration_specs(self.space, 6, seed=2024)]
-            predictor, self.info["drift_factor"] = rescaled(predictor, self.latency_setup,
-                                                            specs)
+            predictor, self.info["drift_factor"] = rescaled(
+                predictor, self.latency_setup, specs, progress=self.progress)
         self.info["calibration"] = predictor.calibration.to_dict()
         return predictor
 
@@ -206,8 +216,15 @@ class SearchRun(LockedRunDir):
 
         write_text(self.dir / "run.json", json.dumps(self.info, indent=2, default=str) + "\n")
 
+    def prepare(self, on_step=None) -> None:
+        """Build the accuracy estimator in this process (``--estimator supernet`` trains its
+        supernet here the first time, ``on_step(step, total, loss)`` reporting it), so that
+        no worker starts before it exists. ``run`` calls it; call it first to show progress."""
+        self.objective.check(on_step=on_step)
+
     def run(self, workers: int = 1, on_result: OnResult | None = None,
             executor: str = "local", ray_address: str | None = None) -> list[TrialResult]:
+        self.prepare()
         self.save_info()
         runner = Runner(self.strategy(), self.objective, self.store, self.settings.trials,
                         workers=workers, on_result=on_result)
