@@ -213,7 +213,7 @@ def summary(args, rows, round_trip, objectives) -> dict:
             local = rows[name, "local", workers]
             extra = None if executor == "local" else \
                 round(1000 * (row["seconds"] - local["seconds"]) / row["trials"], 1)
-            table.append({"estimator": name, "estimator_setting": objectives[name].job.estimator,
+            table.append({"estimator": name, "estimator_setting": _shown(objectives[name].job.estimator),
                           "executor": executor, "workers": workers,
                           **{k: v for k, v in row.items() if k != "nodes"},
                           "nodes_used": len(row["nodes"]),
@@ -259,6 +259,12 @@ def print_table(result: dict) -> None:
               f"{ratio['ray2_over_local2']:.2f}")
     trips = ", ".join(f"{k} {v:.1f} ms" for k, v in result["ray_noop_round_trip_ms"].items())
     print(f"empty Ray task round trip (median): {trips}")
+
+
+def _shown(estimator: str) -> str:
+    """The estimator setting without the temporary checkpoint's absolute path."""
+    kind, sep, path = estimator.partition(":")
+    return f"{kind}:…/{Path(path).name}" if kind == "supernet" and sep else estimator
 
 
 def main() -> None:
