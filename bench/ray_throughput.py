@@ -213,7 +213,8 @@ def summary(args, rows, round_trip, objectives) -> dict:
             local = rows[name, "local", workers]
             extra = None if executor == "local" else \
                 round(1000 * (row["seconds"] - local["seconds"]) / row["trials"], 1)
-            table.append({"estimator": name, "estimator_setting": _shown(objectives[name].job.estimator),
+            table.append({"estimator": name,
+                          "estimator_setting": _shown(objectives[name].job.estimator),
                           "executor": executor, "workers": workers,
                           **{k: v for k, v in row.items() if k != "nodes"},
                           "nodes_used": len(row["nodes"]),
