@@ -72,6 +72,7 @@ from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
 from nas.accuracy.zero_cost import ZeroCostEstimator  # noqa: E402
 from nas.build import build_model  # noqa: E402
 from nas.data import load_data  # noqa: E402
+from nas.spec import ArchSpec  # noqa: E402
 from search_spaces import zoo  # noqa: E402
 from search_spaces.mobilenetv3 import default_space  # noqa: E402
 
@@ -86,8 +87,8 @@ PROXIES = {"fashion-mnist": {"resolution": 28, "epochs": 6, "images": (5000, 500
 def proxy_data(source: str, smoke: bool):
     """The proxy task's data and its settings."""
     settings = dict(PROXIES.get(source, PROXIES["digits-hard"]))
-    if smoke:
-        settings.update(resolution=16, images=(None, None))
+    if smoke:  # a few hundred images: the smoke checks that the benchmark runs, nothing more
+        settings.update(resolution=16, images=(300, 150))
     path = f"mnist:{FASHION_MNIST}" if source == "fashion-mnist" else source
     train, val = settings["images"]
     data = load_data(path, settings["resolution"]).subset(train, val, seed=0)
@@ -115,6 +116,18 @@ def pick_architectures(count: int, seed: int, smoke: bool) -> tuple[list, list[f
         distance[chosen] = np.inf  # distinct architectures
         chosen.append(int(np.argmin(distance)))
     return [pool[i] for i in chosen], [float(latency[i]) for i in chosen]
+
+
+def stored_architectures(path: Path) -> tuple[list, list[float] | None]:
+    """The architectures (and their predicted latencies) of a previous run's JSON."""
+    try:
+        archs = json.loads(path.read_text())["architectures"]
+        specs = [ArchSpec.from_text(a["text"]) for a in archs]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--same-architectures: cannot read the architectures of {path}: "
+                         f"{exc}") from None
+    latencies = [a.get("predicted_latency_ms_224") for a in archs]
+    return specs, (None if None in latencies else latencies)
 
 
 def train_throughput(data, steps: int, batch: int, compiled: bool = True) -> list[dict]:
@@ -265,6 +278,11 @@ def main() -> int:
                         help="take the stand-alone results from the previous run's JSON when it "
                              "trained the same architectures with the same settings (only "
                              "missing seeds are trained)")
+    parser.add_argument("--same-architectures", action="store_true",
+                        help="score the architectures of the previous run's JSON again instead "
+                             "of picking them from this device's latency table (with "
+                             "--reuse-reference: a before/after comparison of the estimators "
+                             "on one reference)")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run; no JSON")
     args = parser.parse_args()
     # wide enough for the table's columns when written to a file or a pipe
@@ -276,8 +294,12 @@ def main() -> int:
     provenance = Provenance.start(vars(args))
     resolution = data.resolution
     console.print(f"proxy task: {data.describe()}")
-    specs, latencies = pick_architectures(args.archs, seed=args.arch_seed, smoke=args.smoke)
     results_file = results_path(args.arch_seed)
+    if args.same_architectures:
+        specs, latencies = stored_architectures(results_file)
+        args.archs = len(specs)
+    else:
+        specs, latencies = pick_architectures(args.archs, seed=args.arch_seed, smoke=args.smoke)
 
     # Stand-alone training: the reference ranking, with its seed-to-seed agreement.
     reference_settings = {"epochs": args.epochs, "lr": args.lr, "seeds": args.seeds,

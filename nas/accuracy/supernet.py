@@ -526,7 +526,9 @@ def train_supernet(space: BlockwiseSpace, data: ImageData,
 def _train_supernet(space, data, recipe, checkpoint, on_step) -> Supernet:
     space = space.with_resolution(data.resolution, data.num_classes)
     torch.manual_seed(recipe.seed)
-    supernet = Supernet(space)
+    # channels_last: oneDNN's convolutions, depthwise above all, then skip a layout reorder on
+    # every call, as the standalone training (nas.accuracy.train) already does.
+    supernet = Supernet(space).to(memory_format=torch.channels_last)
     decay = [p for n, p in supernet.named_parameters() if p.ndim > 1 and "to_" not in n]
     rest = [p for n, p in supernet.named_parameters() if not (p.ndim > 1 and "to_" not in n)]
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
@@ -551,6 +553,7 @@ def _train_supernet(space, data, recipe, checkpoint, on_step) -> Supernet:
         rng = np.random.default_rng([recipe.seed, step])
         images, labels = next(data.batches("train", recipe.batch_size, shuffle=True,
                                            generator=generator))
+        images = images.contiguous(memory_format=torch.channels_last)
         lr = 0.5 * recipe.lr * (1 + math.cos(math.pi * step / recipe.steps))
         for group in optimizer.param_groups:
             group["lr"] = lr
