@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# The demo's search is short (30 candidates, evolution with a population of 15) so that a cold
+# The demo's search is short (16 candidates, evolution with a population of 8) so that a cold
 # run, supernet training and latency profiling included, fits ten minutes on 2 cores; a real
 # search is `nas-search --budget 60ms` (200 candidates, population 100). Each run starts runs/demo
 # afresh; the latency table and the supernet stay cached.
-DEMO_SEARCH := --budget 60ms --trials 30 --population 15 --name demo --overwrite
+DEMO_SEARCH := --budget 60ms --trials 16 --population 8 --name demo --overwrite
 
 demo: install
 	$(VENV)/bin/nas-search $(DEMO_SEARCH)

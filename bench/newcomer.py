@@ -63,6 +63,7 @@ def run_logged(command: list[str], cwd: Path, env: dict[str, str], log: Path,
                 now = time.monotonic()
                 silence, last = max(silence, now - last), now
                 sink.write(f"[{now - start:8.1f}s] {line}")
+                sink.flush()  # the log can be followed while the command runs
                 if line.strip():
                     lines.append(line.strip())
             code = process.wait()
