@@ -228,10 +228,13 @@ def render_latency_validation(results: Results) -> list[str]:
     if d is None:
         return _missing("latency_validation")
     s, fp = d["settings"], d["fingerprint"]
+    table = d["table"]
+    if isinstance(table, dict):  # named by fingerprint key and checksum (older files: file name)
+        table = f"{table['fingerprint_key']}, checksum {table['checksum'][:12]}"
     lines = [f"{s['archs']} random networks{' + the zoo' if s.get('zoo') else ''}, each "
              f"measured end to end ({s['rounds']} interleaved rounds, {s['statistic']}); "
              f"{fp['cpu']}, backend {fp['backend']}, {fp['threads']} thread(s), batch "
-             f"{fp['batch']}, {fp['resolution']}²; table `{d['table']}`.", "",
+             f"{fp['batch']}, {fp['resolution']}²; table `{table}`.", "",
              "| predictor | within ±5% | within ±10% | RMSE % | max abs err % | mean err % | "
              "Spearman |", "|---|---|---|---|---|---|---|"]
     rows = dict(d["metrics"], **{"measurement vs itself (odd vs even rounds)":
@@ -249,7 +252,14 @@ def render_latency_validation(results: Results) -> list[str]:
                   + (": here the measurement itself limits how closely a predictor can be "
                      "checked." if closer else ".")]
     t = d.get("throughput")
-    if t:
+    if t and "runs" in t:
+        lines += ["", f"Predictor throughput, median of {t['runs']} runs of {t['specs']:,} specs "
+                      f"(min-max): {t['per_second_from_specs']:,.0f} specs/s from `ArchSpec` "
+                      f"objects ({t['per_second_from_specs_min']:,.0f}-"
+                      f"{t['per_second_from_specs_max']:,.0f}), {t['per_second_encoded']:,.0f}/s "
+                      f"on encoded arrays ({t['per_second_encoded_min']:,.0f}-"
+                      f"{t['per_second_encoded_max']:,.0f})."]
+    elif t:
         lines += ["", f"Predictor throughput: {t['per_second_from_specs']:,.0f} specs/s from "
                       f"`ArchSpec` objects, {t['per_second_encoded']:,.0f}/s on encoded arrays."]
     return _with_source(results, "latency_validation", lines)
