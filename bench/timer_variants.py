@@ -57,9 +57,8 @@ def networks(archs: int, resolution: int, zoo_models: bool, seed: int):
     return specs
 
 
-def measure_pass(specs, backend, timer: TimerSettings, seed: int) -> tuple[np.ndarray, float,
-                                                                          float]:
-    """(min ms per spec, seconds measuring, mean samples per spec); models built afresh."""
+def measure_pass(specs, backend, timer: TimerSettings, seed: int) -> tuple[list, float, float]:
+    """(samples per spec, seconds measuring, mean samples per spec); models built afresh."""
     import torch
 
     runners = {}
@@ -71,8 +70,22 @@ def measure_pass(specs, backend, timer: TimerSettings, seed: int) -> tuple[np.nd
     start = time.perf_counter()
     timings = measure_interleaved(runners, backend, seed=seed, timer=timer)
     seconds = time.perf_counter() - start
-    return (np.array([timings[i].min_ms for i in range(len(specs))]), seconds,
+    return ([np.array(timings[i].raw_ms) for i in range(len(specs))], seconds,
             float(np.mean([timings[i].samples for i in range(len(specs))])))
+
+
+# Statistics of one network's samples, each compared between the passes (the timer keeps min).
+STATISTICS = {
+    "min": lambda x: float(np.min(x)),
+    "mean of 3 smallest": lambda x: float(np.mean(np.sort(x)[:3])),
+    "p10": lambda x: float(np.percentile(x, 10)),
+    "p25": lambda x: float(np.percentile(x, 25)),
+    "median": lambda x: float(np.median(x)),
+}
+
+
+def statistic(samples: list, name: str) -> np.ndarray:
+    return np.array([STATISTICS[name](x) for x in samples])
 
 
 def gaps(first: np.ndarray, second: np.ndarray) -> dict:
@@ -115,12 +128,14 @@ def main() -> int:
             print(f"pass {pass_index + 1} {name}: {seconds:.1f} s", file=sys.stderr, flush=True)
     rows = []
     for name, (one, two) in passes.items():
+        first, second = statistic(one["ms"], "min"), statistic(two["ms"], "min")
         rows.append({"variant": name, "settings": dataclasses_dict(variants[name]),
-                     **gaps(one["ms"], two["ms"]),
+                     **gaps(first, second),
+                     "other_statistics": {s: gaps(statistic(one["ms"], s), statistic(two["ms"], s))
+                                          for s in STATISTICS if s != "min"},
                      "seconds_per_pass": (one["seconds"] + two["seconds"]) / 2,
                      "samples_per_network": (one["samples"] + two["samples"]) / 2,
-                     "pass1_ms": one["ms"].round(4).tolist(),
-                     "pass2_ms": two["ms"].round(4).tolist()})
+                     "pass1_ms": first.round(4).tolist(), "pass2_ms": second.round(4).tolist()})
     print(f"{len(specs)} networks ({args.archs if not args.smoke else 3} random"
           f"{'' if args.no_zoo or args.smoke else ' + zoo'}), torch eager, batch 1, "
           f"{resolution}x{resolution}, {args.threads} thread(s); pass 2 against pass 1")
@@ -132,6 +147,13 @@ def main() -> int:
               f"{r['within_2pct']:.1%} | {r['median_gap_pct']:.2f} | {r['max_gap_pct']:.1f} | "
               f"{r['mean_shift_pct']:+.2f} | {r['seconds_per_pass']:.1f} | "
               f"{r['samples_per_network']:.0f} |")
+    print("\nthe same samples, other statistics: within ±10% / within ±5% / median gap %")
+    print("| variant | " + " | ".join(s for s in STATISTICS if s != "min") + " |")
+    print("|---|" + "---|" * (len(STATISTICS) - 1))
+    for r in rows:
+        print(f"| {r['variant']} | " + " | ".join(
+            f"{g['within_10pct']:.0%} / {g['within_5pct']:.0%} / {g['median_gap_pct']:.1f}"
+            for g in r["other_statistics"].values()) + " |")
     total = time.perf_counter() - started
     print(f"total {total:.0f} s")
     if not args.smoke:
