@@ -715,6 +715,29 @@ def render_ray_throughput(results: Results) -> list[str]:
                         [*lines, f"Round trip of an empty Ray task (median): {trips}."])
 
 
+def render_timer_variants(results: Results) -> list[str]:
+    """The timer against itself: each variant's second pass over the same networks vs its first."""
+    lines: list[str] = []
+    for name in ("timer_variants", "timer_variants_2threads"):  # not the exploratory --tag runs
+        d = results.get(name)
+        if d is None:
+            continue
+        fp = d["fingerprint"]
+        lines += [f"{len(d['networks'])} networks ({d['archs']} random"
+                  f"{' + the zoo' if d['zoo'] else ''}), each measured twice by every variant "
+                  f"(pass 2 against pass 1, models built afresh); {fp['cpu']}, torch eager, "
+                  f"{fp['threads']} thread(s), batch {fp['batch']}, {fp['resolution']}²; the "
+                  f"whole run {d['seconds'] / 60:.1f} min.", "",
+                  "| variant | within ±10% | within ±5% | median gap % | max gap % | "
+                  "s per pass |", "|---|---|---|---|---|---|"]
+        for r in d["rows"]:
+            lines.append(f"| {r['variant']} | {_pct(r['within_10pct'])} | "
+                         f"{_pct(r['within_5pct'])} | {_num(r['median_gap_pct'])} | "
+                         f"{_num(r['max_gap_pct'], 1)} | {_num(r['seconds_per_pass'], 0)} |")
+        lines = _with_source(results, name, lines) + [""]
+    return lines[:-1] if lines else _missing("timer_variants")
+
+
 @dataclass(frozen=True)
 class Renderer:
     function: Callable[..., list[str]]
@@ -739,6 +762,7 @@ RENDERERS: dict[str, Renderer] = {
     "netadapt_vs_multiplier": Renderer(render_netadapt_vs_multiplier),
     "torchvision_equivalence": Renderer(render_torchvision_equivalence),
     "ray_throughput": Renderer(render_ray_throughput),
+    "timer_variants": Renderer(render_timer_variants),
 }
 
 

@@ -574,3 +574,26 @@ def test_throughput_is_a_median_of_runs_and_names_no_path():
     assert name["fingerprint_key"] == predictor.table.fingerprint.key()
     assert name["checksum"] == predictor.table.checksum()
     assert not any("/" in str(v) for k, v in name.items() if k != "device")
+
+
+def test_every_measurement_uses_the_setups_timer(monkeypatch):
+    """Layers (profiling, NetAdapt's proposals) and whole networks (calibration, validation,
+    the search's final measurement, NetAdapt's paired one: all through ``measure_ms``) are
+    timed by ``measure_interleaved`` with the setup's one timer."""
+    import latency_models.profile as profile
+    from latency_models.store import measure_ms
+
+    timer = TimerSettings(rounds=3, pin=True, stop_k=2, min_rounds=2)
+    setup = LatencySetup(resolution=32, settings=dataclasses.replace(FAST, timer=timer))
+    seen = []
+    real = profile.measure_interleaved
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["timer"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(profile, "measure_interleaved", spy)
+    spec = zoo.get("mobilenet_v3_small", input_size=32)
+    assert len(measure_ms(setup, [spec], rounds=2)) == 1
+    profile.profile_layers(layers_of(spec)[:2], setup.backend, setup.settings)
+    assert seen == [timer, timer]
