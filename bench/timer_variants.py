@@ -125,7 +125,13 @@ def main() -> int:
             ms, seconds, samples = measure_pass(specs, backend, timer,
                                                 seed=args.seed + 100 * pass_index + offset)
             passes[name].append({"ms": ms, "seconds": seconds, "samples": samples})
-            print(f"pass {pass_index + 1} {name}: {seconds:.1f} s", file=sys.stderr, flush=True)
+            note = ""
+            if pass_index == 1:  # shown as it comes: a run cut short still tells something
+                g = gaps(statistic(passes[name][0]["ms"], "min"), statistic(ms, "min"))
+                note = (f"; within 10% {g['within_10pct']:.1%}, 5% {g['within_5pct']:.1%}, "
+                        f"median {g['median_gap_pct']:.2f}%, max {g['max_gap_pct']:.1f}%")
+            print(f"pass {pass_index + 1} {name}: {seconds:.1f} s{note}", file=sys.stderr,
+                  flush=True)
     rows = []
     for name, (one, two) in passes.items():
         first, second = statistic(one["ms"], "min"), statistic(two["ms"], "min")

@@ -254,7 +254,10 @@ class TimerSettings:
     rounds: int = 25
     warmup: int = 2
     min_sample_ms: float = 0.0
-    pin: bool = False
+    # Pinned by default: the one-off comparison of issue 29 (docs/latency.md) found a pinned
+    # timer far more repeatable than an unpinned one. The other options stay off until
+    # bench/timer_variants.py ranks them on this machine.
+    pin: bool = True
     clock: str = "wall"
     warm_until_stable: bool = False
     stop_k: int = 0

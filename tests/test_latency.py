@@ -597,3 +597,4 @@ def test_every_measurement_uses_the_setups_timer(monkeypatch):
     assert len(measure_ms(setup, [spec], rounds=2)) == 1
     profile.profile_layers(layers_of(spec)[:2], setup.backend, setup.settings)
     assert seen == [timer, timer]
+    assert ProfileSettings().timer.pin  # the project's timer binds a 1-thread measurement
