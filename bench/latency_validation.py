@@ -59,8 +59,7 @@ def main() -> int:
             report = validate(setup, archs=args.archs, rounds=args.rounds, progress=update)
     print_report(report, console)
     if not args.smoke:
-        # the table by its file name, which is its device fingerprint's key (not where it is)
-        write_result(RESULTS, {**report, "table": Path(report["table"]).name}, provenance)
+        write_result(RESULTS, report, provenance)  # the table named by fingerprint and checksum
         plot_report(report, PLOT)
         console.print(f"wrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
     return 0

@@ -228,10 +228,13 @@ def render_latency_validation(results: Results) -> list[str]:
     if d is None:
         return _missing("latency_validation")
     s, fp = d["settings"], d["fingerprint"]
+    table = d["table"]
+    if isinstance(table, dict):  # named by fingerprint key and checksum (older files: file name)
+        table = f"{table['fingerprint_key']}, checksum {table['checksum'][:12]}"
     lines = [f"{s['archs']} random networks{' + the zoo' if s.get('zoo') else ''}, each "
              f"measured end to end ({s['rounds']} interleaved rounds, {s['statistic']}); "
              f"{fp['cpu']}, backend {fp['backend']}, {fp['threads']} thread(s), batch "
-             f"{fp['batch']}, {fp['resolution']}²; table `{d['table']}`.", "",
+             f"{fp['batch']}, {fp['resolution']}²; table `{table}`.", "",
              "| predictor | within ±5% | within ±10% | RMSE % | max abs err % | mean err % | "
              "Spearman |", "|---|---|---|---|---|---|---|"]
     rows = dict(d["metrics"], **{"measurement vs itself (odd vs even rounds)":
@@ -249,7 +252,14 @@ def render_latency_validation(results: Results) -> list[str]:
                   + (": here the measurement itself limits how closely a predictor can be "
                      "checked." if closer else ".")]
     t = d.get("throughput")
-    if t:
+    if t and "runs" in t:
+        lines += ["", f"Predictor throughput, median of {t['runs']} runs of {t['specs']:,} specs "
+                      f"(min-max): {t['per_second_from_specs']:,.0f} specs/s from `ArchSpec` "
+                      f"objects ({t['per_second_from_specs_min']:,.0f}-"
+                      f"{t['per_second_from_specs_max']:,.0f}), {t['per_second_encoded']:,.0f}/s "
+                      f"on encoded arrays ({t['per_second_encoded_min']:,.0f}-"
+                      f"{t['per_second_encoded_max']:,.0f})."]
+    elif t:
         lines += ["", f"Predictor throughput: {t['per_second_from_specs']:,.0f} specs/s from "
                       f"`ArchSpec` objects, {t['per_second_encoded']:,.0f}/s on encoded arrays."]
     return _with_source(results, "latency_validation", lines)
@@ -705,6 +715,29 @@ def render_ray_throughput(results: Results) -> list[str]:
                         [*lines, f"Round trip of an empty Ray task (median): {trips}."])
 
 
+def render_timer_variants(results: Results) -> list[str]:
+    """The timer against itself: each variant's second pass over the same networks vs its first."""
+    lines: list[str] = []
+    for name in ("timer_variants", "timer_variants_2threads"):  # not the exploratory --tag runs
+        d = results.get(name)
+        if d is None:
+            continue
+        fp = d["fingerprint"]
+        lines += [f"{len(d['networks'])} networks ({d['archs']} random"
+                  f"{' + the zoo' if d['zoo'] else ''}), each measured twice by every variant "
+                  f"(pass 2 against pass 1, models built afresh); {fp['cpu']}, torch eager, "
+                  f"{fp['threads']} thread(s), batch {fp['batch']}, {fp['resolution']}²; the "
+                  f"whole run {d['seconds'] / 60:.1f} min.", "",
+                  "| variant | within ±10% | within ±5% | median gap % | max gap % | "
+                  "s per pass |", "|---|---|---|---|---|---|"]
+        for r in d["rows"]:
+            lines.append(f"| {r['variant']} | {_pct(r['within_10pct'])} | "
+                         f"{_pct(r['within_5pct'])} | {_num(r['median_gap_pct'])} | "
+                         f"{_num(r['max_gap_pct'], 1)} | {_num(r['seconds_per_pass'], 0)} |")
+        lines = _with_source(results, name, lines) + [""]
+    return lines[:-1] if lines else _missing("timer_variants")
+
+
 @dataclass(frozen=True)
 class Renderer:
     function: Callable[..., list[str]]
@@ -729,6 +762,7 @@ RENDERERS: dict[str, Renderer] = {
     "netadapt_vs_multiplier": Renderer(render_netadapt_vs_multiplier),
     "torchvision_equivalence": Renderer(render_torchvision_equivalence),
     "ray_throughput": Renderer(render_ray_throughput),
+    "timer_variants": Renderer(render_timer_variants),
 }
 
 

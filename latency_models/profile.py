@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from latency_models.backends import Backend, Timing, measure_interleaved
+from latency_models.backends import Backend, TimerSettings, Timing, measure_interleaved
 from latency_models.layers import BlockLayer, HeadLayer, Layer, StemLayer
 from nas.build import build_model
 from nas.modules import make_block, make_classifier, make_head_conv, make_stem
@@ -26,7 +26,9 @@ __all__ = ["ProfileSettings", "layer_module", "measure_specs", "profile_layers"]
 
 @dataclass(frozen=True)
 class ProfileSettings:
-    """How layers and networks are timed (saved with the table)."""
+    """How layers and networks are timed (saved with the table). ``rounds``, ``warmup`` and
+    ``min_sample_ms`` are the layers' (networks take their rounds from the caller); ``timer``
+    is the rest of the project's one timer (pinning, clock, stop rule)."""
 
     rounds: int = 15
     warmup: int = 2
@@ -34,6 +36,7 @@ class ProfileSettings:
     chunk_size: int = 400
     batch: int = 1
     seed: int = 0
+    timer: TimerSettings = TimerSettings()
 
 
 def _plan(**overrides) -> dict:
@@ -105,7 +108,8 @@ def profile_layers(
         timings = measure_interleaved(runners, backend, rounds=settings.rounds,
                                       warmup=settings.warmup,
                                       min_sample_ms=settings.min_sample_ms,
-                                      seed=settings.seed + start, on_round=progress)
+                                      seed=settings.seed + start, on_round=progress,
+                                      timer=settings.timer)
         results.update(timings)
         done += len(chunk)
         if on_chunk is not None:
@@ -136,5 +140,5 @@ def measure_specs(
             on_progress(len(specs) * (round_index + 1) / rounds)
 
     timings = measure_interleaved(runners, backend, rounds=rounds, warmup=settings.warmup,
-                                  seed=settings.seed, on_round=progress)
+                                  seed=settings.seed, on_round=progress, timer=settings.timer)
     return [timings[i] for i in range(len(specs))]

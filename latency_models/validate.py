@@ -46,26 +46,46 @@ def metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
     }
 
 
-def throughput(predictor: LUTPredictor, specs: Sequence[ArchSpec], repeats: int = 7) -> dict:
-    """Specs scored per second, from ArchSpec objects and from already-encoded arrays: the
-    best of ``repeats`` passes (one pass is short enough for a burst of this VM's noise to
-    halve it; the first pass also fills the encoder's caches)."""
-    best_specs = best_encoded = float("inf")
-    for _ in range(repeats):
+def throughput(predictor: LUTPredictor, batches: Sequence[Sequence[ArchSpec]]) -> dict:
+    """Specs scored per second, from ArchSpec objects and from already-encoded arrays: one
+    figure per batch of specs, reported as the median with the minimum and maximum.
+
+    The first batch is scored once untimed (it fills the encoder's caches, as the first
+    seconds of a search do); each timed batch holds specs never seen before, so nothing a
+    pass remembers about its spec objects makes the next one faster. At least three batches.
+    """
+    if len(batches) < 3:
+        raise ValueError("throughput needs at least 3 batches of specs")
+    predictor.predict(predictor.encode(batches[0]))
+    from_specs, encoded_rates = [], []
+    for specs in batches:
         start = time.perf_counter()
         encoded = predictor.encode(specs)
         predictor.predict(encoded)
-        best_specs = min(best_specs, time.perf_counter() - start)
+        from_specs.append(len(specs) / (time.perf_counter() - start))
         start = time.perf_counter()
         predictor.predict(encoded)
-        best_encoded = min(best_encoded, time.perf_counter() - start)
-    return {"specs": len(specs), "per_second_from_specs": len(specs) / best_specs,
-            "per_second_encoded": len(specs) / best_encoded}
+        encoded_rates.append(len(specs) / (time.perf_counter() - start))
+    return {"specs": len(batches[0]), "runs": len(batches),
+            "per_second_from_specs": float(np.median(from_specs)),
+            "per_second_from_specs_min": float(np.min(from_specs)),
+            "per_second_from_specs_max": float(np.max(from_specs)),
+            "per_second_encoded": float(np.median(encoded_rates)),
+            "per_second_encoded_min": float(np.min(encoded_rates)),
+            "per_second_encoded_max": float(np.max(encoded_rates))}
+
+
+def table_name(table) -> dict:
+    """How a result names a latency table: its device fingerprint's key and its content's
+    checksum (a path means nothing on another machine)."""
+    return {"fingerprint_key": table.fingerprint.key(), "checksum": table.checksum(),
+            "device": table.fingerprint.describe(), "layers": len(table)}
 
 
 def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: int = 1,
              calibration_archs: int = 24, include_zoo: bool = True,
-             throughput_specs: int = 20000, progress: Progress | None = None) -> dict:
+             throughput_specs: int = 20000, throughput_runs: int = 5,
+             progress: Progress | None = None) -> dict:
     from search_spaces import zoo
     from search_spaces.mobilenetv3 import default_space
 
@@ -80,7 +100,7 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
             specs.append(zoo.get(name, input_size=setup.fingerprint.resolution))
             names.append(name)
     fresh = calibration_specs(space, calibration_archs, seed=seed + 10_000)
-    predictor, table_path = load_predictor(setup, space, specs=specs, progress=progress)
+    predictor, _ = load_predictor(setup, space, specs=specs, progress=progress)
 
     start = time.perf_counter()
     timings = measure_specs(
@@ -102,10 +122,11 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
         "calibrated": predictor.predict(specs),
         "recalibrated": recalibrated.predict(specs),
     }
-    sample = [space.sample(rng) for _ in range(throughput_specs)]
+    batches = [[space.sample(rng) for _ in range(throughput_specs)]
+               for _ in range(throughput_runs)]
     return {
         "fingerprint": setup.fingerprint.to_dict(),
-        "table": str(table_path),
+        "table": table_name(predictor.table),
         "settings": {"archs": archs, "zoo": include_zoo, "rounds": rounds, "seed": seed,
                      "calibration_archs": calibration_archs, "statistic": "min",
                      "measure_seconds": measure_seconds},
@@ -118,7 +139,7 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
         "zoo": [{"model": n, "measured_ms": float(m),
                  **{k: float(v[i]) for k, v in predictions.items()}}
                 for i, (n, m) in enumerate(zip(names, measured, strict=True)) if i >= archs],
-        "throughput": throughput(predictor, sample),
+        "throughput": throughput(predictor, batches),
         "networks": {"name": names, "blocks": [len(s.blocks) for s in specs],
                      "measured_ms": measured.tolist(),
                      **{f"{k}_ms": v.tolist() for k, v in predictions.items()}},
@@ -153,9 +174,11 @@ def print_report(report: dict, console) -> None:
     if report["zoo"]:
         console.print(zoo_table)
     tp = report["throughput"]
-    console.print(f"predictor throughput: {tp['per_second_from_specs']:,.0f} specs/s from "
-                  f"ArchSpec objects, {tp['per_second_encoded']:,.0f} specs/s pre-encoded "
-                  f"({tp['specs']:,} specs)")
+    console.print(f"predictor throughput (median of {tp['runs']} runs of {tp['specs']:,} specs, "
+                  f"min-max): {tp['per_second_from_specs']:,.0f} specs/s from ArchSpec objects "
+                  f"({tp['per_second_from_specs_min']:,.0f}-{tp['per_second_from_specs_max']:,.0f}"
+                  f"), {tp['per_second_encoded']:,.0f} specs/s pre-encoded "
+                  f"({tp['per_second_encoded_min']:,.0f}-{tp['per_second_encoded_max']:,.0f})")
 
 
 def plot_report(report: dict, path) -> None:

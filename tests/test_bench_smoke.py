@@ -288,3 +288,14 @@ def test_run_all_records_the_session_beside_the_runs_and_renders_the_docs(tmp_pa
         session["started"]
     text = page.read_text()
     assert "stale" not in text and "Last full run of `make bench`" in text
+
+
+def test_timer_variants_smoke(tmp_path):
+    stdout = smoke("timer_variants.py", tmp_path)
+    assert "3 networks" in stdout and "pass 2 against pass 1" in stdout
+    first_table = stdout.split("other statistics")[0]
+    rows = [line for line in first_table.splitlines() if line.startswith("| ") and "%" in line
+            and "variant" not in line]
+    assert len(rows) == len(load_bench("timer_variants").VARIANTS)
+    assert "mean of 3 smallest" in stdout
+    assert "wrote" not in stdout  # the smoke run writes no figures

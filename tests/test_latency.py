@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from latency_models.backends import BACKENDS, get_backend, measure_interleaved
+from latency_models.backends import (
+    BACKENDS,
+    TimerSettings,
+    get_backend,
+    measure_interleaved,
+    pinned,
+)
 from latency_models.device import DeviceFingerprint, fingerprint
 from latency_models.layers import layers_of, space_layers
 from latency_models.lut import (
@@ -434,6 +440,52 @@ def test_measure_interleaved_counts_rounds():
         measure_interleaved({}, backend, rounds=0)
 
 
+def test_stop_rule_drops_a_runner_once_its_minimum_is_confirmed(monkeypatch):
+    """A steady runner leaves the rotation after ``min_rounds``; a noisy one runs to ``rounds``."""
+    backend = get_backend("torch", 1)
+    noisy = iter(np.random.default_rng(0).uniform(1, 3, size=1000))
+    clock = {"now": 0.0}
+
+    def steady():
+        clock["now"] += 1.0
+
+    def erratic():
+        clock["now"] += next(noisy)
+
+    timer = TimerSettings(rounds=40, stop_k=3, stop_tol=0.01, min_rounds=5)
+    import latency_models.backends as backends
+
+    monkeypatch.setattr(backends.time, "perf_counter_ns", lambda: int(clock["now"] * 1e6))
+    timings = measure_interleaved({"steady": steady, "erratic": erratic}, backend, timer=timer)
+    monkeypatch.undo()
+    assert timings["steady"].samples == 5 and timings["steady"].min_ms == 1.0
+    assert timings["erratic"].samples == 40
+
+
+def test_pinned_binds_one_thread_to_one_core_and_restores():
+    import os
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    before = os.sched_getaffinity(0)
+    with pinned(1) as core:
+        assert os.sched_getaffinity(0) == {core} and core in before
+    assert os.sched_getaffinity(0) == before
+    with pinned(2) as core:  # several threads: left to the scheduler
+        assert core is None and os.sched_getaffinity(0) == before
+
+
+def test_thread_clock_does_not_count_sleep():
+    import time
+
+    backend = get_backend("torch", 1)
+    timings = measure_interleaved({"sleep": lambda: time.sleep(0.01)}, backend, rounds=3,
+                                  timer=TimerSettings(clock="thread", pin=False))
+    assert timings["sleep"].min_ms < 5  # wall clock: >= 10 ms
+    with pytest.raises(ValueError, match="clock"):
+        measure_interleaved({}, backend, timer=TimerSettings(clock="cpu"))
+
+
 @pytest.mark.parametrize("name", ["torch", "torchscript", "onnxruntime", "cuda", "cuda-graph"])
 def test_backends_run_a_block(name):
     ok, why = BACKENDS[name].available()
@@ -502,3 +554,47 @@ def test_setups_and_validation_runs_refuse_impossible_settings():
     with pytest.raises(SpecError, match="input_size"):
         default_space(4)
 
+
+
+def test_throughput_is_a_median_of_runs_and_names_no_path():
+    from latency_models.validate import table_name, throughput
+
+    space = tiny_space()
+    predictor = LUTPredictor(synthetic_table(space_layers(space)))
+    rng = np.random.default_rng(0)
+    batches = [[space.sample(rng) for _ in range(50)] for _ in range(4)]
+    result = throughput(predictor, batches)
+    assert result["runs"] == 4 and result["specs"] == 50
+    for kind in ("from_specs", "encoded"):
+        low, mid, high = (result[f"per_second_{kind}{s}"] for s in ("_min", "", "_max"))
+        assert 0 < low <= mid <= high
+    with pytest.raises(ValueError, match="at least 3"):
+        throughput(predictor, batches[:2])
+    name = table_name(predictor.table)
+    assert name["fingerprint_key"] == predictor.table.fingerprint.key()
+    assert name["checksum"] == predictor.table.checksum()
+    assert not any("/" in str(v) for k, v in name.items() if k != "device")
+
+
+def test_every_measurement_uses_the_setups_timer(monkeypatch):
+    """Layers (profiling, NetAdapt's proposals) and whole networks (calibration, validation,
+    the search's final measurement, NetAdapt's paired one: all through ``measure_ms``) are
+    timed by ``measure_interleaved`` with the setup's one timer."""
+    import latency_models.profile as profile
+    from latency_models.store import measure_ms
+
+    timer = TimerSettings(rounds=3, pin=True, stop_k=2, min_rounds=2)
+    setup = LatencySetup(resolution=32, settings=dataclasses.replace(FAST, timer=timer))
+    seen = []
+    real = profile.measure_interleaved
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["timer"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(profile, "measure_interleaved", spy)
+    spec = zoo.get("mobilenet_v3_small", input_size=32)
+    assert len(measure_ms(setup, [spec], rounds=2)) == 1
+    profile.profile_layers(layers_of(spec)[:2], setup.backend, setup.settings)
+    assert seen == [timer, timer]
+    assert ProfileSettings().timer.pin  # the project's timer binds a 1-thread measurement

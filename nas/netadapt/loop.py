@@ -620,7 +620,7 @@ def device_latency(start: ArchSpec, run_dir: str | Path, *, mode: str = "paired"
     resuming, which reuses the stored calibration so latencies stay comparable.
     """
     from latency_models.predictor import Calibration
-    from latency_models.profile import ProfileSettings, profile_layers
+    from latency_models.profile import profile_layers
     from latency_models.store import LatencySetup, load_predictor, measure_ms, rescaled
     from search_spaces import zoo
 
@@ -647,8 +647,8 @@ def device_latency(start: ArchSpec, run_dir: str | Path, *, mode: str = "paired"
     if not predictor.table.imported:
         def measure(layers, how_many=None, _count=[0]):  # noqa: B006 - a call counter (seed)
             _count[0] += 1
-            settings = ProfileSettings(rounds=how_many or rounds, chunk_size=max(1, len(layers)),
-                                       batch=setup.settings.batch, seed=_count[0])
+            settings = dataclasses.replace(setup.settings, rounds=how_many or rounds,
+                                           chunk_size=max(1, len(layers)), seed=_count[0])
             return profile_layers(layers, setup.backend, settings)
     latency = ProposalLatency(predictor.table, calibration, run_dir / "latency_table.json",
                               measure=measure, mode=mode)
