@@ -32,8 +32,10 @@ def register(app: typer.Typer) -> None:
     def export_command(
         spec_arg: Annotated[str, typer.Argument(metavar="SPEC",
                                                 help="zoo name, spec file or .pt checkpoint")],
-        fmt: Annotated[str, typer.Option("--format", "-f", help="pytorch, py, torchscript, onnx, "
-                                         "json, timm or table")] = "pytorch",
+        fmt: Annotated[str, typer.Option(
+            "--format", "-f", help="pytorch, py, torchscript, onnx, json, text (this project's "
+                                   "arch-def text), timm (a .py of timm's arch_def and "
+                                   "create_model) or table")] = "pytorch",
         path: Annotated[Path | None, typer.Option("--out", help="output file "
                                                   "(default runs/<name>/<name><suffix>)")] = None,
         seed: Seed = 0,
