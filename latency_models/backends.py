@@ -33,6 +33,18 @@ __all__ = ["BACKENDS", "Backend", "Timing", "get_backend", "measure_interleaved"
 Runner = Callable[[], object]
 
 
+# Which per-layer figure a table's sums use: the fastest call, or the median call.
+STATISTICS = ("min", "median")
+
+
+def check_statistic(statistic: str) -> str:
+    """``statistic`` if it is one of :data:`STATISTICS`, else a ``LatencyError`` naming them."""
+    if statistic not in STATISTICS:
+        raise LatencyError(f"unknown latency statistic {statistic!r} (known: "
+                           f"{', '.join(STATISTICS)})")
+    return statistic
+
+
 @dataclass(frozen=True)
 class Timing:
     """Per-call milliseconds of one candidate."""
@@ -43,7 +55,7 @@ class Timing:
     raw_ms: tuple[float, ...] = ()  # every sample, in round order
 
     def value(self, statistic: str) -> float:
-        return self.min_ms if statistic == "min" else self.median_ms
+        return self.min_ms if check_statistic(statistic) == "min" else self.median_ms
 
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from latency_models.backends import Timing
+from latency_models.backends import Timing, check_statistic
 from latency_models.device import DeviceFingerprint
 from nas.errors import TableError, TableMismatch
 
@@ -54,7 +54,7 @@ class Entry:
     samples: int
 
     def value(self, statistic: str) -> float:
-        return self.min_ms if statistic == "min" else self.median_ms
+        return self.min_ms if check_statistic(statistic) == "min" else self.median_ms
 
 
 @dataclass
