@@ -217,7 +217,7 @@ def _supernet() -> list[Check]:
     path, name = job.supernet_path(), f"search's supernet ({job.data}, {job.resolution}px)"
     if not path.is_file():
         return [Check("accuracy", name, WARN, f"not trained yet; the first `nas-search` trains "
-                      f"it ({job.supernet_steps} steps, about 6 minutes on 2 cores) into {path}")]
+                      f"it ({job.supernet_steps} steps, minutes on a CPU) into {path}")]
     try:
         _, payload = load_supernet(path)
     except ValueError as exc:

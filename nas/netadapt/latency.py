@@ -1,11 +1,12 @@
 """Latency of NetAdapt's proposals: a run-local table and how it is measured on this device.
 
-Decisions of ~1% of the network's time are below this machine's drift between
-minutes, so by default (``latency="paired"``) every iteration re-measures the layers of the
-current network and of all candidates side by side (interleaved), and scales them to the level
-of the current network's layers in the table: the cuts compared are measured at one moment,
-the absolute level stays the device table's. ``latency="table"`` uses table values as they are
-and measures only layers the table lacks.
+The cuts NetAdapt compares (``delta``, a small share of the network's time) can be smaller
+than a shared machine's drift between minutes (docs/netadapt.md, bench/README.md), so by
+default (``latency="paired"``) every iteration re-measures the layers of the current network
+and of all candidates side by side (interleaved), and scales them to the level of the current
+network's layers in the table: the cuts compared are measured at one moment, the absolute level
+stays the device table's. ``latency="table"`` uses table values as they are and measures only
+layers the table lacks.
 """
 
 from __future__ import annotations
