@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from nas.errors import LatencyError
+from nas.threads import torch_threads
 
 __all__ = ["BACKENDS", "Backend", "Timing", "get_backend", "measure_interleaved",
            "steady_allocator"]
@@ -111,8 +112,6 @@ class Backend(ABC):
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
         """Thread count and inference mode for the duration of a measurement."""
-        from nas.threads import torch_threads
-
         steady_allocator()
         with torch_threads(self.threads), torch.inference_mode():
             yield

@@ -12,9 +12,12 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from nas.runlock import in_use
 
 __all__ = ["Check", "run_checks", "worst"]
 
@@ -125,7 +128,6 @@ def _backends() -> list[Check]:
                 detail = f"usable: {torch.cuda.get_device_name()}"
             checks.append(Check("latency backends", name, OK, detail))
         elif name.startswith("cuda"):
-            import shutil
 
             import torch
 
@@ -230,8 +232,6 @@ def _supernet() -> list[Check]:
 
 
 def _runs(runs_dir: Path) -> list[Check]:
-    from nas.runlock import in_use
-
     if not runs_dir.is_dir():
         return [Check("runs", str(runs_dir), OK, "no runs yet here")]
     runs = [p for p in runs_dir.iterdir() if p.is_dir()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +20,6 @@ def register(app: typer.Typer) -> None:
         width: Annotated[float | None, typer.Option(help="override the width multiplier")] = None,
     ) -> None:
         """Print the paper-style table (Input, Operator, exp size, #out, SE, NL, s) as markdown."""
-        import dataclasses
-
         spec, _ = resolve_spec(spec_arg)
         if width is not None:
             check_width(width)

@@ -3,7 +3,11 @@ fine-tune of the result."""
 
 from __future__ import annotations
 
+import torch
+
+from nas.accuracy.train import Recipe, evaluate, recalibrate_bn, train_model
 from nas.netadapt.settings import NetAdaptSettings
+from nas.threads import torch_threads, training_threads
 
 __all__ = ["FineTuner"]
 
@@ -13,25 +17,16 @@ class FineTuner:
     final network on the real validation images."""
 
     def __init__(self, data, settings: NetAdaptSettings):
-        from nas.threads import training_threads
-
         self.full = data
         self.split = data.holdout(settings.holdout, settings.seed)
         self.settings = settings
         self.threads = settings.threads or training_threads()
 
     def _recipe(self, **kw):
-        from nas.accuracy.train import Recipe
-
         kw.setdefault("seed", self.settings.seed)
         return Recipe(batch_size=self.settings.batch_size, **kw)
 
     def _train_and_score(self, model, data, recipe, on_step=None) -> float:
-        import torch
-
-        from nas.accuracy.train import evaluate, recalibrate_bn, train_model
-        from nas.threads import torch_threads
-
         device = self.settings.device
         with torch_threads(self.threads):
             torch.manual_seed(recipe.seed)
@@ -45,11 +40,6 @@ class FineTuner:
         return self._train_and_score(model, self.split, recipe, on_step)
 
     def score(self, model) -> float:
-        import torch
-
-        from nas.accuracy.train import evaluate, recalibrate_bn
-        from nas.threads import torch_threads
-
         with torch_threads(self.threads):
             torch.manual_seed(self.settings.seed)
             recalibrate_bn(model, self.split, device=self.settings.device,

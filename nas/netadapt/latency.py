@@ -18,9 +18,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from latency_models.backends import Timing
+from latency_models.layers import layers_of
+from latency_models.lut import LatencyTable
+from latency_models.predictor import Calibration, LUTPredictor, MissingLayers
+from latency_models.profile import ProfileSettings, profile_layers
+from latency_models.store import LatencySetup, load_predictor, measure_ms, rescaled
 from nas.errors import NetAdaptError
 from nas.netadapt.settings import LATENCY_MODES
 from nas.spec import ArchSpec
+from search_spaces import zoo
 
 __all__ = ["Measure", "ProposalLatency", "device_latency"]
 
@@ -37,7 +44,6 @@ class ProposalLatency:
 
     def __init__(self, source, calibration, path: str | Path, *, measure: Measure | None = None,
                  mode: str = "paired"):
-        from latency_models.lut import LatencyTable
 
         if mode not in LATENCY_MODES:
             raise NetAdaptError(f"latency mode must be paired or table, got {mode!r}")
@@ -65,10 +71,6 @@ class ProposalLatency:
         """Make every layer of ``current`` and ``candidates`` known (paired: re-measured now,
         side by side, ``rounds`` rounds, at the level of the current network's table
         values)."""
-        from latency_models.backends import Timing
-        from latency_models.layers import layers_of
-        from latency_models.predictor import MissingLayers
-
         start = time.perf_counter()
         layers: dict[str, Any] = {}
         for spec in (current, *candidates):
@@ -102,16 +104,12 @@ class ProposalLatency:
 
     @property
     def predictor(self):
-        from latency_models.predictor import LUTPredictor
-
         if self._predictor is None:
             self._predictor = LUTPredictor(self.table, self.calibration, self.statistic)
         return self._predictor
 
     def _known(self, specs: Sequence[ArchSpec]) -> None:
         """Layers the local table lacks but the device table has are copied over."""
-        from latency_models.layers import layers_of
-
         before = len(self.table.entries)
         self._copy_from_source(layer.key for spec in specs for layer in layers_of(spec))
         if len(self.table.entries) != before:
@@ -135,11 +133,6 @@ def device_latency(start: ArchSpec, run_dir: str | Path, *, mode: str = "paired"
     calibration is rescaled to the machine's speed now (measured on those three), unless
     resuming, which reuses the stored calibration so latencies stay comparable.
     """
-    from latency_models.predictor import Calibration
-    from latency_models.profile import ProfileSettings, profile_layers
-    from latency_models.store import LatencySetup, load_predictor, measure_ms, rescaled
-    from search_spaces import zoo
-
     run_dir = Path(run_dir)
     setup = LatencySetup(backend, threads, resolution=start.input_size)
     references = [zoo.get("v3-large", input_size=start.input_size),

@@ -22,14 +22,17 @@ iterations.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.accuracy.base import adapt_spec
 from nas.accuracy.train import TrainingFailed
 from nas.errors import NetAdaptError
+from nas.export import build_with_weights, load, save, write_text
 from nas.netadapt.finetune import FineTuner
 from nas.netadapt.latency import ProposalLatency
 from nas.netadapt.prune import (
@@ -72,8 +75,6 @@ def _iteration_dir(run_dir: Path, index: int) -> Path:
 
 def _save_result(directory: Path, record: dict[str, Any], model) -> None:
     """model.pt, spec.json, then record.json: a directory without its record did not finish."""
-    from nas.export import save, write_text
-
     save(model, directory / "model.pt")
     write_text(directory / "spec.json", ArchSpec.from_dict(record["spec"]).to_json())
     write_text(directory / "record.json", json.dumps(record, indent=2) + "\n")
@@ -127,8 +128,6 @@ class NetAdapt(LockedRunDir):
 
     # ------------------------------------------------------------------ the directory
     def _prepare_dir(self, resume: bool, overwrite: bool, extra: dict[str, Any]) -> dict:
-        import shutil
-
         path = self.dir / "netadapt.json"
         check_run_dir(self.dir, resume=resume, overwrite=overwrite)
         if overwrite and self.dir.exists():
@@ -155,28 +154,20 @@ class NetAdapt(LockedRunDir):
         return info
 
     def _save_info(self) -> None:
-        from nas.export import write_text
-
         write_text(self.dir / "netadapt.json", json.dumps(self.info, indent=2) + "\n")
 
     def _model_spec(self, spec: ArchSpec) -> ArchSpec:
         """The network as trained on the data (its classes, resolution and channels)."""
-        from nas.accuracy.base import adapt_spec
-
         return adapt_spec(spec, self.data.num_classes, self.data.resolution, self.data.channels)
 
     def _save_iteration(self, record: dict[str, Any], model) -> None:
         _save_result(_iteration_dir(self.dir, record["iteration"]), record, model)
 
     def _load_model(self, index: int):
-        from nas.export import load
-
         return load(_iteration_dir(self.dir, index) / "model.pt")
 
     # ------------------------------------------------------------------ steps
     def _iteration_zero(self) -> tuple[dict[str, Any], Any]:
-        from nas.export import build_with_weights
-
         start = time.perf_counter()
         self.latency.refresh(self.start, [])
         model = build_with_weights(self._model_spec(self.start), self.weights,
