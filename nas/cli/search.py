@@ -28,7 +28,6 @@ from nas.cli.progress import progress, progress_bar
 from nas.errors import BudgetError
 from nas.search.budget import parse_budget
 from search_spaces import zoo
-from search_spaces.mobilenetv3 import default_space
 
 STRATEGY_HELP = "random, evolution, tpe, nsga2, rl (REINFORCE) or ppo"
 
@@ -111,6 +110,8 @@ def search_command(
     # all, then the latency table (profiled the first time), then the supernet (trained the
     # first time), then the search. A mistake costs seconds, not the minutes of the later steps.
     if seed_arch:
+        from search_spaces.mobilenetv3 import default_space  # numpy: not needed for --help
+
         resolve_seed_arch(seed_arch, default_space())
     settings.job.validate()
     _check_reachable(settings)
@@ -134,6 +135,7 @@ def _check_reachable(settings) -> None:
     """Refuse a budget no network of the space can meet, in seconds: from the cached latency
     table if there is one, else by timing the space's smallest network alone."""
     from latency_models.store import LatencySetup, fastest_reachable
+    from search_spaces.mobilenetv3 import default_space
 
     space = default_space()
     setup = LatencySetup(settings.latency_backend, settings.latency_threads,
@@ -245,6 +247,8 @@ def space_command(
     resolution: Annotated[int, typer.Option(help="input resolution")] = 224,
 ) -> None:
     """Describe the block-wise MobileNetV3 search space: decisions and size."""
+    from search_spaces.mobilenetv3 import default_space  # numpy: not needed for --help
+
     space = default_space(resolution)
     table = Table(title=f"{space.name} space at {resolution}x{resolution}", title_justify="left")
     for column in ("stage", "stride", "depths", "widths", "kernels", "expansion ratios",
