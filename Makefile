@@ -38,12 +38,12 @@ test-all: install
 bench: install
 	$(PY) bench/run_all.py
 
-# The true comparison against torchvision needs a torch that torchvision imports beside
-# (large, from local disk); kept apart from .venv and from `make test`.
+# The true comparison against torchvision (and timm, for `--format timm`) needs a torch that
+# torchvision imports beside (large, from local disk); kept apart from .venv and `make test`.
 TV_VENV := .venv-tv
 bench-torchvision:
 	test -x $(TV_VENV)/bin/python || $(PYTHON) -m venv $(TV_VENV)
-	test -f $(TV_VENV)/.installed || ( $(TV_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 \
+	test -f $(TV_VENV)/.installed || ( $(TV_VENV)/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 timm \
 		&& $(TV_VENV)/bin/python -m pip install -q -e . && touch $(TV_VENV)/.installed )
 	$(TV_VENV)/bin/python bench/torchvision_equivalence.py
 

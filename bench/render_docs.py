@@ -686,6 +686,17 @@ def render_torchvision_equivalence(results: Results) -> list[str]:
     if same:
         lines += ["", f"Parameter counts of the rest of the zoo, equal to torchvision's unless "
                       f"given: {same}."]
+    if d.get("timm"):
+        lines += ["", f"`nas export --format timm`, built by timm {fp['timm']}'s decoder and "
+                      f"MobileNetV3 (our weights copied in, outputs compared):", "",
+                  "| network | params ours / timm | timm's own preset | max abs diff |",
+                  "|---|---|---|---|"]
+        for r in d["timm"]:
+            preset = f"{r['timm_preset']} {r['params_timm_preset']:,}" if r["timm_preset"] \
+                else "-"
+            diff = "-" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.1e}"
+            lines.append(f"| {r['network']} | {r['params_ours']:,} / {r['params_timm']:,} | "
+                         f"{preset} | {diff} |")
     return _with_source(results, "torchvision_equivalence", lines)
 
 

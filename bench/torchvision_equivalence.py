@@ -9,7 +9,8 @@ state_dict is loaded into ours with strict=True, and both run in eval mode on th
 timed interleaved round-robin (random order each round) so drift on a shared machine hits
 both alike; median and minimum per model, their ratios, and the median of the per-round
 (paired) ratios. Parameter counts of the rest of
-the zoo are compared too.
+the zoo are compared too. Where timm imports, `--format timm` exports are built by timm and
+compared as well (bench/timm_equivalence.py).
 
     python bench/torchvision_equivalence.py [--rounds 60] [--threads N] [--smoke]
     python bench/torchvision_equivalence.py --dump-layout tests/data/torchvision_v3_layout.json
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from provenance import Provenance, write_result  # noqa: E402
+from timm_equivalence import print_rows, timm_rows  # noqa: E402
 
 from latency_models.device import cpu_model  # noqa: E402
 from nas.build import build_model, count_params  # noqa: E402
@@ -145,9 +147,18 @@ def main() -> int:
         if ours_params != theirs_params:
             failures.append(f"{name}: {ours_params:,} params vs torchvision {theirs_params:,}")
 
+    try:
+        import timm  # noqa: F401 - optional here: torchvision's half runs without it
+    except ImportError:
+        timm_result, timm_version = [], None
+        print("timm is not installed here: the --format timm check is skipped", file=sys.stderr)
+    else:
+        timm_result, timm_failures, timm_version = timm_rows()
+        failures += timm_failures
+
     fingerprint = {
         "cpu": cpu_model(), "threads": args.threads, "python": platform.python_version(),
-        "torch": torch.__version__, "torchvision": torchvision.__version__,
+        "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm_version,
         "batch": 1, "resolution": 224, "rounds": rounds, "warmup": warmup,
         "method": "eager, torch.no_grad, interleaved round-robin in random order",
     }
@@ -167,8 +178,12 @@ def main() -> int:
     print("|---|---|---|")
     for r in param_rows:
         print(f"| {r['model']} | {r['params_ours']:,} | {r['params_torchvision']:,} |")
+    if timm_result:
+        print()
+        print_rows(timm_result, timm_version)
     if not args.smoke:
         payload = {"fingerprint": fingerprint, "v3": rows, "params": param_rows,
+                   "timm": timm_result,
                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         write_result(RESULTS, payload, provenance)
         print(f"\nwrote {RESULTS.relative_to(ROOT)}")

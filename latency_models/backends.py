@@ -29,11 +29,24 @@ import torch
 from torch import nn
 
 from nas.errors import LatencyError
+from nas.threads import torch_threads
 
 __all__ = ["BACKENDS", "Backend", "TimerSettings", "Timing", "get_backend",
            "measure_interleaved", "pinned", "steady_allocator"]
 
 Runner = Callable[[], object]
+
+
+# Which per-layer figure a table's sums use: the fastest call, or the median call.
+STATISTICS = ("min", "median")
+
+
+def check_statistic(statistic: str) -> str:
+    """``statistic`` if it is one of :data:`STATISTICS`, else a ``LatencyError`` naming them."""
+    if statistic not in STATISTICS:
+        raise LatencyError(f"unknown latency statistic {statistic!r} (known: "
+                           f"{', '.join(STATISTICS)})")
+    return statistic
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,7 @@ class Timing:
     raw_ms: tuple[float, ...] = ()  # every sample, in round order
 
     def value(self, statistic: str) -> float:
-        return self.min_ms if statistic == "min" else self.median_ms
+        return self.min_ms if check_statistic(statistic) == "min" else self.median_ms
 
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
@@ -102,8 +115,6 @@ class Backend(ABC):
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
         """Thread count and inference mode for the duration of a measurement."""
-        from nas.threads import torch_threads
-
         steady_allocator()
         with torch_threads(self.threads), torch.inference_mode():
             yield

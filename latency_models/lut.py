@@ -18,9 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from latency_models.backends import Timing
+from latency_models.backends import Timing, check_statistic
 from latency_models.device import DeviceFingerprint
+from latency_models.layers import BlockLayer, HeadLayer, StemLayer
 from nas.errors import TableError, TableMismatch
+from nas.export import atomic_path
+from nas.spec import make_divisible, v3_squeeze_channels
 
 __all__ = [
     "LatencyTable",
@@ -54,7 +57,7 @@ class Entry:
     samples: int
 
     def value(self, statistic: str) -> float:
-        return self.min_ms if statistic == "min" else self.median_ms
+        return self.min_ms if check_statistic(statistic) == "min" else self.median_ms
 
 
 @dataclass
@@ -110,8 +113,6 @@ class LatencyTable:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically: a crash leaves the previous file, never half a table."""
-        from nas.export import atomic_path
-
         body = self._body()
         body["checksum"] = self._checksum(body)
         with atomic_path(path) as tmp:
@@ -234,8 +235,6 @@ def import_ofa_table(path: str | os.PathLike) -> LatencyTable:
     """
     import yaml
 
-    from latency_models.layers import BlockLayer, HeadLayer, StemLayer
-    from nas.spec import make_divisible, v3_squeeze_channels
 
     path = Path(path)
     try:

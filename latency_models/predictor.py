@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from latency_models.backends import STATISTICS
 from latency_models.layers import BlockLayer, HeadLayer, Layer, StemLayer, layers_of
 from latency_models.lut import LatencyTable
-from nas.errors import LatencyError, MissingLayers
+from nas.errors import LatencyError, MissingLayers, TableError
 from nas.spec import ArchSpec, v3_squeeze_channels
 
 __all__ = ["Calibration", "Encoded", "LUTPredictor", "LatencyPredictor", "MissingLayers"]
@@ -85,6 +86,9 @@ class LUTPredictor(LatencyPredictor):
                  statistic: str | None = None):
         self.table = table
         self.statistic = statistic or table.settings.get("statistic", "min")
+        if self.statistic not in STATISTICS:
+            raise TableError(f"latency statistic {self.statistic!r} not understood (known: "
+                             f"{', '.join(STATISTICS)})")
         if calibration is None and table.calibration:
             calibration = Calibration(**table.calibration["coefficients"])
         self.calibration = calibration or Calibration()

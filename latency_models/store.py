@@ -22,6 +22,7 @@ from latency_models.profile import ProfileSettings, measure_specs, profile_layer
 from nas.errors import LatencyError
 from nas.runlock import RunLock
 from nas.spec import ArchSpec
+from search_spaces.mobilenetv3 import default_space
 
 __all__ = ["LatencySetup", "calibrate", "ensure_layers", "measure_ms", "open_table",
            "recalibrate", "rescaled"]
@@ -210,7 +211,6 @@ def load_predictor(setup: LatencySetup, space=None, *, specs: Sequence[ArchSpec]
     ensure_layers(table, table_path, setup, layers, no_profile=no_profile, progress=progress)
     if table.calibration is None and not table.imported:
         if space is None:
-            from search_spaces.mobilenetv3 import default_space
 
             space = default_space(setup.fingerprint.resolution)
             ensure_layers(table, table_path, setup, space_layers(space), no_profile=no_profile,

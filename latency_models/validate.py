@@ -17,12 +17,15 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+from rich.table import Table
 
 from latency_models.predictor import LUTPredictor
 from latency_models.profile import measure_specs
 from latency_models.store import LatencySetup, Progress, calibration_specs, load_predictor
 from nas.errors import LatencyError
 from nas.spec import ArchSpec
+from search_spaces import zoo
+from search_spaces.mobilenetv3 import default_space
 
 __all__ = ["metrics", "plot_report", "print_report", "throughput", "validate"]
 
@@ -86,8 +89,6 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
              calibration_archs: int = 24, include_zoo: bool = True,
              throughput_specs: int = 20000, throughput_runs: int = 5,
              progress: Progress | None = None) -> dict:
-    from search_spaces import zoo
-    from search_spaces.mobilenetv3 import default_space
 
     if archs < 0 or rounds < 1:
         raise LatencyError(f"--archs must be >= 0 and --rounds >= 1, got {archs} and {rounds}")
@@ -148,8 +149,6 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
 
 
 def print_report(report: dict, console) -> None:
-    from rich.table import Table
-
     fp = report["fingerprint"]
     console.print(f"{report['settings']['archs']} random networks + zoo, batch {fp['batch']}, "
                   f"{fp['resolution']}², {fp['backend']}, {fp['threads']} thread(s), "

@@ -12,9 +12,12 @@ import importlib.metadata
 import importlib.util
 import os
 import platform
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from nas.runlock import in_use
 
 __all__ = ["Check", "run_checks", "worst"]
 
@@ -125,7 +128,6 @@ def _backends() -> list[Check]:
                 detail = f"usable: {torch.cuda.get_device_name()}"
             checks.append(Check("latency backends", name, OK, detail))
         elif name.startswith("cuda"):
-            import shutil
 
             import torch
 
@@ -217,7 +219,7 @@ def _supernet() -> list[Check]:
     path, name = job.supernet_path(), f"search's supernet ({job.data}, {job.resolution}px)"
     if not path.is_file():
         return [Check("accuracy", name, WARN, f"not trained yet; the first `nas-search` trains "
-                      f"it ({job.supernet_steps} steps, about 6 minutes on 2 cores) into {path}")]
+                      f"it ({job.supernet_steps} steps, minutes on a CPU) into {path}")]
     try:
         _, payload = load_supernet(path)
     except ValueError as exc:
@@ -230,8 +232,6 @@ def _supernet() -> list[Check]:
 
 
 def _runs(runs_dir: Path) -> list[Check]:
-    from nas.runlock import in_use
-
     if not runs_dir.is_dir():
         return [Check("runs", str(runs_dir), OK, "no runs yet here")]
     runs = [p for p in runs_dir.iterdir() if p.is_dir()]

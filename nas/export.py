@@ -1,4 +1,4 @@
-"""Emitters: checkpoint, standalone Python, TorchScript, ONNX, JSON, arch-def text, table.
+"""Emitters: checkpoint, standalone Python, TorchScript, ONNX, JSON, text form, timm, table.
 
 Every file is written atomically (temporary file in the same directory, then rename), so an
 interrupted or failed export never leaves a partial file behind.
@@ -27,6 +27,7 @@ from nas import modules
 from nas.build import build_model, layer_plan, spec_of
 from nas.errors import ExportError, first_line
 from nas.spec import ArchSpec, SpecError
+from nas.timm_arch import timm_source
 
 __all__ = [
     "FORMATS",
@@ -51,7 +52,8 @@ FORMATS = {
     "torchscript": ".torchscript.pt",
     "onnx": ".onnx",
     "json": ".json",
-    "timm": ".txt",
+    "text": ".txt",
+    "timm": ".py",
     "table": ".md",
 }
 ONNX_TOLERANCE = 1e-4
@@ -324,7 +326,8 @@ def _binary(writer: Callable[[nn.Module, ArchSpec, Path], None]):
 _TEXT_EXPORTERS: dict[str, Callable[[ArchSpec], str]] = {
     "py": standalone_source,
     "json": ArchSpec.to_json,
-    "timm": ArchSpec.to_text,
+    "text": ArchSpec.to_text,
+    "timm": timm_source,
     "table": ArchSpec.table,
 }
 _MODEL_EXPORTERS = {

@@ -12,60 +12,22 @@ Pure Python (no torch): strategies and latency predictors import it freely.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from nas.spec import ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec, make_divisible
+from nas.spec import ArchSpec, BlockSpec, HeadSpec, SpecError, StemSpec
+from search_spaces.choices import V3_EXP_RATIOS, Decision, StageChoices
+from search_spaces.encoding import DecisionEncoding
 
-__all__ = ["BlockwiseSpace", "Decision", "StageChoices", "default_space"]
-
-# Expansion ratios of the block input: 1 (no expansion conv), OFA's 3/4/6, and the ratios of
-# the V3 tables (184/80 = 2.3, 200/80 = 2.5, 88/24 = 3.67, 72/16 = 4.5).
-V3_EXP_RATIOS = (1.0, 2.3, 2.5, 3.0, 3.67, 4.0, 4.5, 6.0)
+__all__ = ["V3_EXP_RATIOS", "BlockwiseSpace", "Decision", "StageChoices", "default_space"]
 
 
 @dataclass(frozen=True)
-class Decision:
-    """One categorical decision of the space, e.g. ``s3.b1.kernel`` with choices (3, 5, 7)."""
-
-    name: str
-    choices: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class StageChoices:
-    """One stage: ``depth`` blocks of ``width`` channels; the first block carries ``stride``."""
-
-    stride: int
-    depths: tuple[int, ...]
-    widths: tuple[int, ...]
-    kernels: tuple[int, ...] = (3, 5, 7)
-    exp_ratios: tuple[float, ...] = V3_EXP_RATIOS
-    se: tuple[bool, ...] = (False, True)
-    acts: tuple[str, ...] = ("RE", "HS")
-
-    def __post_init__(self) -> None:
-        if self.stride != 1 and 0 in self.depths:
-            raise SpecError("depths", "a strided stage cannot be skipped (depth 0)")
-        if not self.depths or not self.widths:
-            raise SpecError("depths", "a stage needs depth and width choices")
-
-    def exp_width(self, in_ch: int, ratio: float) -> int:
-        return in_ch if ratio == 1.0 else make_divisible(in_ch * ratio)
-
-    def block_options(self) -> Iterator[tuple[int, float, bool, str]]:
-        """Every (kernel, ratio, se, act) of one block."""
-        return itertools.product(self.kernels, self.exp_ratios, self.se, self.acts)
-
-
-@dataclass(frozen=True)
-class BlockwiseSpace:
+class BlockwiseSpace(DecisionEncoding):
     """A factorised, block-wise space; every choice is independent given the stage widths."""
 
     name: str = "mobilenetv3"
@@ -136,7 +98,7 @@ class BlockwiseSpace:
         return total
 
     # ------------------------------------------------------------------ specs
-    def _spec(self, stem: StemSpec, blocks: list[BlockSpec], head: HeadSpec,
+    def build_spec(self, stem: StemSpec, blocks: list[BlockSpec], head: HeadSpec,
               name: str) -> ArchSpec:
         return ArchSpec(name=name, input_size=self.input_size, num_classes=self.num_classes,
                         stem=stem, blocks=tuple(blocks), head=head)
@@ -205,7 +167,7 @@ class BlockwiseSpace:
                                         se=se, act=act,
                                         stride=stage.stride if index == 0 else 1))
                 in_ch = width
-        return self._spec(stem, blocks, pick(self.heads), name)
+        return self.build_spec(stem, blocks, pick(self.heads), name)
 
     def stage_of_blocks(self, spec: ArchSpec) -> list[int] | None:
         """Stage index of every block, or None if the blocks do not fit the stages."""
@@ -255,151 +217,6 @@ class BlockwiseSpace:
             if block.exp_ch not in widths:
                 return False
         return True
-
-    # ------------------------------------------------------------------ encoding
-    @functools.cached_property
-    def decisions(self) -> tuple[Decision, ...]:
-        """Every decision in a fixed order: stem, then per stage depth, width and the options
-        of each of its ``max(depths)`` block slots, then the head.
-
-        The encoding has a fixed length; the options of slots beyond a stage's chosen depth
-        are inactive (ignored by ``decode``; ``encode`` writes their first choice).
-        """
-        result = [Decision("stem.width", self.stem_widths), Decision("stem.act", self.stem_acts)]
-        for i, stage in enumerate(self.stages):
-            result += [Decision(f"s{i}.depth", stage.depths), Decision(f"s{i}.width", stage.widths)]
-            for j in range(max(stage.depths)):
-                result += [Decision(f"s{i}.b{j}.kernel", stage.kernels),
-                           Decision(f"s{i}.b{j}.ratio", stage.exp_ratios),
-                           Decision(f"s{i}.b{j}.se", stage.se),
-                           Decision(f"s{i}.b{j}.act", stage.acts)]
-        result.append(Decision("head", tuple(range(len(self.heads)))))
-        return tuple(result)
-
-    @functools.cached_property
-    def _index(self) -> dict[str, int]:
-        return {d.name: i for i, d in enumerate(self.decisions)}
-
-    def decode(self, vector: Sequence[int], name: str = "sampled") -> ArchSpec:
-        """The architecture of a vector of choice indices (one per decision)."""
-        decisions = self.decisions
-        if len(vector) != len(decisions):
-            raise SpecError("vector", f"expected {len(decisions)} choice indices, got "
-                                      f"{len(vector)}")
-        values = {}
-        for decision, index in zip(decisions, vector, strict=True):
-            index = int(index)
-            if not 0 <= index < len(decision.choices):
-                raise SpecError(decision.name, f"choice index {index} out of range "
-                                               f"0..{len(decision.choices) - 1}")
-            values[decision.name] = decision.choices[index]
-        return self.from_params(values, name=name)
-
-    def from_params(self, params: Mapping[str, Any], name: str = "sampled") -> ArchSpec:
-        """The architecture of a ``{decision name: value}`` mapping (Optuna's trial.params)."""
-        def get(key: str) -> Any:
-            if key not in params:
-                raise SpecError(key, "missing decision")
-            value = params[key]
-            if value not in self.decisions[self._index[key]].choices:
-                raise SpecError(key, f"{value!r} is not one of "
-                                     f"{self.decisions[self._index[key]].choices}")
-            return value
-
-        stem = StemSpec(out_ch=get("stem.width"), act=get("stem.act"))
-        blocks: list[BlockSpec] = []
-        in_ch = stem.out_ch
-        for i, stage in enumerate(self.stages):
-            depth, width = get(f"s{i}.depth"), get(f"s{i}.width")
-            for j in range(depth):
-                ratio = get(f"s{i}.b{j}.ratio")
-                blocks.append(BlockSpec(kind="bneck", kernel=get(f"s{i}.b{j}.kernel"),
-                                        in_ch=in_ch, exp_ch=stage.exp_width(in_ch, ratio),
-                                        out_ch=width, se=get(f"s{i}.b{j}.se"),
-                                        act=get(f"s{i}.b{j}.act"),
-                                        stride=stage.stride if j == 0 else 1))
-                in_ch = width
-        return self._spec(stem, blocks, self.heads[get("head")], name)
-
-    def params(self, spec: ArchSpec) -> dict[str, Any]:
-        """``{decision name: value}`` of an architecture of this space (inverse of
-        ``from_params``); raises ``SpecError`` if the space does not contain it."""
-        if not self.contains(spec):
-            raise SpecError("spec", f"{spec.name!r} is not an architecture of the "
-                                    f"{self.name} space")
-        values = {d.name: d.choices[0] for d in self.decisions}
-        values["stem.width"], values["stem.act"] = spec.stem.out_ch, spec.stem.act
-        values["head"] = self.heads.index(spec.head)
-        stage_ids = self.stage_of_blocks(spec)
-        for i, stage in enumerate(self.stages):
-            run = [b for b, s in zip(spec.blocks, stage_ids, strict=True) if s == i]
-            values[f"s{i}.depth"] = len(run)
-            if run:
-                values[f"s{i}.width"] = run[0].out_ch
-            for j, block in enumerate(run):
-                ratio = next(r for r in stage.exp_ratios
-                             if stage.exp_width(block.in_ch, r) == block.exp_ch)
-                values.update({f"s{i}.b{j}.kernel": block.kernel, f"s{i}.b{j}.ratio": ratio,
-                               f"s{i}.b{j}.se": block.se, f"s{i}.b{j}.act": block.act})
-        return values
-
-    def encode(self, spec: ArchSpec) -> np.ndarray:
-        """Choice indices (int64, one per decision) of an architecture of this space."""
-        values = self.params(spec)
-        return np.array([d.choices.index(values[d.name]) for d in self.decisions],
-                        dtype=np.int64)
-
-    def active(self, vector: Sequence[int]) -> np.ndarray:
-        """Which decisions of ``vector`` matter (False for slots beyond a stage's depth)."""
-        mask = np.ones(len(self.decisions), dtype=bool)
-        for i, stage in enumerate(self.stages):
-            depth = stage.depths[int(vector[self._index[f"s{i}.depth"]])]
-            if depth == 0:
-                mask[self._index[f"s{i}.width"]] = False
-            for j in range(depth, max(stage.depths)):
-                for option in ("kernel", "ratio", "se", "act"):
-                    mask[self._index[f"s{i}.b{j}.{option}"]] = False
-        return mask
-
-    def distributions(self) -> dict[str, Any]:
-        """Optuna distributions, one categorical per decision (for ``study.ask``)."""
-        from optuna.distributions import CategoricalDistribution
-
-        return {d.name: CategoricalDistribution(d.choices) for d in self.decisions}
-
-    def suggest(self, trial: Any, name: str = "sampled") -> ArchSpec:
-        """Define-by-run for an Optuna trial: every decision through ``suggest_categorical``."""
-        return self.from_params({d.name: trial.suggest_categorical(d.name, d.choices)
-                                 for d in self.decisions}, name=name)
-
-    def mutate(self, spec: ArchSpec, rng: np.random.Generator, prob: float = 0.1,
-               name: str = "mutant") -> ArchSpec:
-        """Resample each active decision with probability ``prob`` (Once-for-All's mutation);
-        the result always differs from ``spec`` (one decision is forced if none changed)."""
-        vector = self.encode(spec)
-        mask = self.active(vector)
-        sizes = np.array([len(d.choices) for d in self.decisions])
-        changeable = np.flatnonzero(mask & (sizes > 1))
-        changed = False
-        for index in changeable:
-            if rng.random() < prob:
-                new = int(rng.integers(sizes[index]))
-                changed |= new != vector[index]
-                vector[index] = new
-        if not changed and len(changeable):
-            index = int(changeable[rng.integers(len(changeable))])
-            vector[index] = (vector[index] + 1 + rng.integers(sizes[index] - 1)) % sizes[index]
-        return self.decode(vector, name=name)
-
-    def crossover(self, a: ArchSpec, b: ArchSpec, rng: np.random.Generator,
-                  name: str = "child") -> ArchSpec:
-        """Each decision taken from ``a`` or ``b`` with equal probability (Once-for-All)."""
-        va, vb = self.encode(a), self.encode(b)
-        pick = rng.random(len(va)) < 0.5
-        return self.decode(np.where(pick, va, vb), name=name)
-
-    def sample_vector(self, rng: np.random.Generator) -> np.ndarray:
-        return np.array([rng.integers(len(d.choices)) for d in self.decisions], dtype=np.int64)
 
     # ------------------------------------------------------------------ enumeration
     def stem_options(self) -> Iterator[StemSpec]:

@@ -69,7 +69,7 @@ def test_table_from_zoo_and_from_file(capsys, in_tmp):
 
 
 @pytest.mark.parametrize(("fmt", "suffix"), [("pytorch", ".pt"), ("py", ".py"),
-                                              ("json", ".json"), ("timm", ".txt"),
+                                              ("json", ".json"), ("text", ".txt"), ("timm", ".py"),
                                               ("table", ".md"), ("torchscript", ".torchscript.pt")])
 def test_export_default_paths(capsys, in_tmp, fmt, suffix):
     code, out, err = run(["export", "mobilenet_v3_small", "--format", fmt], capsys)

@@ -106,13 +106,14 @@ def test_onnx_checked_with_onnxruntime(tmp_path):
 def test_text_exports(tmp_path):
     spec = zoo.get("mobilenet_v3_large")
     assert ArchSpec.from_json(export(spec, "json", tmp_path / "a.json").read_text()) == spec
-    assert ArchSpec.from_text(export(spec, "timm", tmp_path / "a.txt").read_text()) == spec
+    assert ArchSpec.from_text(export(spec, "text", tmp_path / "a.txt").read_text()) == spec
     assert export(spec, "table", tmp_path / "a.md").read_text() == spec.table()
     assert load_checkpoint(tmp_path / "a.txt") == (spec, None)
 
 
 def test_every_format_has_a_suffix():
-    assert set(FORMATS) == {"pytorch", "py", "torchscript", "onnx", "json", "timm", "table"}
+    assert set(FORMATS) == {"pytorch", "py", "torchscript", "onnx", "json", "text", "timm",
+                            "table"}
     with pytest.raises(SpecError, match="unknown export format 'keras'"):
         export(zoo.get("mobilenet_v2"), "keras", "x.keras")
 

@@ -696,7 +696,7 @@ def _loads(content: bytes) -> bool:
 
 
 def table_export_train_cases() -> list[st.SearchStrategy]:
-    formats = ("pytorch", "py", "torchscript", "onnx", "json", "timm", "table")
+    formats = ("pytorch", "py", "torchscript", "onnx", "json", "text", "timm", "table")
     train = ["train", "v3-small"]
     return [
         *spec_file_cases(["table"], []),

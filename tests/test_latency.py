@@ -34,6 +34,7 @@ from latency_models.predictor import Calibration, LUTPredictor, MissingLayers
 from latency_models.profile import ProfileSettings, layer_module
 from latency_models.store import LatencySetup, ensure_layers, load_predictor, open_table
 from nas.build import build_model
+from nas.errors import LatencyError
 from nas.spec import ArchSpec, BlockSpec, SpecError, StemSpec
 from search_spaces import zoo
 from search_spaces.mobilenetv3 import (
@@ -106,6 +107,17 @@ def synthetic_table(layers, seed: int = 0) -> LatencyTable:
         value = float(rng.uniform(0.05, 2.0))
         table.entries[layer.key] = Entry(value, value * 1.1, 3)
     return table
+
+
+def test_an_unknown_statistic_is_an_error_naming_the_known_ones():
+    table = synthetic_table(layers_of(zoo.get("mobilenet_v3_small")))
+    table.settings["statistic"] = "mean"  # e.g. a hand-edited table file
+    with pytest.raises(TableError, match=r"statistic 'mean' not understood \(known: min, median"):
+        LUTPredictor(table)
+    entry = next(iter(table.entries.values()))
+    with pytest.raises(LatencyError, match="unknown latency statistic 'p90'"):
+        entry.value("p90")
+    assert entry.value("median") == entry.median_ms and entry.value("min") == entry.min_ms
 
 
 # --------------------------------------------------------------------------- space

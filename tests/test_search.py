@@ -529,10 +529,10 @@ def test_the_smallest_network_of_the_space_is_its_fastest():
 
 def test_a_search_checks_its_inputs_before_profiling_or_training(tmp_path, monkeypatch):
     """The order of a run's set-up: inputs, then the latency table, then the supernet."""
-    import latency_models.store as store
+    import nas.search.run as search_run
 
     calls = []
-    monkeypatch.setattr(store, "load_predictor",
+    monkeypatch.setattr(search_run, "load_predictor",
                         lambda *a, **k: calls.append("table") or (synthetic_predictor(), "t"))
     bad = SearchSettings(budget_ms=20.0, job=AccuracyJob(data="imagefolder:/nonexistent"))
     with pytest.raises(DataError, match="/nonexistent"):

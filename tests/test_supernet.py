@@ -344,9 +344,9 @@ def test_default_search_estimator_trains_its_supernet_once_and_caches_it(tmp_pat
 
 def test_an_unknown_activation_is_an_error_naming_the_known_ones():
     """It was ReLU6, silently."""
-    from nas.accuracy import supernet
+    from nas.accuracy.supernet import elastic
 
     x = torch.linspace(-8, 8, 17)
-    assert torch.equal(supernet._act(x, "RE6"), x.clamp(0, 6))
+    assert torch.equal(elastic._act(x, "RE6"), x.clamp(0, 6))
     with pytest.raises(ValueError, match=r"unknown activation 'GELU' \(known: RE, HS, RE6\)"):
-        supernet._act(x, "GELU")
+        elastic._act(x, "GELU")

@@ -13,9 +13,10 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from nas.errors import NasError
-from nas.spec import ArchSpec
+from nas.spec import ArchSpec, TableRow
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -99,6 +100,32 @@ def one_line(message: str) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
+def fmt_count(value: float, unit: str = "") -> str:
+    """A parameter or MAdds count in millions (or billions): ``5.48M``."""
+    if value >= 1e9:
+        return f"{value / 1e9:.2f}G{unit}"
+    return f"{value / 1e6:.2f}M{unit}"
+
+
+def spec_table(spec: ArchSpec, title: str) -> Table:
+    """The paper-style table of ``spec`` for the terminal."""
+    table = Table(title=title, title_justify="left")
+    input_column, operator_column, *numbers = TableRow.COLUMNS
+    table.add_column(input_column, no_wrap=True)
+    table.add_column(operator_column, no_wrap=True)
+    for column in numbers:
+        table.add_column(column, justify="right")
+    for row in spec.table_rows():
+        table.add_row(*row.cells())
+    return table
+
+
+def check_width(width: float) -> None:
+    """A width multiplier in (0, 4], or a one-line error."""
+    if not 0 < width <= 4:
+        fail(f"--width must be in (0, 4], got {width}")
+
+
 def resolve_spec(arg: str) -> tuple[ArchSpec, dict | None]:
     """A zoo name (or alias), or a spec/checkpoint file -> spec and weights (if any)."""
     from nas.export import load_checkpoint

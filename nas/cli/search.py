@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +25,9 @@ from nas.cli.common import (
     user_errors,
 )
 from nas.cli.progress import progress, progress_bar
+from nas.errors import BudgetError
+from nas.search.budget import parse_budget
+from search_spaces import zoo
 
 STRATEGY_HELP = "random, evolution, tpe, nsga2, rl (REINFORCE) or ppo"
 
@@ -77,10 +81,8 @@ def search_command(
     Every finished trial lands in runs/NAME/study.db (Optuna storage; `optuna-dashboard
     runs/NAME/study.db`); an interrupted run continues where it stopped when started again.
     """
-    from nas.search.budget import parse_budget
     from nas.search.objective import AccuracyJob
     from nas.search.run import SearchRun, SearchSettings, default_workers, resolve_seed_arch
-    from search_spaces.mobilenetv3 import default_space
 
     terminate_cleanly()
     budget_ms = parse_budget(budget)
@@ -108,6 +110,8 @@ def search_command(
     # all, then the latency table (profiled the first time), then the supernet (trained the
     # first time), then the search. A mistake costs seconds, not the minutes of the later steps.
     if seed_arch:
+        from search_spaces.mobilenetv3 import default_space  # numpy: not needed for --help
+
         resolve_seed_arch(seed_arch, default_space())
     settings.job.validate()
     _check_reachable(settings)
@@ -131,7 +135,6 @@ def _check_reachable(settings) -> None:
     """Refuse a budget no network of the space can meet, in seconds: from the cached latency
     table if there is one, else by timing the space's smallest network alone."""
     from latency_models.store import LatencySetup, fastest_reachable
-    from nas.errors import BudgetError
     from search_spaces.mobilenetv3 import default_space
 
     space = default_space()
@@ -244,10 +247,7 @@ def space_command(
     resolution: Annotated[int, typer.Option(help="input resolution")] = 224,
 ) -> None:
     """Describe the block-wise MobileNetV3 search space: decisions and size."""
-    import dataclasses
-
-    from search_spaces import zoo
-    from search_spaces.mobilenetv3 import default_space
+    from search_spaces.mobilenetv3 import default_space  # numpy: not needed for --help
 
     space = default_space(resolution)
     table = Table(title=f"{space.name} space at {resolution}x{resolution}", title_justify="left")

@@ -17,28 +17,24 @@ This stops when ``L`` reaches the target latency; a long fine-tune follows. Ever
 (spec, weights, latency, accuracy, every proposal's figures) is written under the run directory
 before the next begins, so ``resume`` continues an interrupted run without repeating finished
 iterations.
-
-**Latency.** Decisions of ~1% of the network's time are below this machine's drift between
-minutes, so by default (``latency="paired"``) every iteration re-measures the layers of the
-current network and of all candidates side by side (interleaved), and scales them to the level
-of the current network's layers in the table: the cuts compared are measured at one moment,
-the absolute level stays the device table's. ``latency="table"`` uses table values as they are
-and measures only layers the table lacks.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.accuracy.base import adapt_spec
 from nas.accuracy.train import TrainingFailed
 from nas.errors import NetAdaptError
+from nas.export import build_with_weights, load, save, write_text
+from nas.netadapt.finetune import FineTuner
+from nas.netadapt.latency import ProposalLatency
 from nas.netadapt.prune import (
     Proposal,
     PruneError,
@@ -47,252 +43,13 @@ from nas.netadapt.prune import (
     proposal_sites,
     prune_model,
 )
+from nas.netadapt.settings import NetAdaptSettings
 from nas.runlock import LockedRunDir, timestamp
 from nas.spec import ArchSpec
 
-__all__ = ["NetAdapt", "NetAdaptError", "NetAdaptSettings", "ProposalLatency", "Result",
-           "check_run_dir", "device_latency", "load_iterations"]
+__all__ = ["NetAdapt", "Result", "check_run_dir", "load_iterations"]
 
-SELECTIONS = ("ratio", "accuracy")
 CONFIRM_PASSES, CONFIRM_WINDOW = 5, 4  # re-measurements of the picks; widths in each
-LATENCY_MODES = ("paired", "table")
-# Settings that decide what the finished iterations are; the others (target, the cut δ and its
-# schedule, long fine-tune, device, iteration cap) may change when a run is resumed, e.g. to
-# continue to a lower target with a smaller step.
-_RUN_KEYS = ("short_steps", "short_lr", "init_epochs",
-             "lr", "select", "divisor", "min_channels", "holdout", "batch_size", "seed", "data",
-             "resolution", "latency", "latency_rounds")
-
-
-@dataclass(frozen=True)
-class NetAdaptSettings:
-    target_ms: float
-    delta: float = 0.01              # the latency cut of one iteration, × the current latency
-    delta_ms: float | None = None    # ...or a fixed cut in ms
-    delta_decay: float = 1.0         # schedule: the cut is multiplied by this every iteration
-    short_steps: int = 40            # fine-tune steps per proposal (the paper: 10,000)
-    short_lr: float = 0.01
-    long_epochs: int = 10            # the final fine-tune
-    lr: float = 0.05                 # learning rate of the first training and the long one
-    init_epochs: int = 10            # training of a start network given without weights
-    select: str = "ratio"            # "ratio": ΔAcc/|ΔLat| (MobileNetV3); "accuracy": NetAdapt
-    divisor: int = 8
-    min_channels: int = 8
-    holdout: float = 0.2
-    batch_size: int = 64
-    seed: int = 0
-    data: str = "digits"
-    resolution: int = 16
-    latency: str = "paired"
-    latency_rounds: int = 7
-    max_iterations: int = 1000
-    device: str = "cpu"
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if not (self.target_ms > 0 and math.isfinite(self.target_ms)):
-            raise NetAdaptError(f"the target latency must be a positive number of ms, got "
-                                f"{self.target_ms}")
-        if self.delta_ms is None and not 0 < self.delta < 1:
-            raise NetAdaptError(f"--delta must be a fraction of the latency in (0, 1) or a time "
-                                f"like 0.3ms, got {self.delta}")
-        if self.delta_ms is not None and not self.delta_ms > 0:
-            raise NetAdaptError(f"--delta must be positive, got {self.delta_ms} ms")
-        if not 0 < self.delta_decay <= 1:
-            raise NetAdaptError(f"--delta-decay must be in (0, 1], got {self.delta_decay}")
-        if self.select not in SELECTIONS:
-            raise NetAdaptError(f"--select must be ratio or accuracy, got {self.select!r}")
-        if self.latency not in LATENCY_MODES:
-            raise NetAdaptError(f"--latency must be paired or table, got {self.latency!r}")
-        for name in ("short_steps", "divisor", "min_channels", "batch_size", "latency_rounds",
-                     "max_iterations"):
-            if getattr(self, name) < 1:
-                raise NetAdaptError(f"{name.replace('_', '-')} must be at least 1")
-        if self.long_epochs < 0 or self.init_epochs < 1:
-            raise NetAdaptError("--long-epochs must be >= 0 and --init-epochs >= 1")
-        if not 0 < self.holdout < 1:
-            raise NetAdaptError(f"--holdout must be a fraction in (0, 1), got {self.holdout}")
-
-    def delta_at(self, iteration: int, latency_ms: float) -> float:
-        """The cut iteration ``iteration`` (1-based) must make, in ms."""
-        base = self.delta_ms if self.delta_ms is not None else self.delta * latency_ms
-        return base * self.delta_decay ** (iteration - 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NetAdaptSettings:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def run_key(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in _RUN_KEYS}
-
-
-# --------------------------------------------------------------------------- latency
-Measure = Callable[[Sequence[Any], int | None], dict]  # (layers, rounds) -> {key: Timing}
-
-
-class ProposalLatency:
-    """Latency of the current network and its proposals, on a run-local table.
-
-    ``source`` is the device's table (its calibration is applied on top of the sum of the
-    layers); the local table at ``path`` keeps every value a decision used. ``measure`` times
-    layers (interleaved, one call per iteration); without it only table values are used.
-    """
-
-    def __init__(self, source, calibration, path: str | Path, *, measure: Measure | None = None,
-                 mode: str = "paired"):
-        from latency_models.lut import LatencyTable
-
-        if mode not in LATENCY_MODES:
-            raise NetAdaptError(f"latency mode must be paired or table, got {mode!r}")
-        if mode == "paired" and measure is None:
-            raise NetAdaptError("paired latency needs a device to measure on; the table is "
-                                "imported from another device: use --latency table")
-        self.source, self.calibration, self.mode, self.measure = source, calibration, mode, \
-            measure
-        self.path = Path(path)
-        if self.path.exists():
-            self.table = LatencyTable.load(self.path)
-        else:
-            self.table = LatencyTable(fingerprint=source.fingerprint, settings=source.settings,
-                                      source=source.source)
-        self.statistic = source.settings.get("statistic", "min")
-        self._predictor = None
-
-    def _copy_from_source(self, keys) -> None:
-        for key in keys:
-            if key not in self.table.entries and key in self.source.entries:
-                self.table.entries[key] = dataclasses.replace(self.source.entries[key])
-
-    def refresh(self, current: ArchSpec, candidates: Sequence[ArchSpec], *,
-                rounds: int | None = None) -> dict[str, Any]:
-        """Make every layer of ``current`` and ``candidates`` known (paired: re-measured now,
-        side by side, ``rounds`` rounds, at the level of the current network's table
-        values)."""
-        from latency_models.backends import Timing
-        from latency_models.layers import layers_of
-        from latency_models.predictor import MissingLayers
-
-        start = time.perf_counter()
-        layers: dict[str, Any] = {}
-        for spec in (current, *candidates):
-            for layer in layers_of(spec):
-                layers.setdefault(layer.key, layer)
-        current_keys = [layer.key for layer in layers_of(current)]
-        self._copy_from_source(current_keys)
-        factor, measured = 1.0, 0
-        if self.mode == "table":
-            self._copy_from_source(layers)
-            missing = [layers[k] for k in self.table.missing(layers)]
-            if missing:
-                if self.measure is None:
-                    raise MissingLayers([layer.key for layer in missing])
-                self.table.add(self.measure(missing, None))
-                measured = len(missing)
-        else:
-            fresh = self.measure(list(layers.values()), rounds)
-            anchored = [k for k in current_keys if k in self.table.entries]
-            if anchored:
-                before = sum(self.table.entries[k].value(self.statistic) for k in anchored)
-                now = sum(fresh[k].value(self.statistic) for k in anchored)
-                factor = before / now
-            self.table.add({k: Timing(t.min_ms * factor, t.median_ms * factor, t.samples)
-                            for k, t in fresh.items()})
-            measured = len(fresh)
-        self.table.save(self.path)
-        self._predictor = None
-        return {"layers": len(layers), "measured": measured, "factor": factor,
-                "seconds": round(time.perf_counter() - start, 2)}
-
-    @property
-    def predictor(self):
-        from latency_models.predictor import LUTPredictor
-
-        if self._predictor is None:
-            self._predictor = LUTPredictor(self.table, self.calibration, self.statistic)
-        return self._predictor
-
-    def _known(self, specs: Sequence[ArchSpec]) -> None:
-        """Layers the local table lacks but the device table has are copied over."""
-        from latency_models.layers import layers_of
-
-        before = len(self.table.entries)
-        self._copy_from_source(layer.key for spec in specs for layer in layers_of(spec))
-        if len(self.table.entries) != before:
-            self._predictor = None
-
-    def __call__(self, spec: ArchSpec) -> float:
-        self._known([spec])
-        return self.predictor.predict_one(spec)
-
-    def many(self, specs: Sequence[ArchSpec]) -> list[float]:
-        self._known(specs)
-        return [float(v) for v in self.predictor.predict(list(specs))] if specs else []
-
-
-# --------------------------------------------------------------------------- accuracy
-class FineTuner:
-    """Training for NetAdapt: proposals are scored on a holdout of the training images; the
-    final network on the real validation images."""
-
-    def __init__(self, data, settings: NetAdaptSettings):
-        from nas.threads import training_threads
-
-        self.full = data
-        self.split = data.holdout(settings.holdout, settings.seed)
-        self.settings = settings
-        self.threads = settings.threads or training_threads()
-
-    def _recipe(self, **kw):
-        from nas.accuracy.train import Recipe
-
-        kw.setdefault("seed", self.settings.seed)
-        return Recipe(batch_size=self.settings.batch_size, **kw)
-
-    def _train_and_score(self, model, data, recipe, on_step=None) -> float:
-        import torch
-
-        from nas.accuracy.train import evaluate, recalibrate_bn, train_model
-        from nas.threads import torch_threads
-
-        device = self.settings.device
-        with torch_threads(self.threads):
-            torch.manual_seed(recipe.seed)
-            train_model(model, data, recipe, device=device, on_step=on_step)
-            recalibrate_bn(model, data, device=device, seed=recipe.seed)
-            return evaluate(model, data, device=device)
-
-    def initial(self, model, on_step=None) -> float:
-        """Train a network given without weights; holdout accuracy."""
-        recipe = self._recipe(epochs=self.settings.init_epochs, lr=self.settings.lr)
-        return self._train_and_score(model, self.split, recipe, on_step)
-
-    def score(self, model) -> float:
-        import torch
-
-        from nas.accuracy.train import evaluate, recalibrate_bn
-        from nas.threads import torch_threads
-
-        with torch_threads(self.threads):
-            torch.manual_seed(self.settings.seed)
-            recalibrate_bn(model, self.split, device=self.settings.device,
-                           seed=self.settings.seed)
-            return evaluate(model, self.split, device=self.settings.device)
-
-    def short(self, model, iteration: int) -> float:
-        """``short_steps`` of fine-tuning; holdout accuracy. Every proposal of an iteration
-        sees the same batches."""
-        recipe = self._recipe(steps=self.settings.short_steps, lr=self.settings.short_lr,
-                              warmup_epochs=0.0, seed=self.settings.seed + iteration)
-        return self._train_and_score(model, self.split, recipe)
-
-    def long(self, model, on_step=None) -> float:
-        """The long fine-tune on every training image; validation accuracy."""
-        recipe = self._recipe(epochs=self.settings.long_epochs, lr=self.settings.lr)
-        return self._train_and_score(model, self.full, recipe, on_step)
 
 
 # --------------------------------------------------------------------------- the run
@@ -318,8 +75,6 @@ def _iteration_dir(run_dir: Path, index: int) -> Path:
 
 def _save_result(directory: Path, record: dict[str, Any], model) -> None:
     """model.pt, spec.json, then record.json: a directory without its record did not finish."""
-    from nas.export import save, write_text
-
     save(model, directory / "model.pt")
     write_text(directory / "spec.json", ArchSpec.from_dict(record["spec"]).to_json())
     write_text(directory / "record.json", json.dumps(record, indent=2) + "\n")
@@ -373,8 +128,6 @@ class NetAdapt(LockedRunDir):
 
     # ------------------------------------------------------------------ the directory
     def _prepare_dir(self, resume: bool, overwrite: bool, extra: dict[str, Any]) -> dict:
-        import shutil
-
         path = self.dir / "netadapt.json"
         check_run_dir(self.dir, resume=resume, overwrite=overwrite)
         if overwrite and self.dir.exists():
@@ -401,28 +154,20 @@ class NetAdapt(LockedRunDir):
         return info
 
     def _save_info(self) -> None:
-        from nas.export import write_text
-
         write_text(self.dir / "netadapt.json", json.dumps(self.info, indent=2) + "\n")
 
     def _model_spec(self, spec: ArchSpec) -> ArchSpec:
         """The network as trained on the data (its classes, resolution and channels)."""
-        from nas.accuracy.base import adapt_spec
-
         return adapt_spec(spec, self.data.num_classes, self.data.resolution, self.data.channels)
 
     def _save_iteration(self, record: dict[str, Any], model) -> None:
         _save_result(_iteration_dir(self.dir, record["iteration"]), record, model)
 
     def _load_model(self, index: int):
-        from nas.export import load
-
         return load(_iteration_dir(self.dir, index) / "model.pt")
 
     # ------------------------------------------------------------------ steps
     def _iteration_zero(self) -> tuple[dict[str, Any], Any]:
-        from nas.export import build_with_weights
-
         start = time.perf_counter()
         self.latency.refresh(self.start, [])
         model = build_with_weights(self._model_spec(self.start), self.weights,
@@ -607,53 +352,3 @@ class NetAdapt(LockedRunDir):
                                     "ratio": final_ms / start_ms}
         _save_result(directory, final, model)
         return final
-
-
-def device_latency(start: ArchSpec, run_dir: str | Path, *, mode: str = "paired",
-                   rounds: int = 7, backend: str = "torch", threads: int = 1,
-                   table: str | None = None, recalibrate: bool = True, resume: bool = False,
-                   progress=None):
-    """(ProposalLatency, info to store, measure_networks) for ``start`` on this machine.
-
-    The device table covers ``start``, V3-Large and V3-Small (profiled if missing); its
-    calibration is rescaled to the machine's speed now (measured on those three), unless
-    resuming, which reuses the stored calibration so latencies stay comparable.
-    """
-    from latency_models.predictor import Calibration
-    from latency_models.profile import profile_layers
-    from latency_models.store import LatencySetup, load_predictor, measure_ms, rescaled
-    from search_spaces import zoo
-
-    run_dir = Path(run_dir)
-    setup = LatencySetup(backend, threads, resolution=start.input_size)
-    references = [zoo.get("v3-large", input_size=start.input_size),
-                  zoo.get("v3-small", input_size=start.input_size)]
-    predictor, table_path = load_predictor(setup, specs=[start, *references], path=table,
-                                           progress=progress)
-    info: dict[str, Any] = {"table": {"path": str(table_path),
-                                      "checksum": predictor.table.checksum(),
-                                      "fingerprint": predictor.table.fingerprint.describe()}}
-    stored_path = run_dir / "netadapt.json"
-    if resume and stored_path.exists():
-        stored = json.loads(stored_path.read_text())
-        calibration = Calibration(**stored["calibration"])
-        info = {k: stored[k] for k in ("table", "calibration", "drift_factor") if k in stored}
-    else:
-        if recalibrate and not predictor.table.imported:
-            predictor, info["drift_factor"] = rescaled(predictor, setup, [start, *references])
-        calibration = predictor.calibration
-        info["calibration"] = calibration.to_dict()
-    measure = None
-    if not predictor.table.imported:
-        def measure(layers, how_many=None, _count=[0]):  # noqa: B006 - a call counter (seed)
-            _count[0] += 1
-            settings = dataclasses.replace(setup.settings, rounds=how_many or rounds,
-                                           chunk_size=max(1, len(layers)), seed=_count[0])
-            return profile_layers(layers, setup.backend, settings)
-    latency = ProposalLatency(predictor.table, calibration, run_dir / "latency_table.json",
-                              measure=measure, mode=mode)
-
-    def measure_networks(specs: list[ArchSpec]) -> list[float]:
-        return [float(ms) for ms in measure_ms(setup, specs, rounds=30)]
-
-    return latency, info, (None if predictor.table.imported else measure_networks)

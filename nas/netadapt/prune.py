@@ -25,6 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from nas.build import build_model, spec_of
 from nas.errors import PruneError
 from nas.spec import ArchSpec
 
@@ -205,8 +208,6 @@ def candidate_widths(spec: ArchSpec, site: tuple[str, int | str], *, divisor: in
 def keep_indices(scores, count: int):
     """Indices of the ``count`` largest ``scores``, in ascending channel order (ties: lower
     index first)."""
-    import torch
-
     if count > len(scores):
         raise PruneError(f"cannot keep {count} of {len(scores)} channels")
     order = torch.argsort(-scores.double(), stable=True)[:count]
@@ -234,8 +235,6 @@ class Kept:
 def kept_channels(model, new_spec: ArchSpec) -> Kept:
     """The channels of ``model`` that ``new_spec`` keeps: the largest L2 norms of the filters
     producing them (summed over every producer of a residual group)."""
-    from nas.build import spec_of
-
     old_spec = spec_of(model).scaled()
     new_spec = new_spec.scaled()
     if _structure(old_spec) != _structure(new_spec) or len(old_spec) != len(new_spec):
@@ -270,10 +269,6 @@ def prune_model(model, new_spec: ArchSpec, kept: Kept | None = None):
     """A new model for ``new_spec`` (a pruned version of the model's spec, differing only in
     channel widths), carrying the weights of the channels in ``kept`` (by default
     :func:`kept_channels`): the same indices in every tensor that touches them."""
-    import torch
-
-    from nas.build import build_model, spec_of
-
     kept = kept or kept_channels(model, new_spec)
     old_spec = spec_of(model).scaled()
     old = model.state_dict()
@@ -333,8 +328,6 @@ def prune_model(model, new_spec: ArchSpec, kept: Kept | None = None):
 
 def new_spec_for(model, new_spec: ArchSpec) -> ArchSpec:
     """``new_spec``'s widths on the model's data (classes, input size and channels)."""
-    from nas.build import spec_of
-
     current = spec_of(model)
     return dataclasses.replace(new_spec.scaled(), name=current.name,
                                num_classes=current.num_classes, input_size=current.input_size,

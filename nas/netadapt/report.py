@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nas.export import write_text
 from nas.spec import ArchSpec
-from nas.spec.tables import plural
+from nas.spec.tables import plural, table_diff
 
 __all__ = ["plot_progress", "write_report"]
 
@@ -37,9 +38,6 @@ def plot_progress(iterations: list[dict], path: Path, target_ms: float | None = 
 
 
 def write_report(run_dir: str | Path, result, target_ms: float | None = None) -> list[Path]:
-    from nas.export import write_text
-    from nas.spec.tables import table_diff
-
     run_dir = Path(run_dir)
     its = result.iterations
     start, end = ArchSpec.from_dict(its[0]["spec"]), ArchSpec.from_dict(its[-1]["spec"])

@@ -17,7 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from latency_models.predictor import Calibration, LUTPredictor
+from latency_models.store import (
+    LatencySetup,
+    calibrated_since,
+    calibration_specs,
+    load_predictor,
+    measure_ms,
+    rescaled,
+)
 from nas.errors import RunError
+from nas.export import load_spec, write_text
 from nas.runlock import LockedRunDir, timestamp
 from nas.search.budget import BudgetError
 from nas.search.objective import AccuracyJob, Objective
@@ -27,6 +37,8 @@ from nas.search.storage import RunStore
 from nas.search.strategies import STRATEGIES, StrategyError, make_strategy
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
+from search_spaces import zoo
+from search_spaces.mobilenetv3 import default_space
 
 __all__ = ["RunError", "SearchRun", "SearchSettings", "default_workers", "resolve_seed_arch"]
 
@@ -78,9 +90,6 @@ class SearchSettings:
 
 def resolve_seed_arch(arg: str, space) -> ArchSpec:
     """A zoo name or spec file -> the architecture in ``space`` (V3's squeeze-excite)."""
-    from nas.export import load_spec
-    from search_spaces import zoo
-
     if arg in zoo.names() or arg in zoo.ALIASES:
         spec = zoo.get(arg)
     elif Path(arg).exists():
@@ -102,7 +111,6 @@ class SearchRun(LockedRunDir):
                  overwrite: bool = False, resume: bool = False,
                  progress: Progress | None = None, predictor=None, estimator=None,
                  space=None):
-        from search_spaces.mobilenetv3 import default_space
 
         self.settings, self.dir = settings, Path(run_dir)
         self.space = space or default_space()
@@ -144,15 +152,6 @@ class SearchRun(LockedRunDir):
         return info
 
     def _predictor(self):
-        from latency_models.predictor import Calibration, LUTPredictor
-        from latency_models.store import (
-            calibrated_since,
-            calibration_specs,
-            load_predictor,
-            rescaled,
-        )
-        from search_spaces import zoo
-
         started = time.time()
         predictor, table_path = load_predictor(self.latency_setup, self.space,
                                                specs=reference_specs(), path=self.settings.table,
@@ -180,15 +179,11 @@ class SearchRun(LockedRunDir):
     @functools.cached_property
     def latency_setup(self):
         """The device and settings latency is predicted for and measured on."""
-        from latency_models.store import LatencySetup
-
         return LatencySetup(self.settings.latency_backend, self.settings.latency_threads,
                             resolution=self.space.input_size)
 
     def measure_ms(self, specs: list[ArchSpec], rounds: int) -> list[float]:
         """End-to-end latency of ``specs`` on this run's device, timed interleaved."""
-        from latency_models.store import measure_ms
-
         return [float(ms) for ms in measure_ms(self.latency_setup, specs, rounds=rounds)]
 
     def _check_budget(self) -> None:
@@ -212,8 +207,6 @@ class SearchRun(LockedRunDir):
                              multi_objective=self.reward.multi_objective, **options)
 
     def save_info(self) -> None:
-        from nas.export import write_text
-
         write_text(self.dir / "run.json", json.dumps(self.info, indent=2, default=str) + "\n")
 
     def prepare(self, on_step=None) -> None:
@@ -247,7 +240,5 @@ class SearchRun(LockedRunDir):
 
 def reference_specs() -> list[ArchSpec]:
     """The networks a report compares with: V3-Large/-Small at 1.0 and 0.75."""
-    from search_spaces import zoo
-
     return [zoo.get(name, width_mult=width) for name in ("v3-large", "v3-small")
             for width in (1.0, 0.75)]

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -186,9 +188,6 @@ class ProcessPool:
 def _exit_with_parent(parent: int) -> None:
     """In a worker: leave when the search process is gone (killed with SIGKILL, say), rather
     than linger as an orphan holding a core's worth of memory."""
-    import threading
-    import time
-
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
