@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from nas.accuracy.final import FINAL_RECIPES, FinalRecipe, train_final  # noqa: 
 from nas.build import count_params  # noqa: E402
 from nas.flops import count_madds  # noqa: E402
 from nas.spec import ArchSpec  # noqa: E402
+from nas.threads import usable_cores  # noqa: E402
 from search_spaces import zoo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,25 +103,54 @@ class Trainings:
             sink.write(json.dumps(row) + "\n")
 
 
+_DATA: dict = {}  # per worker process: the recipe's data, loaded once
+
+
+def train_one(spec: ArchSpec, final: FinalRecipe, seed: int) -> dict:
+    """One training (in a worker process: one torch thread)."""
+    if final.name not in _DATA:
+        _DATA[final.name] = final.load()
+    return train_final(spec, final, seed, data=_DATA[final.name], threads=1).to_dict()
+
+
 def train_all(networks: list[ArchSpec], final: FinalRecipe, trainings: Trainings,
-              deadline: float | None) -> bool:
-    """Train every network with every seed not yet in ``trainings``, seed by seed (a partial
-    run then has every network at the first seeds). False if ``deadline`` stopped it."""
-    data = None
-    for seed in final.seeds:
-        for spec in networks:
-            key = training_key(spec, final, seed)
-            if trainings.get(key):
-                continue
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            data = data or final.load()
-            score = train_final(spec, final, seed, data=data)
-            trainings.add({"key": key, "name": spec.name, **score.to_dict(),
-                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-            print(f"  {spec.name:<28} seed {seed}: test {score.test_top1:.2f}%, val "
-                  f"{score.val_top1:.2f}% ({score.seconds:.0f} s)", flush=True)
-    return True
+              deadline: float | None, workers: int = 1) -> bool:
+    """Train every network with every seed not yet in ``trainings`` on ``workers`` processes
+    (one thread each), seed by seed (a partial run then has every network at the first
+    seeds), largest first within a seed. False if ``deadline`` stopped it."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from nas.search.runner import _exit_with_parent
+
+    todo = [(spec, seed) for seed in final.seeds
+            for spec in sorted(networks, key=lambda s: -count_madds(s))
+            if not trainings.get(training_key(spec, final, seed))]
+    if not todo:
+        return True
+    with ProcessPoolExecutor(min(workers, len(todo)),
+                             mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
+        running: dict = {}
+        while todo or running:
+            while todo and len(running) < workers:
+                if deadline is not None and time.monotonic() > deadline:
+                    todo = []
+                    break
+                spec, seed = todo.pop(0)
+                running[pool.submit(train_one, spec, final, seed)] = (spec, seed)
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                spec, seed = running.pop(future)
+                score = future.result()
+                trainings.add({"key": training_key(spec, final, seed), "name": spec.name,
+                               **score, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                print(f"  {spec.name:<28} seed {seed}: test {score['test_top1']:.2f}%, val "
+                      f"{score['val_top1']:.2f}% ({score['seconds']:.0f} s)", flush=True)
+    return all(trainings.get(training_key(spec, final, seed))
+               for seed in final.seeds for spec in networks)
 
 
 def entry(spec: ArchSpec, final: FinalRecipe, trainings: Trainings, latency_ms: float) -> dict:
@@ -150,16 +181,19 @@ def discrimination(family: list[dict]) -> dict | None:
             "discriminative": all(s["separated"] for s in steps)}
 
 
-def find(target: str, budget_ms: float, args, data_name: str) -> ArchSpec:
+def find(target: str, budget_ms: float, args, data_name: str, **options) -> ArchSpec:
     """Block search, then NetAdapt (``nas reproduce --search``) on the recipe's data, with
-    ``budget_ms`` (the V3 network's latency measured in this run) as the target."""
+    ``budget_ms`` (the V3 network's latency measured in this run) as the target. ``options``
+    go to ``reproduce_search`` (tests: a synthetic device)."""
     from nas.pipeline import PipelineSettings, reproduce_search
 
     settings = PipelineSettings(
         model=TARGETS[target], strategy=args.strategy, trials=args.trials, data=data_name,
         resolution=args.final.resolution, init_epochs=args.init_epochs,
-        short_steps=args.short_steps, long_epochs=args.long_epochs, rounds=args.rounds)
-    summary = reproduce_search(settings, args.run_dir / f"found-{target}", target_ms=budget_ms)
+        short_steps=args.short_steps, long_epochs=args.long_epochs, delta=args.delta,
+        rounds=args.rounds)
+    summary = reproduce_search(settings, args.run_dir / f"found-{target}", target_ms=budget_ms,
+                               **options)
     spec = ArchSpec.from_dict(summary["found"]["spec"])
     return dataclasses.replace(spec, name=f"found_{target}", input_size=224)
 
@@ -232,6 +266,8 @@ def main() -> None:
     parser.add_argument("--init-epochs", type=int, default=2)
     parser.add_argument("--short-steps", type=int, default=40)
     parser.add_argument("--long-epochs", type=int, default=0)
+    parser.add_argument("--delta", type=float, default=0.03,
+                        help="NetAdapt's latency cut per iteration (fraction)")
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "v3_headtohead" /
                         "trainings.jsonl", help="finished trainings, one JSON line each")
     parser.add_argument("--resume", action="store_true",
@@ -240,6 +276,8 @@ def main() -> None:
                         help="train what is missing, then stop (no timing, no result file)")
     parser.add_argument("--stop-after", type=float, metavar="MINUTES",
                         help="with --train-only: start no training after this many minutes")
+    parser.add_argument("--workers", type=int, default=usable_cores(),
+                        help="trainings side by side, one thread each")
     parser.add_argument("--out", type=Path, default=RESULTS / "v3_headtohead.json")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds-long check that everything runs (numbers meaningless)")
@@ -265,7 +303,8 @@ def main() -> None:
     trainings = Trainings(args.cache, reuse=args.resume)
     print(f"recipe {final.name}: {json.dumps(final.to_dict())}", flush=True)
     deadline = time.monotonic() + 60 * args.stop_after if args.stop_after else None
-    done = train_all(family, final, trainings, deadline if args.train_only else None)
+    done = train_all(family, final, trainings, deadline if args.train_only else None,
+                     args.workers)
     if args.train_only:
         print(f"trainings {'complete' if done else 'stopped at the time limit'}; "
               f"{len(trainings.rows)} in {args.cache}")
@@ -281,7 +320,7 @@ def main() -> None:
             budget = measured.get(family_name(f"{target}:1.0"))
             if budget is not None:
                 found_specs.append((target, find(target, budget, args, final.data)))
-        train_all([spec for _, spec in found_specs], final, trainings, None)
+        train_all([spec for _, spec in found_specs], final, trainings, None, args.workers)
 
     # Every network timed side by side, in one session.
     everything = [*family, *(spec for _, spec in found_specs)]

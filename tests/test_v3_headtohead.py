@@ -83,3 +83,36 @@ def test_final_recipes_are_named_and_unknown_ones_fail():
     assert final_recipe("fashion-mnist") is FINAL_RECIPES["fashion-mnist"]
     with pytest.raises(EstimatorError, match="no final recipe for 'mnist'.*fashion-mnist"):
         final_recipe("mnist")
+
+
+def test_found_runs_search_then_netadapt_at_the_v3_budget(tmp_path, monkeypatch):
+    """The --found stage on a synthetic device: the network it returns is NetAdapt's, within
+    the V3 network's budget on NetAdapt's scale, named for its target."""
+    import argparse
+    import dataclasses
+
+    from latency_models.predictor import Calibration
+    from nas.netadapt import ProposalLatency
+    from search_spaces import zoo
+    from tests.search_helpers import synthetic_predictor, synthetic_table
+    from tests.test_netadapt import SyntheticDevice
+
+    _fashion_like(tmp_path / "fm")
+    monkeypatch.setenv("NAS_FASHION_MNIST_DIR", str(tmp_path / "fm"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny networks: threads only wait on each other
+    bench = load_bench("v3_headtohead")
+    latency = ProposalLatency(synthetic_table(), Calibration(), tmp_path / "na-table.json",
+                              measure=SyntheticDevice())
+    final = dataclasses.replace(FINAL_RECIPES["fashion-mnist"], resolution=8)
+    args = argparse.Namespace(strategy="random", trials=2, final=final, init_epochs=1,
+                              short_steps=2, long_epochs=0, delta=0.3, rounds=1,
+                              run_dir=tmp_path / "runs")
+    budget = 0.9 * latency(zoo.get("v3-small"))
+    found = bench.find("v3-small", budget, args, "fashion-mnist",
+                       predictor=synthetic_predictor(), netadapt_latency=latency,
+                       measure=lambda specs: [latency(s) for s in specs])
+    assert found.name == "found_v3-small" and found.input_size == 224
+    assert latency(found) <= latency(zoo.get("v3-small"))
+    summary = json.loads((tmp_path / "runs" / "found-v3-small" / "summary.json").read_text())
+    assert summary["target_ms"] == pytest.approx(budget)
+    assert summary["settings"]["data"] == "fashion-mnist"
