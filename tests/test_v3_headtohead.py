@@ -14,10 +14,19 @@ import pytest
 from nas.accuracy.final import FINAL_RECIPES, final_recipe
 from nas.errors import EstimatorError
 
-from .test_bench_smoke import load_bench
 from .test_data import _fashion_like
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_bench(name: str):
+    """The benchmark imported by name, as its worker processes import it (spawned workers
+    must find the very function the pool was given)."""
+    import importlib
+
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))
+    return importlib.import_module(name)
 
 
 def test_smoke_writes_the_issue_schema_and_a_plot(tmp_path):
@@ -120,3 +129,24 @@ def test_found_runs_search_then_netadapt_at_the_v3_budget(tmp_path, monkeypatch)
     assert found == dataclasses.replace(ArchSpec.from_dict(summary["found"]["spec"]),
                                         name="found_v3-small", input_size=224)
     assert latency(found) <= latency(zoo.get("v3-small"))
+
+
+def test_train_all_stops_at_the_deadline_and_resumes_from_the_cache(tmp_path, monkeypatch):
+    import dataclasses
+    import time
+
+    _fashion_like(tmp_path / "fm")
+    monkeypatch.setenv("NAS_FASHION_MNIST_DIR", str(tmp_path / "fm"))
+    bench = load_bench("v3_headtohead")
+    final = bench.smoke_recipe(FINAL_RECIPES["fashion-mnist"])
+    final = dataclasses.replace(final, seeds=(0,))
+    nets = [bench.family_spec("v3-small:0.5", 64)]
+    trainings = bench.Trainings(tmp_path / "t.jsonl", reuse=False)
+    assert not bench.train_all(nets, final, trainings, deadline=time.monotonic() - 1)
+    assert trainings.rows == {}
+    assert bench.train_all(nets, final, trainings, deadline=None, workers=1)
+    (row,) = bench.Trainings(tmp_path / "t.jsonl", reuse=True).rows.values()
+    assert row["name"] == "v3-small_x0.50" and row["seed"] == 0 and 0 <= row["test_top1"] <= 100
+    # everything cached: nothing trains (no worker pool is even started)
+    monkeypatch.setattr(bench, "train_one", None)
+    assert bench.train_all(nets, final, trainings, deadline=None)
