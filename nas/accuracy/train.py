@@ -18,12 +18,37 @@ from nas.errors import EstimatorError
 from nas.spec import ArchSpec
 from nas.threads import torch_threads, training_threads
 
-__all__ = ["Recipe", "TrainEstimator", "TrainingFailed", "evaluate", "recalibrate_bn",
-           "train_model"]
+__all__ = ["AUGMENTATIONS", "Recipe", "TrainEstimator", "TrainingFailed", "augment_batch",
+           "evaluate", "recalibrate_bn", "train_model"]
 
 
 class TrainingFailed(RuntimeError):
     pass
+
+
+# Training-time augmentation, drawn per image from the training generator: "flip" mirrors half
+# of the images left to right; "crop-flip" also shifts each image by up to CROP_PAD pixels in
+# each direction (a random crop of the image padded by its edge pixels: the usual "pad and
+# crop" without inventing a border colour), as CIFAR and Fashion-MNIST recipes do.
+AUGMENTATIONS = ("none", "flip", "crop-flip")
+CROP_PAD = 2
+
+
+def augment_batch(images: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """``images`` (N, C, H, W) with ``kind`` of augmentation applied per image."""
+    if kind == "none":
+        return images
+    count, channels, height, width = images.shape
+    if kind == "crop-flip":
+        padded = F.pad(images, (CROP_PAD,) * 4, mode="replicate")
+        dy = torch.randint(0, 2 * CROP_PAD + 1, (count,), generator=generator)
+        dx = torch.randint(0, 2 * CROP_PAD + 1, (count,), generator=generator)
+        rows = (dy[:, None] + torch.arange(height))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(width))[:, None, None, :]
+        images = padded[torch.arange(count)[:, None, None, None],
+                        torch.arange(channels)[None, :, None, None], rows, cols]
+    flip = torch.rand(count, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
 @dataclass(frozen=True)
@@ -41,12 +66,16 @@ class Recipe:
     channels_last: bool = True
     compile: bool = False           # torch.compile the model (pays off only for long runs)
     steps: int | None = None        # a fixed number of steps instead of whole epochs
+    augment: str = "none"           # "none", "flip" or "crop-flip" (see AUGMENTATIONS)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise EstimatorError("a recipe needs at least one epoch and a batch size of at least 1")
         if self.steps is not None and self.steps < 1:
             raise EstimatorError(f"steps must be at least 1, got {self.steps}")
+        if self.augment not in AUGMENTATIONS:
+            raise EstimatorError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got "
+                                 f"{self.augment!r}")
         if self.optimizer not in ("sgd", "adamw"):
             raise EstimatorError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if not (0 < self.lr < math.inf and 0 <= self.label_smoothing < 1
@@ -149,6 +178,7 @@ def train_model(model: torch.nn.Module, data: ImageData, recipe: Recipe, *,
                                            generator=generator, drop_last=True):
             if step == total:
                 break
+            images = augment_batch(images, recipe.augment, generator)
             images, labels = images.to(device), labels.to(device)
             if recipe.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)

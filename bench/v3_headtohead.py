@@ -1,0 +1,358 @@
+"""MobileNetV3 head-to-head on Fashion-MNIST: the V3 width family against the search's networks.
+
+Every network is trained from scratch with the data set's final recipe
+(``nas.accuracy.final.FINAL_RECIPES``, docs/accuracy.md "Final training") and each of its
+seeds, and scored once on the official test images. Deploy latency is the search's setting
+(1 thread, batch 1, 224×224, end to end, minimum over interleaved rounds), every network timed
+side by side in one session at the end of the run.
+
+1. The family: V3-Small ×0.5/0.75/1.0/1.25 and V3-Large ×0.5/0.75/1.0 (``--family``).
+2. The discrimination check: is each step of V3-Small ×0.5 < ×0.75 < ×1.0 < V3-Large ×1.0
+   larger than twice the larger of the two seed standard deviations? Without it the task
+   cannot tell the family apart, let alone a found network from it.
+3. ``--found`` (optional): ``nas reproduce --search`` (block search, then NetAdapt) on the
+   same data with V3-Small's and V3-Large's latency as budgets; each network found is trained
+   with the same recipe and seeds and timed with the family.
+
+Trainings are kept in ``--cache`` (one JSON line each, keyed by the network, the recipe and
+the seed) as they finish; ``--resume`` reuses them, so the trainings can be run in chunks
+(``--train-only --stop-after MINUTES``) and the timing on its own at the end.
+
+    python bench/v3_headtohead.py [--seeds 3] [--found] [--smoke]
+
+Prints a table; writes bench/results/v3_headtohead.json and v3_headtohead.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from provenance import Provenance, portable, write_result  # noqa: E402
+
+from latency_models.store import LatencySetup, measure_ms  # noqa: E402
+from nas.accuracy.final import FINAL_RECIPES, FinalRecipe, train_final  # noqa: E402
+from nas.build import count_params  # noqa: E402
+from nas.flops import count_madds  # noqa: E402
+from nas.spec import ArchSpec  # noqa: E402
+from nas.threads import usable_cores  # noqa: E402
+from search_spaces import zoo  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+FAMILY = ("v3-small:0.5", "v3-small:0.75", "v3-small:1.0", "v3-small:1.25",
+          "v3-large:0.5", "v3-large:0.75", "v3-large:1.0")
+# The chain the task must separate (issue 28): each step > 2 seed standard deviations.
+CHAIN = ("v3-small_x0.50", "v3-small_x0.75", "v3-small_x1.00", "v3-large_x1.00")
+TARGETS = {"v3-small": "mobilenet_v3_small", "v3-large": "mobilenet_v3_large"}
+
+
+def family_spec(entry: str, input_size: int = 224) -> ArchSpec:
+    """``v3-small:0.75`` -> V3-Small at width ×0.75, as a concrete (scaled) spec."""
+    model, _, width = entry.partition(":")
+    mult = float(width or 1.0)
+    spec = zoo.get(model, width_mult=mult, input_size=input_size).scaled()
+    return dataclasses.replace(spec, name=family_name(entry))
+
+
+def family_name(entry: str) -> str:
+    """``v3-small:0.75`` -> ``v3-small_x0.75``, the network's name in the result file."""
+    model, _, width = entry.partition(":")
+    return f"{model}_x{float(width or 1.0):.2f}"
+
+
+def training_key(spec: ArchSpec, final: FinalRecipe, seed: int) -> str:
+    """What decides a training's result: the architecture (not its name), recipe and seed."""
+    arch = {k: v for k, v in spec.to_dict().items() if k not in ("name", "input_size")}
+    text = json.dumps([arch, final.to_dict(), seed], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Trainings:
+    """Finished trainings, one JSON line each in ``path``, appended as they finish."""
+
+    def __init__(self, path: Path, reuse: bool):
+        self.path = path
+        self.rows: dict[str, dict] = {}
+        if reuse and path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self.rows[row["key"]] = row
+        elif path.exists():
+            path.unlink()
+
+    def get(self, key: str) -> dict | None:
+        return self.rows.get(key)
+
+    def add(self, row: dict) -> None:
+        self.rows[row["key"]] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as sink:
+            sink.write(json.dumps(row) + "\n")
+
+
+_DATA: dict = {}  # per worker process: the recipe's data, loaded once
+
+
+def train_one(spec: ArchSpec, final: FinalRecipe, seed: int) -> dict:
+    """One training (in a worker process: one torch thread)."""
+    if final.name not in _DATA:
+        _DATA[final.name] = final.load()
+    return train_final(spec, final, seed, data=_DATA[final.name], threads=1).to_dict()
+
+
+def train_all(networks: list[ArchSpec], final: FinalRecipe, trainings: Trainings,
+              deadline: float | None, workers: int = 1) -> bool:
+    """Train every network with every seed not yet in ``trainings`` on ``workers`` processes
+    (one thread each), seed by seed (a partial run then has every network at the first
+    seeds), largest first within a seed. False if ``deadline`` stopped it."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from nas.search.runner import _exit_with_parent
+
+    todo = [(spec, seed) for seed in final.seeds
+            for spec in sorted(networks, key=lambda s: -count_madds(s))
+            if not trainings.get(training_key(spec, final, seed))]
+    if not todo:
+        return True
+    with ProcessPoolExecutor(min(workers, len(todo)),
+                             mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
+        running: dict = {}
+        while todo or running:
+            while todo and len(running) < workers:
+                if deadline is not None and time.monotonic() > deadline:
+                    todo = []
+                    break
+                spec, seed = todo.pop(0)
+                running[pool.submit(train_one, spec, final, seed)] = (spec, seed)
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                spec, seed = running.pop(future)
+                score = future.result()
+                trainings.add({"key": training_key(spec, final, seed), "name": spec.name,
+                               **score, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                print(f"  {spec.name:<28} seed {seed}: test {score['test_top1']:.2f}%, val "
+                      f"{score['val_top1']:.2f}% ({score['seconds']:.0f} s)", flush=True)
+    return all(trainings.get(training_key(spec, final, seed))
+               for seed in final.seeds for spec in networks)
+
+
+def entry(spec: ArchSpec, final: FinalRecipe, trainings: Trainings, latency_ms: float) -> dict:
+    rows = [trainings.get(training_key(spec, final, seed)) for seed in final.seeds]
+    accs = [r["test_top1"] for r in rows]
+    return {"name": spec.name, "latency_ms": latency_ms,
+            "acc_mean": statistics.mean(accs),
+            "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "seeds": len(accs), "test_top1": accs, "val_top1": [r["val_top1"] for r in rows],
+            "train_seconds": [r["seconds"] for r in rows],
+            "params": count_params(spec), "madds": count_madds(spec)}
+
+
+def discrimination(family: list[dict]) -> dict | None:
+    """Each step of ``CHAIN``: the gap of test accuracy means and whether it exceeds twice the
+    larger seed standard deviation of its two networks."""
+    by_name = {f["name"]: f for f in family}
+    if not all(name in by_name for name in CHAIN):
+        return None
+    steps = []
+    for low, high in zip(CHAIN, CHAIN[1:], strict=False):
+        a, b = by_name[low], by_name[high]
+        gap = b["acc_mean"] - a["acc_mean"]
+        sd = max(a["acc_std"], b["acc_std"])
+        steps.append({"from": low, "to": high, "gap": gap, "larger_std": sd,
+                      "separated": gap > 2 * sd})
+    return {"chain": list(CHAIN), "steps": steps,
+            "discriminative": all(s["separated"] for s in steps)}
+
+
+def find(target: str, budget_ms: float, args, data_name: str, **options) -> ArchSpec:
+    """Block search, then NetAdapt (``nas reproduce --search``) on the recipe's data, with
+    ``budget_ms`` (the V3 network's latency measured in this run) as the target. ``options``
+    go to ``reproduce_search`` (tests: a synthetic device)."""
+    from nas.pipeline import PipelineSettings, reproduce_search
+
+    settings = PipelineSettings(
+        model=TARGETS[target], strategy=args.strategy, trials=args.trials, data=data_name,
+        resolution=args.final.resolution, init_epochs=args.init_epochs,
+        short_steps=args.short_steps, long_epochs=args.long_epochs, delta=args.delta,
+        rounds=args.rounds)
+    summary = reproduce_search(settings, args.run_dir / f"found-{target}", target_ms=budget_ms,
+                               **options)
+    spec = ArchSpec.from_dict(summary["found"]["spec"])
+    return dataclasses.replace(spec, name=f"found_{target}", input_size=224)
+
+
+def print_table(family: list[dict], found: list[dict], disc: dict | None) -> None:
+    print(f"\n{'network':<28} {'latency ms':>10} {'test top-1 (mean ± sd)':>24} "
+          f"{'seeds':>5} {'params':>7} {'MAdds':>6}")
+    for r in [*family, *found]:
+        print(f"{r['name']:<28} {r['latency_ms']:10.2f} {r['acc_mean']:15.2f} ± "
+              f"{r['acc_std']:4.2f}   {r['seeds']:5d} {r['params'] / 1e6:6.2f}M "
+              f"{r['madds'] / 1e6:5.0f}M")
+    if disc:
+        print("\ndiscrimination (each step > 2 × the larger seed sd?):")
+        for s in disc["steps"]:
+            print(f"  {s['from']} -> {s['to']}: {s['gap']:+.2f} points, 2 sd = "
+                  f"{2 * s['larger_std']:.2f}: {'yes' if s['separated'] else 'NO'}")
+
+
+def plot(family: list[dict], found: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for model, label, colour in (("v3-small", "MobileNetV3-Small", "tab:gray"),
+                                 ("v3-large", "MobileNetV3-Large", "black")):
+        rows = sorted((r for r in family if r["name"].startswith(model)),
+                      key=lambda r: r["latency_ms"])
+        if not rows:
+            continue
+        ax.errorbar([r["latency_ms"] for r in rows], [r["acc_mean"] for r in rows],
+                    yerr=[r["acc_std"] for r in rows], fmt="s-", color=colour, capsize=3,
+                    label=f"{label} ×width")
+        for r in rows:
+            ax.annotate(f"×{r['name'].partition('_x')[2]}", (r["latency_ms"], r["acc_mean"]),
+                        textcoords="offset points", xytext=(4, -10), fontsize=7, color=colour)
+    for r in found:
+        ax.errorbar([r["latency_ms"]], [r["acc_mean"]], yerr=[r["acc_std"]], fmt="o",
+                    color="tab:red", capsize=3, label=r["name"])
+    ax.set_xlabel("measured latency (ms, 1 thread, batch 1, 224×224)")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def smoke_recipe(final: FinalRecipe) -> FinalRecipe:
+    """Seconds-long: 200 training images at 16×16, a few steps, two seeds."""
+    return dataclasses.replace(final, name=f"{final.name} (smoke)", resolution=16,
+                               train_images=200, seeds=(0, 1),
+                               recipe=dataclasses.replace(final.recipe, epochs=1, batch_size=32))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="fashion-mnist", choices=sorted(FINAL_RECIPES))
+    parser.add_argument("--family", nargs="+", default=list(FAMILY),
+                        help="zoo name:width entries (default: the V3 width family)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="the recipe's first N seeds (default: all of them)")
+    parser.add_argument("--rounds", type=int, default=30, help="end-to-end timing rounds")
+    parser.add_argument("--found", action="store_true",
+                        help="also search (then NetAdapt) at V3-Small's and V3-Large's latency")
+    parser.add_argument("--strategy", default="evolution")
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--init-epochs", type=int, default=2)
+    parser.add_argument("--short-steps", type=int, default=40)
+    parser.add_argument("--long-epochs", type=int, default=0)
+    parser.add_argument("--delta", type=float, default=0.03,
+                        help="NetAdapt's latency cut per iteration (fraction)")
+    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "v3_headtohead" /
+                        "trainings.jsonl", help="finished trainings, one JSON line each")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the trainings in --cache (same network, recipe and seed)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train what is missing, then stop (no timing, no result file)")
+    parser.add_argument("--stop-after", type=float, metavar="MINUTES",
+                        help="with --train-only: start no training after this many minutes")
+    parser.add_argument("--workers", type=int, default=usable_cores(),
+                        help="trainings side by side, one thread each")
+    parser.add_argument("--out", type=Path, default=RESULTS / "v3_headtohead.json")
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long check that everything runs (numbers meaningless)")
+    args = parser.parse_args()
+    final = FINAL_RECIPES[args.recipe]
+    input_size = 224
+    if args.smoke:
+        final = smoke_recipe(final)
+        input_size, args.rounds = 64, 3
+        args.family = ["v3-small:0.5", "v3-small:1.0"]
+        scratch = Path(tempfile.mkdtemp(prefix="v3-headtohead-"))
+        args.out, args.cache, args.resume = scratch / "v3_headtohead.json", \
+            scratch / "trainings.jsonl", False
+        if args.found:
+            raise SystemExit("--smoke does not run --found (a search needs minutes)")
+    if args.seeds is not None:
+        final = dataclasses.replace(final, seeds=final.seeds[:args.seeds])
+    args.final, args.run_dir = final, args.cache.parent
+    provenance = Provenance.start({k: v for k, v in vars(args).items() if k != "final"})
+    started = time.perf_counter()
+
+    family = [family_spec(e, input_size) for e in args.family]
+    trainings = Trainings(args.cache, reuse=args.resume)
+    print(f"recipe {final.name}: {json.dumps(final.to_dict())}", flush=True)
+    deadline = time.monotonic() + 60 * args.stop_after if args.stop_after else None
+    done = train_all(family, final, trainings, deadline if args.train_only else None,
+                     args.workers)
+    if args.train_only:
+        print(f"trainings {'complete' if done else 'stopped at the time limit'}; "
+              f"{len(trainings.rows)} in {args.cache}")
+        return
+
+    found_specs: list[tuple[str, ArchSpec]] = []
+    if args.found:
+        # The budgets: V3-Small and V3-Large measured now, among the family.
+        measured = dict(zip((s.name for s in family), (float(m) for m in measure_ms(
+            LatencySetup(threads=1, resolution=input_size), family, rounds=args.rounds)),
+            strict=True))
+        for target in TARGETS:
+            budget = measured.get(family_name(f"{target}:1.0"))
+            if budget is not None:
+                found_specs.append((target, find(target, budget, args, final.data)))
+        train_all([spec for _, spec in found_specs], final, trainings, None, args.workers)
+
+    # Every network timed side by side, in one session.
+    everything = [*family, *(spec for _, spec in found_specs)]
+    latencies = [float(m) for m in measure_ms(LatencySetup(threads=1, resolution=input_size),
+                                              everything, rounds=args.rounds)]
+    family_rows = [entry(s, final, trainings, ms)
+                   for s, ms in zip(family, latencies, strict=False)]
+    found_rows = [{**entry(spec, final, trainings, ms), "target": target,
+                   "spec": spec.to_dict()}
+                  for (target, spec), ms in zip(found_specs, latencies[len(family):],
+                                                strict=True)]
+    disc = discrimination(family_rows)
+    print_table(family_rows, found_rows, disc)
+    data = final.load()
+    summary = {
+        "benchmark": "v3_headtohead", "smoke": args.smoke,
+        "recipe": final.to_dict(), "data": data.describe(),
+        "latency_setting": {"threads": 1, "batch": 1, "resolution": input_size,
+                            "rounds": args.rounds, "statistic": "min over interleaved rounds"},
+        "std": "sample standard deviation over the seeds (n - 1)",
+        "family": family_rows, "found": found_rows, "discrimination": disc,
+        # Item 5 of issue 28 (bench/netadapt_vs_multiplier.py on fashion-mnist with this
+        # recipe) is not measured by this benchmark yet.
+        "netadapt_vs_multiplier": [],
+        "seconds": round(time.perf_counter() - started),
+    }
+    write_result(args.out, portable(summary), provenance)
+    plot(family_rows, found_rows, args.out.with_suffix(".png"),
+         f"V3 width family vs found on {final.data} ({final.recipe.epochs} epochs, "
+         f"{len(final.seeds)} seeds, test top-1)")
+    print(f"\nwrote {args.out} and its .png ({summary['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()

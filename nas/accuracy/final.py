@@ -1,0 +1,122 @@
+"""Final training: the fixed recipe that reports a network's *test* accuracy (docs/accuracy.md).
+
+Search-time estimators score on the validation split; a final report trains the network from
+scratch with a named, frozen ``FinalRecipe`` and evaluates it once on the data set's official
+test images. ``FINAL_RECIPES[name]`` is the recipe of a data set; benchmarks that compare
+networks (``bench/v3_headtohead.py``) train every network with it and several seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nas.accuracy.base import adapt_spec
+from nas.accuracy.train import Recipe, evaluate, recalibrate_bn, train_model
+from nas.build import build_model
+from nas.data import ImageData, load_data
+from nas.errors import EstimatorError
+from nas.spec import ArchSpec
+from nas.threads import torch_threads, training_threads
+
+__all__ = ["FINAL_RECIPES", "FinalRecipe", "FinalScore", "final_recipe", "train_final"]
+
+
+@dataclass(frozen=True)
+class FinalRecipe:
+    """A data set, how it is presented (resolution, training subset) and the training recipe.
+
+    ``train_images``: a stratified, seeded subset of the training split (None: all of it);
+    the validation and test splits are always whole. ``seeds``: the training seeds a report
+    uses (each seed is the recipe's ``seed``: initial weights, batch order, augmentation).
+    """
+
+    name: str
+    data: str
+    resolution: int
+    recipe: Recipe
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train_images: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise EstimatorError("a final recipe needs at least one seed")
+        if self.train_images is not None and self.train_images < 1:
+            raise EstimatorError(f"train_images must be at least 1, got {self.train_images}")
+
+    def load(self) -> ImageData:
+        """The data as this recipe trains on it (train subset applied, test split whole)."""
+        data = load_data(self.data, self.resolution)
+        return data.subset(train=self.train_images) if self.train_images else data
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "data": self.data, "resolution": self.resolution,
+                "train_images": self.train_images, "seeds": list(self.seeds),
+                "recipe": self.recipe.to_dict()}
+
+
+@dataclass(frozen=True)
+class FinalScore:
+    """One final training: test and validation top-1 (%) and its wall time."""
+
+    seed: int
+    test_top1: float
+    val_top1: float
+    seconds: float
+    steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Fashion-MNIST at its native 28x28 (grey as three channels), the whole 50,000-image training
+# split, 3 epochs of SGD-Nesterov with a short warm-up and cosine decay, label smoothing 0.1,
+# random 2-pixel shifts and left-right flips. Chosen so that V3-Small trains in a few minutes on
+# one core and the V3 width family separates (docs/accuracy.md, "Final training").
+FINAL_RECIPES: dict[str, FinalRecipe] = {
+    "fashion-mnist": FinalRecipe(
+        name="fashion-mnist", data="fashion-mnist", resolution=28,
+        recipe=Recipe(epochs=3, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-5,
+                      label_smoothing=0.1, warmup_epochs=0.3, augment="crop-flip"),
+        seeds=(0, 1, 2)),
+}
+
+
+def final_recipe(name: str) -> FinalRecipe:
+    """``FINAL_RECIPES[name]``; an unknown name is an ``EstimatorError`` naming the known."""
+    try:
+        return FINAL_RECIPES[name]
+    except KeyError:
+        raise EstimatorError(f"no final recipe for {name!r} (known: "
+                             f"{', '.join(FINAL_RECIPES)})") from None
+
+
+def train_final(spec: ArchSpec, final: FinalRecipe, seed: int, *, data: ImageData | None = None,
+                device: str = "cpu", threads: int | None = None) -> FinalScore:
+    """Train ``spec`` from scratch with ``final`` and ``seed``; test and validation top-1.
+
+    ``data``: ``final.load()`` when not given (pass it to train several networks on one copy).
+    A diverging training raises ``TrainingFailed``: a final report has no failed entries.
+    """
+    data = data if data is not None else final.load()
+    if not data.has_test:
+        raise EstimatorError(f"{data.name} has no test split: a final recipe needs one")
+    recipe = dataclasses.replace(final.recipe, seed=seed)
+    spec = adapt_spec(spec, data.num_classes, data.resolution, data.channels)
+    start = time.perf_counter()
+    with torch_threads(threads or training_threads()):
+        torch.manual_seed(seed)  # dropout draws from the global generator
+        model = build_model(spec, seed=seed)
+        summary = train_model(model, data, recipe, device=device)
+        recalibrate_bn(model, data, device=device, channels_last=recipe.channels_last,
+                       seed=seed)
+        test = evaluate(model, data, device=device, channels_last=recipe.channels_last,
+                        split="test")
+        val = evaluate(model, data, device=device, channels_last=recipe.channels_last)
+    return FinalScore(seed=seed, test_top1=test, val_top1=val,
+                      seconds=round(time.perf_counter() - start, 1), steps=summary["steps"])
+

@@ -1,0 +1,74 @@
+"""Final training (nas/accuracy/final.py) and training-time augmentation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from nas.accuracy.final import FINAL_RECIPES, FinalRecipe, train_final
+from nas.accuracy.train import CROP_PAD, Recipe, augment_batch
+from nas.errors import EstimatorError
+from search_spaces import zoo
+
+from .test_data import _fashion_like
+
+
+def test_flip_mirrors_about_half_of_the_images():
+    images = torch.arange(64 * 3 * 4 * 5, dtype=torch.float32).view(64, 3, 4, 5)
+    out = augment_batch(images, "flip", torch.Generator().manual_seed(0))
+    flipped = [bool(torch.equal(o, i.flip(-1))) for o, i in zip(out, images, strict=True)]
+    kept = [bool(torch.equal(o, i)) for o, i in zip(out, images, strict=True)]
+    assert all(f != k for f, k in zip(flipped, kept, strict=True))
+    assert 16 < sum(flipped) < 48
+    assert torch.equal(augment_batch(images, "none", torch.Generator()), images)
+
+
+def test_crop_shifts_each_image_by_at_most_the_padding():
+    images = torch.rand(32, 1, 9, 9)
+    out = augment_batch(images, "crop-flip", torch.Generator().manual_seed(1))
+    assert out.shape == images.shape
+    moved = 0
+    for o, i in zip(out, images, strict=True):
+        candidates = []
+        padded = torch.nn.functional.pad(i[None], (CROP_PAD,) * 4, mode="replicate")[0]
+        for dy in range(2 * CROP_PAD + 1):
+            for dx in range(2 * CROP_PAD + 1):
+                window = padded[:, dy:dy + 9, dx:dx + 9]
+                candidates += [window, window.flip(-1)]
+        assert any(torch.equal(o, c) for c in candidates)
+        moved += not (torch.equal(o, i) or torch.equal(o, i.flip(-1)))
+    assert moved > 16  # most images are shifted
+    again = augment_batch(images, "crop-flip", torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)  # drawn from the generator only
+
+
+def test_recipe_refuses_an_unknown_augmentation():
+    with pytest.raises(EstimatorError, match="augment must be one of none, flip, crop-flip"):
+        Recipe(augment="mixup")
+
+
+def test_train_final_reports_test_and_val_and_is_deterministic(tmp_path, monkeypatch):
+    _fashion_like(tmp_path / "fm", per_class=8, test_per_class=3)
+    monkeypatch.setenv("NAS_FASHION_MNIST_DIR", str(tmp_path / "fm"))
+    final = dataclasses.replace(
+        FINAL_RECIPES["fashion-mnist"], resolution=16, train_images=40,
+        recipe=dataclasses.replace(FINAL_RECIPES["fashion-mnist"].recipe, epochs=1,
+                                   batch_size=16))
+    data = final.load()
+    assert len(data.y_train) == 40 and len(data.y_test) == 30  # the test split stays whole
+    spec = zoo.get("v3-small", width_mult=0.5).scaled()
+    first = train_final(spec, final, 3, data=data, threads=1)
+    again = train_final(spec, final, 3, data=data, threads=1)
+    assert (first.test_top1, first.val_top1) == (again.test_top1, again.val_top1)
+    assert first.steps == 2 and first.seed == 3
+    assert first.test_top1 * 30 / 100 == pytest.approx(round(first.test_top1 * 30 / 100))
+
+
+def test_a_final_recipe_needs_a_test_split_and_seeds():
+    digits = FinalRecipe(name="digits", data="digits", resolution=8, recipe=Recipe(epochs=1))
+    with pytest.raises(EstimatorError, match="no test split"):
+        train_final(zoo.get("v3-small"), digits, 0)
+    with pytest.raises(EstimatorError, match="at least one seed"):
+        dataclasses.replace(digits, seeds=())

@@ -1,0 +1,152 @@
+"""bench/v3_headtohead.py: its --smoke run on a Fashion-MNIST look-alike, the result schema of
+issue 28, the discrimination check and the training cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.accuracy.final import FINAL_RECIPES, final_recipe
+from nas.errors import EstimatorError
+
+from .test_data import _fashion_like
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_bench(name: str):
+    """The benchmark imported by name, as its worker processes import it (spawned workers
+    must find the very function the pool was given)."""
+    import importlib
+
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))
+    return importlib.import_module(name)
+
+
+def test_smoke_writes_the_issue_schema_and_a_plot(tmp_path):
+    _fashion_like(tmp_path / "fm")
+    env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path / "cache"),
+           "NAS_FASHION_MNIST_DIR": str(tmp_path / "fm"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "v3_headtohead.py"),
+                             "--smoke"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test top-1 (mean ± sd)" in result.stdout
+    out = Path(result.stdout.split("wrote ")[-1].split(" and its")[0])
+    assert out.parent != ROOT / "bench" / "results"  # a smoke run writes no figures
+    data = json.loads(out.read_text())
+    assert data["smoke"] and out.with_suffix(".png").stat().st_size > 0
+    assert data["recipe"]["recipe"]["augment"] == "crop-flip"
+    assert [f["name"] for f in data["family"]] == ["v3-small_x0.50", "v3-small_x1.00"]
+    for row in data["family"]:
+        assert set(row) >= {"name", "latency_ms", "acc_mean", "acc_std", "seeds"}
+        assert row["seeds"] == 2 == len(row["test_top1"]) and row["latency_ms"] > 0
+        assert 0 <= row["acc_mean"] <= 100
+    assert data["found"] == [] and data["netadapt_vs_multiplier"] == []
+    assert data["discrimination"] is None  # the smoke family lacks V3-Large
+    assert "provenance" in data
+
+
+def test_discrimination_needs_each_step_above_two_sd():
+    bench = load_bench("v3_headtohead")
+
+    def fam(*stats):
+        return [{"name": n, "acc_mean": m, "acc_std": s}
+                for n, (m, s) in zip(bench.CHAIN, stats, strict=True)]
+
+    ok = bench.discrimination(fam((80, 0.1), (81, 0.2), (82, 0.1), (84, 0.3)))
+    assert ok["discriminative"] and [s["separated"] for s in ok["steps"]] == [True] * 3
+    # 0.75 -> 1.0 gains 0.5 points, but one of them has sd 0.3: 2 sd = 0.6 > 0.5
+    tie = bench.discrimination(fam((80, 0.1), (81, 0.3), (81.5, 0.1), (84, 0.3)))
+    assert not tie["discriminative"]
+    assert [s["separated"] for s in tie["steps"]] == [True, False, True]
+    assert bench.discrimination(fam((80, 0.1), (81, 0.3), (81.5, 0.1), (84, 0.3))[:3]) is None
+
+
+def test_the_cache_key_is_the_architecture_recipe_and_seed(tmp_path):
+    import dataclasses
+
+    bench = load_bench("v3_headtohead")
+    final = FINAL_RECIPES["fashion-mnist"]
+    small = bench.family_spec("v3-small:0.75")
+    assert small.name == "v3-small_x0.75"
+    key = bench.training_key(small, final, 0)
+    assert key == bench.training_key(dataclasses.replace(small, name="other"), final, 0)
+    assert key != bench.training_key(small, final, 1)
+    assert key != bench.training_key(bench.family_spec("v3-small:1.0"), final, 0)
+    longer = dataclasses.replace(final, recipe=dataclasses.replace(final.recipe, epochs=9))
+    assert key != bench.training_key(small, longer, 0)
+    cache = tmp_path / "t.jsonl"
+    trainings = bench.Trainings(cache, reuse=False)
+    trainings.add({"key": key, "test_top1": 90.0})
+    assert bench.Trainings(cache, reuse=True).get(key)["test_top1"] == 90.0
+    assert bench.Trainings(cache, reuse=False).get(key) is None and not cache.exists()
+
+
+def test_final_recipes_are_named_and_unknown_ones_fail():
+    assert final_recipe("fashion-mnist") is FINAL_RECIPES["fashion-mnist"]
+    with pytest.raises(EstimatorError, match="no final recipe for 'mnist'.*fashion-mnist"):
+        final_recipe("mnist")
+
+
+def test_found_runs_search_then_netadapt_at_the_v3_budget(tmp_path, monkeypatch):
+    """The --found stage on a synthetic device: the network it returns is NetAdapt's, within
+    the V3 network's budget on NetAdapt's scale, named for its target."""
+    import argparse
+    import dataclasses
+
+    from latency_models.predictor import Calibration
+    from nas.netadapt import ProposalLatency
+    from nas.spec import ArchSpec
+    from search_spaces import zoo
+    from tests.search_helpers import synthetic_predictor, synthetic_table
+    from tests.test_netadapt import SyntheticDevice
+
+    _fashion_like(tmp_path / "fm")
+    monkeypatch.setenv("NAS_FASHION_MNIST_DIR", str(tmp_path / "fm"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny networks: threads only wait on each other
+    bench = load_bench("v3_headtohead")
+    latency = ProposalLatency(synthetic_table(), Calibration(), tmp_path / "na-table.json",
+                              measure=SyntheticDevice())
+    final = dataclasses.replace(FINAL_RECIPES["fashion-mnist"], resolution=8)
+    args = argparse.Namespace(strategy="random", trials=2, final=final, init_epochs=1,
+                              short_steps=2, long_epochs=0, delta=0.1, rounds=1,
+                              run_dir=tmp_path / "runs")
+    budget = 0.9 * latency(zoo.get("v3-small"))
+    found = bench.find("v3-small", budget, args, "fashion-mnist",
+                       predictor=synthetic_predictor(), netadapt_latency=latency,
+                       measure=lambda specs: [latency(s) for s in specs])
+    summary = json.loads((tmp_path / "runs" / "found-v3-small" / "summary.json").read_text())
+    assert summary["target_ms"] == pytest.approx(budget)  # the budget measured by the bench
+    assert summary["settings"]["data"] == "fashion-mnist"
+    assert summary["netadapt"]["stop_reason"] == "target reached"
+    # what NetAdapt returned, renamed for the result file, at the deploy resolution
+    assert found == dataclasses.replace(ArchSpec.from_dict(summary["found"]["spec"]),
+                                        name="found_v3-small", input_size=224)
+    assert latency(found) <= latency(zoo.get("v3-small"))
+
+
+def test_train_all_stops_at_the_deadline_and_resumes_from_the_cache(tmp_path, monkeypatch):
+    import dataclasses
+    import time
+
+    _fashion_like(tmp_path / "fm")
+    monkeypatch.setenv("NAS_FASHION_MNIST_DIR", str(tmp_path / "fm"))
+    bench = load_bench("v3_headtohead")
+    final = bench.smoke_recipe(FINAL_RECIPES["fashion-mnist"])
+    final = dataclasses.replace(final, seeds=(0,))
+    nets = [bench.family_spec("v3-small:0.5", 64)]
+    trainings = bench.Trainings(tmp_path / "t.jsonl", reuse=False)
+    assert not bench.train_all(nets, final, trainings, deadline=time.monotonic() - 1)
+    assert trainings.rows == {}
+    assert bench.train_all(nets, final, trainings, deadline=None, workers=1)
+    (row,) = bench.Trainings(tmp_path / "t.jsonl", reuse=True).rows.values()
+    assert row["name"] == "v3-small_x0.50" and row["seed"] == 0 and 0 <= row["test_top1"] <= 100
+    # everything cached: nothing trains (no worker pool is even started)
+    monkeypatch.setattr(bench, "train_one", None)
+    assert bench.train_all(nets, final, trainings, deadline=None)
