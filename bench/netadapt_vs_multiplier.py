@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from provenance import Provenance, write_result  # noqa: E402
+from provenance import Provenance, save_latency_plot, write_result  # noqa: E402
 
 from latency_models.store import LatencySetup, load_predictor, measure_ms  # noqa: E402
 from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
@@ -75,14 +75,7 @@ def plot(rows, family_rows, path: Path, title: str) -> None:
     ax.errorbar([r["measured_ms"] for r in na], [r["top1_mean"] for r in na],
                 yerr=[r["top1_sd"] for r in na], fmt="o-", color="tab:blue", capsize=3,
                 label="NetAdapt (trained from scratch)")
-    ax.set_xlabel("measured latency (ms, 1 thread, batch 1, 224×224)")
-    ax.set_ylabel("proxy top-1 (%)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_latency_plot(fig, ax, path, title=title, ylabel="proxy top-1 (%)")
 
 
 def main() -> None:

@@ -197,3 +197,18 @@ def write_result(path: Path, payload: Mapping[str, Any], provenance: Provenance)
     _write_json(path, full)
     update_registry(path.parent, lambda registry: record_run(registry, path.name, provenance))
     return provenance
+
+
+def save_latency_plot(fig, ax, path, *, title: str, ylabel: str) -> None:
+    """Label, lay out, save and close an accuracy-against-measured-latency figure (the search's
+    latency setting on the x axis)."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel("measured latency (ms, 1 thread, batch 1, 224×224)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

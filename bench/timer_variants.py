@@ -26,8 +26,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from provenance import Provenance, write_result  # noqa: E402
 
-from latency_models.backends import TimerSettings, get_backend, measure_interleaved  # noqa: E402
+from latency_models.backends import get_backend  # noqa: E402
 from latency_models.device import fingerprint  # noqa: E402
+from latency_models.timer import TimerSettings, measure_interleaved  # noqa: E402
 from nas.build import build_model  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

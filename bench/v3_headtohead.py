@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from provenance import Provenance, portable, write_result  # noqa: E402
+from provenance import Provenance, portable, save_latency_plot, write_result  # noqa: E402
 
 from latency_models.store import LatencySetup, measure_ms  # noqa: E402
 from nas.accuracy.final import FINAL_RECIPES, FinalRecipe, train_final  # noqa: E402
@@ -234,14 +234,7 @@ def plot(family: list[dict], found: list[dict], path: Path, title: str) -> None:
     for r in found:
         ax.errorbar([r["latency_ms"]], [r["acc_mean"]], yerr=[r["acc_std"]], fmt="o",
                     color="tab:red", capsize=3, label=r["name"])
-    ax.set_xlabel("measured latency (ms, 1 thread, batch 1, 224×224)")
-    ax.set_ylabel("test top-1 (%)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_latency_plot(fig, ax, path, title=title, ylabel="test top-1 (%)")
 
 
 def smoke_recipe(final: FinalRecipe) -> FinalRecipe:

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from latency_models.backends import Backend, TimerSettings, Timing, measure_interleaved
+from latency_models.backends import Backend, Timing
 from latency_models.layers import BlockLayer, HeadLayer, Layer, StemLayer
+from latency_models.timer import TimerSettings, measure_interleaved
 from nas.build import build_model
 from nas.modules import make_block, make_classifier, make_head_conv, make_stem
 from nas.spec import ArchSpec

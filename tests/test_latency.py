@@ -13,13 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from latency_models.backends import (
-    BACKENDS,
-    TimerSettings,
-    get_backend,
-    measure_interleaved,
-    pinned,
-)
+from latency_models.backends import BACKENDS, get_backend
 from latency_models.device import DeviceFingerprint, fingerprint
 from latency_models.layers import layers_of, space_layers
 from latency_models.lut import (
@@ -33,6 +27,7 @@ from latency_models.lut import (
 from latency_models.predictor import Calibration, LUTPredictor, MissingLayers
 from latency_models.profile import ProfileSettings, layer_module
 from latency_models.store import LatencySetup, ensure_layers, load_predictor, open_table
+from latency_models.timer import TimerSettings, measure_interleaved, pinned
 from nas.build import build_model
 from nas.errors import LatencyError
 from nas.spec import ArchSpec, BlockSpec, SpecError, StemSpec
@@ -465,9 +460,9 @@ def test_stop_rule_drops_a_runner_once_its_minimum_is_confirmed(monkeypatch):
         clock["now"] += next(noisy)
 
     timer = TimerSettings(rounds=40, stop_k=3, stop_tol=0.01, min_rounds=5)
-    import latency_models.backends as backends
+    import latency_models.timer as timer_module
 
-    monkeypatch.setattr(backends.time, "perf_counter_ns", lambda: int(clock["now"] * 1e6))
+    monkeypatch.setattr(timer_module.time, "perf_counter_ns", lambda: int(clock["now"] * 1e6))
     timings = measure_interleaved({"steady": steady, "erratic": erratic}, backend, timer=timer)
     monkeypatch.undo()
     assert timings["steady"].samples == 5 and timings["steady"].min_ms == 1.0
