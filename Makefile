@@ -26,8 +26,10 @@ DEMO_SEARCH := --budget 60ms --trials 16 --population 8 --name demo --overwrite
 demo: install
 	$(VENV)/bin/nas-search $(DEMO_SEARCH)
 
+# Two pytest workers (xdist), one per core; Ray's tests share one worker (group "ray").
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 test-all: install
 	$(PY) -m pytest -q -m ''

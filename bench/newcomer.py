@@ -6,7 +6,10 @@ at an empty folder, and runs the README's two commands there with a stopwatch:
 1. ``make test`` in a fresh clone (the install included);
 2. ``make demo`` in a second fresh clone with a second empty cache (the install, the latency
    table, the supernet and the search included): the cold demo;
-3. ``make demo`` again in that clone: the warm demo (everything cached).
+3. ``make demo`` again in that clone: the warm demo (everything cached);
+4. in the first clone (installed), ``nas-search`` with a budget that is not a latency
+   (``fast``) and one that nothing reaches (``0.001ms``), each on its own empty cache: both
+   must fail within seconds, in one line, the second naming the smallest reachable latency.
 
 Each command's output goes to a log, as in CI; the longest silence of each log (the most
 seconds between two lines) shows whether a reader of the log sees progress. Writes
@@ -34,6 +37,8 @@ from provenance import ROOT, Provenance, machine, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "newcomer.json"
 GOALS_SECONDS = {"make test": 600, "make demo (cold)": 600, "make demo (warm)": 300}
+BAD_BUDGETS = ("fast", "0.001ms")
+BAD_BUDGET_GOAL_SECONDS = 30
 
 
 @dataclass
@@ -75,6 +80,18 @@ def run_logged(command: list[str], cwd: Path, env: dict[str, str], log: Path,
                  lines[-1] if lines else "")
 
 
+def bad_budget(clone: Path, budget: str, env: dict[str, str], log: Path) -> dict:
+    """``nas-search --budget BUDGET`` on an empty cache: seconds, exit code, lines of output,
+    and the smallest reachable latency the message names (None: it names none)."""
+    timed = run_logged([str(clone / ".venv" / "bin" / "nas-search"), "--budget", budget],
+                       clone, env, log, timeout=600)
+    lines = [line for line in log.read_text().splitlines() if line.split("] ", 1)[-1].strip()]
+    named = re.search(r"(\d+(?:\.\d+)?) ?ms", timed.last_line)
+    return {"budget": budget, "seconds": timed.seconds, "exit_code": timed.exit_code,
+            "lines": len(lines), "message": timed.last_line,
+            "smallest_ms": float(named.group(1)) if named and budget != "fast" else None}
+
+
 def fresh_clone(parent: Path, name: str) -> Path:
     target = parent / name
     subprocess.run(["git", "clone", "-q", str(ROOT), str(target)], check=True)
@@ -95,6 +112,7 @@ def main() -> int:
     base_env = {k: v for k, v in os.environ.items()
                 if not k.startswith(("NAS_", "VIRTUAL_ENV", "PYTHON"))}
     timed: dict[str, Timed] = {}
+    checks: list[dict] = []
     try:
         if not args.skip_test:
             clone = fresh_clone(work, "test")
@@ -103,6 +121,12 @@ def main() -> int:
                                             timeout=3 * 3600)
             print(f"make test: {timed['make test'].seconds / 60:.1f} min, exit "
                   f"{timed['make test'].exit_code}: {timed['make test'].last_line}")
+            for i, budget in enumerate(BAD_BUDGETS):
+                env = {**base_env, "NAS_CACHE_DIR": str(work / f"cache-budget{i}")}
+                checks.append(bad_budget(clone, budget, env, work / f"budget{i}.log"))
+                print(f"nas-search --budget {budget}: {checks[-1]['seconds']:.1f} s, exit "
+                      f"{checks[-1]['exit_code']}, {checks[-1]['lines']} line(s): "
+                      f"{checks[-1]['message']}")
         clone = fresh_clone(work, "demo")
         env = {**base_env, "NAS_CACHE_DIR": str(work / "cache-demo")}
         for label in ("make demo (cold)", "make demo (warm)"):
@@ -117,6 +141,8 @@ def main() -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     failed = [label for label, t in timed.items() if t.exit_code != 0]
+    failed += [f"--budget {c['budget']} (exit {c['exit_code']}, expected 2)" for c in checks
+               if c["exit_code"] != 2]
     print("\n| command | minutes | goal | longest silence s |\n|---|---|---|---|")
     for label, t in timed.items():
         print(f"| {label} | {t.seconds / 60:.1f} | ≤ {GOALS_SECONDS[label] / 60:.0f} | "
@@ -136,6 +162,8 @@ def main() -> int:
         "make_demo_cold_seconds": timed["make demo (cold)"].seconds,
         "make_demo_warm_seconds": timed["make demo (warm)"].seconds,
         "goals_seconds": GOALS_SECONDS,
+        "bad_budgets": checks,
+        "bad_budget_goal_seconds": BAD_BUDGET_GOAL_SECONDS,
         "runs": {label: {k: v for k, v in asdict(t).items() if k != "last_line"}
                  for label, t in timed.items()},
     }

@@ -33,7 +33,9 @@ from nas.spec import (
 
 DATA = Path(__file__).parent / "data"
 
-torch.set_num_threads(2)
+# `make test` runs the suite on two xdist workers (one per core of the 2-core reference
+# machine): each worker computes on one thread so that the two do not fight for the cores.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 # --------------------------------------------------------------------------- hermetic session
@@ -67,6 +69,8 @@ def pytest_configure(config) -> None:
         "MPLCONFIGDIR": str(home / ".config" / "matplotlib"),
         "TORCH_HOME": str(home / ".cache" / "torch"),
     })
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the commands a worker runs: one thread too
+        os.environ["OMP_NUM_THREADS"] = "1"
     from tests.helpers import write_synthetic_tables
 
     write_synthetic_tables(Path(os.environ["NAS_CACHE_DIR"]))

@@ -84,7 +84,7 @@ def data():
 
 def settings(**kw) -> NetAdaptSettings:
     base = dict(target_ms=0.0, delta=0.05, short_steps=2, init_epochs=1, long_epochs=1,
-                batch_size=64, latency_rounds=1, threads=2)
+                batch_size=64, latency_rounds=1, threads=1)
     base.update(kw)
     if not base["target_ms"]:
         start = sum(synthetic_ms(layer) for layer in layers_of(tiny_spec()))

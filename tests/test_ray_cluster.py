@@ -33,7 +33,9 @@ from tests.helpers import (
 from tests.study_db import finished_trials, trial_attribute
 
 pytest.importorskip("ray.cluster_utils")
-pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+# One worker runs every Ray test (xdist group "ray"): two clusters at once would share ports.
+pytestmark = [pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc"),
+              pytest.mark.xdist_group("ray")]
 
 BIN = Path(sys.executable).parent
 # tiny, fast settings: plain digits at 16x16, a zero-cost proxy

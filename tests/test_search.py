@@ -354,6 +354,7 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path):
 
 
 # --------------------------------------------------------------------------- Ray
+@pytest.mark.xdist_group("ray")
 @pytest.mark.parametrize("strategy", ["evolution", "tpe"])
 def test_ray_executor_on_a_local_two_cpu_ray(tmp_path, strategy, monkeypatch):
     ray = pytest.importorskip("ray")
@@ -478,7 +479,12 @@ def test_the_winner_is_chosen_on_measured_latency(tmp_path, monkeypatch):
     assert references == [5.0, 5.0] and len(measured) == 3
 
 
-def test_cli_search_errors_are_one_line(tmp_path):
+def test_cli_search_errors_are_one_line(tmp_path, capsys):
+    """In this process (seven commands; the console script itself: tests/test_cli.py)."""
+    import typer
+
+    from nas.cli.app import _run, app
+
     table = save_synthetic_table(tmp_path / "table.json")
     common = ["--table", str(table), "--runs-dir", str(tmp_path), "--no-recalibrate"]
     fastest = synthetic_predictor().min_latency(SPACE)
@@ -492,10 +498,11 @@ def test_cli_search_errors_are_one_line(tmp_path):
         (["--resume", "--name", "never", *common], "nothing to resume"),
     ]
     for args, message in cases:
-        result = run_cli("search", *args)
-        assert result.returncode == 2, (args, result.stderr)
-        assert message in result.stderr, (args, result.stderr)
-        assert "Traceback" not in result.stderr
+        code = _run(typer.main.get_command(app), ["search", *args], "nas")
+        err = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+        assert code == 2, (args, err)
+        assert message in err, (args, err)
+        assert "Traceback" not in err
 
 
 def test_an_unreachable_budget_is_refused_in_seconds_on_a_cold_cache(tmp_path):
