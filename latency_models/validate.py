@@ -133,6 +133,7 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
                      "measure_seconds": measure_seconds},
         "stored_calibration": predictor.table.calibration,
         "recalibration": recalibrated.calibration.to_dict(),
+        "calibration_measured_ms": measured_fresh.tolist(),  # the networks it was fitted on
         "metrics": {name: metrics(pred, measured) for name, pred in predictions.items()},
         "repeatability": metrics(odd, even),
         "metrics_random_only": {name: metrics(pred[:archs], measured[:archs])
@@ -143,6 +144,8 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
         "throughput": throughput(predictor, batches),
         "networks": {"name": names, "blocks": [len(s.blocks) for s in specs],
                      "measured_ms": measured.tolist(),
+                     # the minimum over the odd and over the even rounds (repeatability)
+                     "odd_rounds_ms": odd.tolist(), "even_rounds_ms": even.tolist(),
                      **{f"{k}_ms": v.tolist() for k, v in predictions.items()}},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

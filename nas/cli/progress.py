@@ -85,13 +85,15 @@ class _Task:
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
         if self.total is None:
-            return f"{self.description}: {self.completed:g} done, {format_seconds(elapsed)} elapsed"
+            return (f"{self.description}: {int(self.completed)} done, "
+                    f"{format_seconds(elapsed)} elapsed")
         share = self.completed / self.total if self.total else 1.0
         eta = "ETA -:--" if self.completed <= 0 or self.finished else \
             f"ETA {format_seconds(elapsed * (self.total - self.completed) / self.completed)}"
         if self.finished:
             eta = "done"
-        return (f"{self.description}: {self.completed:g}/{self.total:g} ({share:.0%}), "
+        # whole items (a chunk's layers report fractions as its rounds go by)
+        return (f"{self.description}: {int(self.completed)}/{int(self.total)} ({share:.0%}), "
                 f"{format_seconds(elapsed)} elapsed, {eta}")
 
 
