@@ -273,10 +273,11 @@ def test_run_all_records_the_session_beside_the_runs_and_renders_the_docs(tmp_pa
     monkeypatch.setattr(run_all, "BENCHMARKS", (run_all.Benchmark("tiny", 1, path=script),))
     monkeypatch.setattr(run_all, "RESULTS", results)
     monkeypatch.setattr(run_all, "LOGS", tmp_path / "logs")
-    import render_docs  # run_all put bench/ on sys.path
+    import figures_runs  # run_all put bench/ on sys.path
+    import render_docs
 
     monkeypatch.setattr(render_docs, "doc_paths", lambda: [page])
-    monkeypatch.setattr(render_docs, "_benchmarks", lambda: run_all.BENCHMARKS)
+    monkeypatch.setattr(figures_runs, "_benchmarks", lambda: run_all.BENCHMARKS)
     monkeypatch.setattr(sys, "argv", ["run_all.py"])
     run_all.main()
     registry = json.loads((results / "bench_run.json").read_text())
