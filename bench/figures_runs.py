@@ -3,10 +3,10 @@ time limits and sessions of `make bench`, and which run wrote each result file."
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 
-from figures_common import ROOT, Results, fmt_minutes, run_date
+from benchmarks import BENCHMARKS, is_full
+from figures_common import Results, fmt_minutes, run_date
 
 
 def render_newcomer(results: Results) -> list[str]:
@@ -30,8 +30,8 @@ def render_newcomer(results: Results) -> list[str]:
 
 
 def render_bench_bound(results: Results) -> list[str]:
-    """The bound of `make bench` (the sum of bench/run_all.py's limits) and its last full run."""
-    bound = sum(b.minutes for b in _benchmarks())
+    """The bound of `make bench` (the sum of its benchmarks' limits) and its last full run."""
+    bound = sum(b.minutes for b in BENCHMARKS)
     lines = [f"`make bench` stops within {bound:g} min: the sum of the time limits of its "
              "benchmarks in `bench/run_all.py`."]
     full = _last_full(results.get("bench_run"))
@@ -45,13 +45,6 @@ def render_bench_bound(results: Results) -> list[str]:
     return lines
 
 
-def _benchmarks():
-    sys.path.insert(0, str(ROOT / "bench"))
-    from run_all import BENCHMARKS
-
-    return BENCHMARKS
-
-
 def _session(registry: Mapping | None) -> Mapping | None:
     return (registry or {}).get("make_bench")
 
@@ -60,8 +53,7 @@ def _last_full(registry: Mapping | None) -> Mapping | None:
     session = _session(registry)
     if not session:
         return None
-    names = {b["name"] for b in session["benchmarks"]}
-    if names >= {b.name for b in _benchmarks()}:
+    if is_full(session, BENCHMARKS):
         return session
     return session.get("last_full")
 
@@ -80,9 +72,9 @@ def _session_lines(session: Mapping, how: str) -> list[str]:
 
 def render_bench_run(results: Results) -> list[str]:
     """The time limits of `make bench`, its last full run and any later partial one."""
-    limits = ", ".join(f"{b.name} {b.minutes:g}" for b in _benchmarks())
+    limits = ", ".join(f"{b.name} {b.minutes:g}" for b in BENCHMARKS)
     lines = [f"Time limits in `bench/run_all.py` (min): {limits}; "
-             f"{sum(b.minutes for b in _benchmarks()):g} in all."]
+             f"{sum(b.minutes for b in BENCHMARKS):g} in all."]
     session = _session(results.get("bench_run"))
     full = _last_full(results.get("bench_run"))
     if full:

@@ -277,7 +277,7 @@ def test_run_all_records_the_session_beside_the_runs_and_renders_the_docs(tmp_pa
     import render_docs
 
     monkeypatch.setattr(render_docs, "doc_paths", lambda: [page])
-    monkeypatch.setattr(figures_runs, "_benchmarks", lambda: run_all.BENCHMARKS)
+    monkeypatch.setattr(figures_runs, "BENCHMARKS", run_all.BENCHMARKS)
     monkeypatch.setattr(sys, "argv", ["run_all.py"])
     run_all.main()
     registry = json.loads((results / "bench_run.json").read_text())
