@@ -87,4 +87,3 @@ def with_source(results: Results, name: str, lines: list[str]) -> list[str]:
 
 def missing(name: str) -> list[str]:
     return [f"Not measured yet: no `bench/results/{name}.json`."]
-

@@ -256,4 +256,3 @@ def render_training_throughput(results: Results) -> list[str]:
         lines += ["", f"`torch.compile` against the estimator's eager loop: {spans}; compiling "
                       f"took {min(compile_seconds):.0f}-{max(compile_seconds):.0f} s per model."]
     return lines
-

@@ -66,7 +66,6 @@ def render_latency_summary(results: Results) -> list[str]:
             f"{rep['spearman']:.3f}). Table and method: bench/README.md."]
 
 
-
 def render_timer_variants(results: Results) -> list[str]:
     """The timer against itself: each variant's second pass over the same networks vs its first."""
     lines: list[str] = []
@@ -88,7 +87,6 @@ def render_timer_variants(results: Results) -> list[str]:
                          f"{fmt_num(r['max_gap_pct'], 1)} | {fmt_num(r['seconds_per_pass'], 0)} |")
         lines = with_source(results, name, lines) + [""]
     return lines[:-1] if lines else missing("timer_variants")
-
 
 
 def render_torchvision_equivalence(results: Results) -> list[str]:
@@ -123,4 +121,3 @@ def render_torchvision_equivalence(results: Results) -> list[str]:
             lines.append(f"| {r['network']} | {r['params_ours']:,} / {r['params_timm']:,} | "
                          f"{preset} | {diff} |")
     return with_source(results, "torchvision_equivalence", lines)
-

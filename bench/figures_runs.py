@@ -103,4 +103,3 @@ def render_provenance(results: Results) -> list[str]:
                      f"{(p.get('machine') or {}).get('cpu', '–')} | "
                      f"{'–' if seconds is None else f'{seconds / 60:.1f}'} |")
     return lines
-

@@ -175,4 +175,3 @@ def render_ray_throughput(results: Results) -> list[str]:
     trips = ", ".join(f"{k} {v:.1f} ms" for k, v in d["ray_noop_round_trip_ms"].items())
     return with_source(results, "ray_throughput",
                         [*lines, f"Round trip of an empty Ray task (median): {trips}."])
-
