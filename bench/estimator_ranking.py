@@ -41,13 +41,11 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 from scipy.stats import kendalltau, spearmanr
@@ -57,9 +55,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from provenance import Provenance, write_result  # noqa: E402
+from standalone import head_groups, kendall, proxy_data, seed_agreement, train_standalone  # noqa: E402
+from train_throughput import train_throughput  # noqa: E402
 
 from latency_models.device import cpu_model  # noqa: E402
-from nas.accuracy import adapt_spec  # noqa: E402
 from nas.accuracy.supernet import (  # noqa: E402
     SupernetEstimator,
     SupernetRecipe,
@@ -70,29 +69,12 @@ from nas.accuracy.supernet import (  # noqa: E402
 )
 from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
 from nas.accuracy.zero_cost import ZeroCostEstimator  # noqa: E402
-from nas.build import build_model  # noqa: E402
 from nas.data import load_data  # noqa: E402
 from nas.spec import ArchSpec  # noqa: E402
-from search_spaces import zoo  # noqa: E402
 from search_spaces.mobilenetv3 import default_space  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "estimator_ranking.json"
 ARCH_SEED = 11  # the committed sample of architectures; other seeds write their own JSON
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
-# Per proxy task: resolution, reference epochs, training / validation images (None: all).
-PROXIES = {"fashion-mnist": {"resolution": 28, "epochs": 6, "images": (5000, 5000)},
-           "digits-hard": {"resolution": 32, "epochs": 10, "images": (None, None)}}
-
-
-def proxy_data(source: str, smoke: bool):
-    """The proxy task's data and its settings."""
-    settings = dict(PROXIES.get(source, PROXIES["digits-hard"]))
-    if smoke:  # a few hundred images: the smoke checks that the benchmark runs, nothing more
-        settings.update(resolution=16, images=(300, 150))
-    path = f"mnist:{FASHION_MNIST}" if source == "fashion-mnist" else source
-    train, val = settings["images"]
-    data = load_data(path, settings["resolution"]).subset(train, val, seed=0)
-    return data, settings
 
 
 def pick_architectures(count: int, seed: int, smoke: bool) -> tuple[list, list[float] | None]:
@@ -130,70 +112,6 @@ def stored_architectures(path: Path) -> tuple[list, list[float] | None]:
     return specs, (None if None in latencies else latencies)
 
 
-def train_throughput(data, steps: int, batch: int, compiled: bool = True) -> list[dict]:
-    """Images/s of the estimator's loop vs a plain eager loop, interleaved per model; and of
-    the estimator's loop under ``torch.compile`` (its compile time reported apart)."""
-    if compiled:  # a cold compile, as a new candidate would get: not inductor's on-disk cache
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="nas-inductor-")
-    rows = []
-    for name in ("mobilenet_v3_small", "mobilenet_v3_large"):
-        spec = adapt_spec(zoo.get(name), data.num_classes, data.resolution, data.channels)
-        images, labels = next(data.batches("train", batch))
-        results, compile_seconds = {}, None
-        variants = ["plain", "estimator", "plain", "estimator"] + (["compiled"] if compiled else [])
-        for variant in variants:  # twice each, best kept; compiled: two timed rounds
-            model = build_model(spec, seed=0)
-            x = images
-            threads = torch.get_num_threads()
-            if variant != "plain":
-                torch.set_num_threads(os.cpu_count() or 1)
-                model = model.to(memory_format=torch.channels_last)
-                x = images.contiguous(memory_format=torch.channels_last)
-            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-            model.train()
-            step_fn = torch.compile(model) if variant == "compiled" else model
-
-            def step(step_fn=step_fn, x=x, labels=labels, optimizer=optimizer):
-                loss = F.cross_entropy(step_fn(x), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-
-            begin = time.perf_counter()
-            for _ in range(2):  # warm-up (and compilation)
-                step()
-            if variant == "compiled":
-                compile_seconds = time.perf_counter() - begin
-            for _ in range(2 if variant == "compiled" else 1):
-                start = time.perf_counter()
-                for _ in range(steps):
-                    step()
-                rate = steps * batch / (time.perf_counter() - start)
-                results[variant] = max(results.get(variant, 0.0), rate)
-            torch.set_num_threads(threads)
-        rows.append({"model": name, "batch": batch, "plain_images_per_s": results["plain"],
-                     "estimator_images_per_s": results["estimator"],
-                     "speedup": results["estimator"] / results["plain"],
-                     "compiled_images_per_s": results.get("compiled"),
-                     "compile_seconds": compile_seconds})
-    return rows
-
-
-def train_standalone(specs: list, data, recipe: Recipe,
-                     console: Console) -> tuple[list[float], list[float]]:
-    """One seed of the stand-alone reference: top-1 (NaN where training failed) and seconds
-    per architecture, each printed as it comes."""
-    estimator = TrainEstimator(data, recipe)
-    top1, seconds = [], []
-    for spec in specs:
-        result = estimator.estimate(spec)
-        top1.append(float("nan") if result.failed else result.score)
-        seconds.append(result.cost_seconds)
-        console.print(f"lr {recipe.lr:g} seed {recipe.seed} {spec.name}: {top1[-1]:.2f}% "
-                      f"({result.cost_seconds:.1f} s)")
-    return top1, seconds
-
-
 def results_path(arch_seed: int) -> Path:
     """The JSON of a sample of architectures: the committed sample's, or one per other seed."""
     return RESULTS if arch_seed == ARCH_SEED else RESULTS.with_name(
@@ -217,40 +135,6 @@ def stored_reference(specs: list, settings: dict,
                 np.array([a["standalone_seconds"][:seeds] for a in archs], dtype=float).T)
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def head_groups(specs: list) -> dict[str, np.ndarray]:
-    """Masks of the architectures by kind of head: V3's (a hidden linear layer after the
-    pool) and MnasNet-A1's (a 1x1 conv straight into the classifier)."""
-    v3 = np.array([s.head.hidden_ch is not None for s in specs])
-    return {"V3 heads": v3, "MnasNet head": ~v3}
-
-
-def kendall(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Kendall tau over the pairs where both are known; None for fewer than 3."""
-    ok = ~np.isnan(a) & ~np.isnan(b)
-    return float(kendalltau(a[ok], b[ok]).statistic) if ok.sum() >= 3 else None
-
-
-def seed_agreement(standalone: np.ndarray, groups: dict[str, np.ndarray]) -> dict:
-    """How far stand-alone training agrees with itself: tau of every pair of seeds, and of
-    each seed against the mean of the others (what one more independent stand-alone run would
-    score against the reference), overall and within each head group."""
-    seeds = standalone.shape[0]
-    pairs = {f"{i}-{j}": kendall(standalone[i], standalone[j])
-             for i in range(seeds) for j in range(i + 1, seeds)}
-    others = [np.nanmean(np.delete(standalone, k, axis=0), axis=0) for k in range(seeds)]
-    result = {"pairs": pairs,
-              "mean_pair": float(np.mean(list(pairs.values()))) if pairs else None,
-              "leave_one_out": [kendall(standalone[k], others[k]) for k in range(seeds)]
-              if seeds > 2 else []}
-    result["mean_leave_one_out"] = (float(np.mean(result["leave_one_out"]))
-                                    if result["leave_one_out"] else None)
-    result["within_head_mean_leave_one_out"] = {
-        name: float(np.mean([kendall(standalone[k][mask], others[k][mask])
-                             for k in range(seeds)])) if seeds > 2 and mask.sum() >= 3 else None
-        for name, mask in groups.items()}
-    return result
 
 
 def main() -> int:

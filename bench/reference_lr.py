@@ -41,15 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from estimator_ranking import (  # noqa: E402
-    head_groups,
-    kendall,
-    proxy_data,
-    results_path,
-    seed_agreement,
-    train_standalone,
-)
+from estimator_ranking import results_path  # noqa: E402
 from provenance import Provenance, write_result  # noqa: E402
+from standalone import head_groups, kendall, proxy_data, seed_agreement, train_standalone  # noqa: E402
 
 from latency_models.device import cpu_model  # noqa: E402
 from nas.accuracy.train import Recipe  # noqa: E402

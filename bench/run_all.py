@@ -4,14 +4,14 @@
     python bench/run_all.py --only latency_validation estimator_ranking
     python bench/run_all.py --smoke              # every benchmark's seconds-long mode
 
-Benchmarks run one after another (never side by side: they time things), each under its own
-time limit; one that fails or overruns is reported and the rest still run. Each benchmark
-writes its result file with its provenance and lists its run in ``bench/results/bench_run.json``
-(``bench/provenance.py``); this script adds the session (machine, commit, minutes and status per
-benchmark) under ``"make_bench"``, then rewrites the figures blocks of README.md, docs/*.md and
-bench/README.md from the result files (``bench/render_docs.py``, which also runs alone). The
-torchvision comparison needs its own venv (`make bench-torchvision`); it runs here only when
-``.venv-tv`` exists.
+The benchmarks of ``bench/benchmarks.py`` run one after another (never side by side: they time
+things), each under its own time limit; one that fails or overruns is reported and the rest
+still run. Each benchmark writes its result file with its provenance and lists its run in
+``bench/results/bench_run.json`` (``bench/provenance.py``); this script adds the session
+(machine, commit, minutes and status per benchmark) under ``"make_bench"``, then rewrites the
+figures blocks of README.md, docs/*.md and bench/README.md from the result files
+(``bench/render_docs.py``, which also runs alone). The torchvision comparison needs its own venv
+(`make bench-torchvision`); it runs here only when ``.venv-tv`` exists.
 """
 
 from __future__ import annotations
@@ -22,47 +22,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 LOGS = ROOT / "runs" / "bench-logs"
-TV_PYTHON = ROOT / ".venv-tv" / "bin" / "python"
-sys.path.insert(0, str(ROOT / "bench"))  # provenance.py, render_docs.py
+sys.path.insert(0, str(ROOT / "bench"))  # benchmarks.py, provenance.py, render_docs.py
 
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    minutes: float  # time limit on this 2-core machine, about twice what a run took
-    args: tuple[str, ...] = ()
-    python: Path | None = None  # another interpreter (the torchvision venv)
-    needs: Callable[[], str] | None = field(default=None, compare=False)  # why it cannot run
-    path: Path | None = None  # default: bench/NAME.py
-
-    @property
-    def script(self) -> Path:
-        return self.path or ROOT / "bench" / f"{self.name}.py"
-
-
-def _torchvision_venv() -> str:
-    return "" if TV_PYTHON.exists() else "needs .venv-tv: run `make bench-torchvision` once"
-
-
-# Accuracy-bound benchmarks first, the pure timing ones last (the quietest stretch of a session).
-BENCHMARKS = (
-    Benchmark("estimator_ranking", 90),
-    Benchmark("reference_lr", 150),  # retrains only when estimator_ranking's sample changed
-    Benchmark("search_quality", 80),
-    Benchmark("netadapt_vs_multiplier", 40),
-    Benchmark("ray_throughput", 30),  # ~12 min expected on 2 quiet cores (not yet measured)
-    Benchmark("timer_variants", 30),  # bound to be set from its first full run
-    Benchmark("latency_validation", 25),
-    Benchmark("torchvision_equivalence", 10, python=TV_PYTHON, needs=_torchvision_venv),
-)
-BOUND_MINUTES = sum(b.minutes for b in BENCHMARKS)
+import render_docs  # noqa: E402
+from benchmarks import BENCHMARKS, Benchmark, is_full  # noqa: E402
+from provenance import SESSION_ENV, commit, machine, now, update_registry  # noqa: E402
 
 
 def run(benchmark: Benchmark, smoke: bool, session: str | None = None) -> dict:
@@ -78,8 +47,6 @@ def run(benchmark: Benchmark, smoke: bool, session: str | None = None) -> dict:
     if why:
         print(f"== {benchmark.name}: skipped ({why})", flush=True)
         return {**record, "status": "skipped", "why": why}
-    from provenance import SESSION_ENV
-
     environment = {**os.environ, **({SESSION_ENV: session} if session else {})}
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{benchmark.name}.log"
@@ -112,18 +79,14 @@ def run(benchmark: Benchmark, smoke: bool, session: str | None = None) -> dict:
             "log": os.path.relpath(log, ROOT)}
 
 
-def _is_full(session: dict) -> bool:
-    return {b["name"] for b in session["benchmarks"]} >= {b.name for b in BENCHMARKS}
-
-
 def merged_session(previous: dict | None, session: dict) -> dict:
     """What bench_run.json keeps: a full run replaces everything; a partial run (``--only``)
     is stored with the record of the last full run beside it, so the bound stays on record."""
-    if _is_full(session):
+    if is_full(session, BENCHMARKS):
         return session
     last_full = None
     if previous:
-        last_full = previous if _is_full(previous) else previous.get("last_full")
+        last_full = previous if is_full(previous, BENCHMARKS) else previous.get("last_full")
     return {**session, "last_full": last_full}
 
 
@@ -134,9 +97,6 @@ def main() -> None:
                         help="every benchmark's seconds-long mode (writes no figures)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from provenance import commit, machine, now, update_registry
-    from render_docs import Results, doc_paths, render_docs
-
     chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only]
     bound = sum(b.minutes for b in chosen)
     print(f"{len(chosen)} benchmark(s), one after another; at most {bound:g} min", flush=True)
@@ -157,7 +117,8 @@ def main() -> None:
 
     update_registry(RESULTS, keep)
     # Rendered even when a benchmark failed: the others' result files are new.
-    rewritten = render_docs(doc_paths(), Results(RESULTS), write=True)
+    rewritten = render_docs.render_docs(render_docs.doc_paths(), render_docs.Results(RESULTS),
+                                        write=True)
     print(f"wrote {os.path.relpath(RESULTS / 'bench_run.json', ROOT)}; rewrote "
           f"{len(rewritten)} figures block(s) of the docs")
     if any(r["status"] not in ("ok", "skipped") for r in records):

@@ -10,6 +10,8 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from nas.errors import LatencyError
 
 __all__ = ["DeviceFingerprint", "cpu_model", "fingerprint"]
@@ -83,8 +85,6 @@ class DeviceFingerprint:
 
 def fingerprint(backend: str = "torch", threads: int | None = None, batch: int = 1,
                 resolution: int = 224, dtype: str = "float32") -> DeviceFingerprint:
-    import torch
-
     cuda_device = cuda_driver = None
     if backend.startswith("cuda"):
         if not torch.cuda.is_available():

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from latency_models.backends import Timing, check_statistic
 from latency_models.device import DeviceFingerprint
 from latency_models.layers import BlockLayer, HeadLayer, StemLayer
@@ -233,9 +235,6 @@ def import_ofa_table(path: str | os.PathLike) -> LatencyTable:
     ProxylessNAS tables (``expand`` = ratio, ReLU6, no SE) are both understood. OFA's four head
     entries (Conv_1, AvgPool2D, Conv_2, Logits) are summed into one head entry per head shape.
     """
-    import yaml
-
-
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())

@@ -185,6 +185,8 @@ def print_report(report: dict, console) -> None:
 
 def plot_report(report: dict, path) -> None:
     """Predicted against measured, one panel per predictor, with the ±10% band."""
+    # lazy: pyplot takes ~1.0 s to import (-X importtime), and choosing the Agg backend is a
+    # process-wide change made only when a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg")

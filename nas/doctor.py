@@ -23,6 +23,9 @@ __all__ = ["Check", "run_checks", "worst"]
 
 OK, WARN, MISSING, NONE = "ok", "warn", "missing", "n/a"
 
+# torch, and every module that needs it, is imported inside the checks that use it: the doctor
+# must run, and say what is missing, on a machine where torch is not installed (run_checks).
+
 # (distribution, import name, required, what it is for)
 PACKAGES = (
     ("torch", "torch", True, "models, training, timing"),
@@ -115,6 +118,8 @@ def _threads() -> list[Check]:
 
 
 def _backends() -> list[Check]:
+    import torch
+
     from latency_models.backends import BACKENDS
 
     checks = []
@@ -123,14 +128,9 @@ def _backends() -> list[Check]:
         if usable:
             detail = "usable"
             if name.startswith("cuda"):
-                import torch
-
                 detail = f"usable: {torch.cuda.get_device_name()}"
             checks.append(Check("latency backends", name, OK, detail))
         elif name.startswith("cuda"):
-
-            import torch
-
             if shutil.which("nvidia-smi") and not torch.version.cuda:  # a GPU, a CPU torch
                 checks.append(Check("latency backends", name, WARN,
                                     f"{why}: this torch is a CPU build",

@@ -24,9 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from latency_models.store import LatencySetup, measure_ms
+from nas.accuracy.base import adapt_spec
+from nas.accuracy.train import Recipe, check_device
+from nas.build import build_model, count_params
+from nas.data import load_data
 from nas.errors import RunError
+from nas.export import save, write_text
+from nas.flops import count_madds
+from nas.netadapt import FineTuner, NetAdapt, NetAdaptSettings, device_latency
 from nas.runlock import RunLock, timestamp
+from nas.search.objective import AccuracyJob
+from nas.search.report import best_result, measured_choice
+from nas.search.run import SearchRun, SearchSettings
 from nas.spec import ArchSpec
+from nas.spec.tables import table_diff
+from search_spaces import zoo
 
 __all__ = ["PRESETS", "PipelineSettings", "reproduce_search"]
 
@@ -52,11 +65,6 @@ class PipelineSettings:
     rounds: int = 30                 # end-to-end timing rounds
 
     def __post_init__(self) -> None:
-        from nas.accuracy.train import Recipe, check_device
-        from nas.netadapt import NetAdaptSettings
-        from nas.search.objective import AccuracyJob
-        from nas.search.run import SearchSettings
-
         if self.model not in PRESETS:
             raise RunError(f"--search reproduces mobilenet_v3_large or mobilenet_v3_small, not "
                            f"{self.model}")
@@ -99,15 +107,6 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     specs, timed together) and ``target_ms`` replace the machine's own (tests use a synthetic
     device).
     """
-    from nas.data import load_data
-    from nas.export import save, write_text
-    from nas.netadapt import FineTuner, NetAdapt, NetAdaptSettings, device_latency
-    from nas.search.objective import AccuracyJob
-    from nas.search.report import best_result, measured_choice
-    from nas.search.run import SearchRun, SearchSettings
-    from nas.spec.tables import table_diff
-    from search_spaces import zoo
-
     event = on_event or (lambda kind, payload: None)
     out_dir = Path(out_dir)
     started = time.perf_counter()
@@ -180,9 +179,6 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
         canonical_record = json.loads(canonical_path.read_text())
     else:
         event("canonical", {"epochs": settings.init_epochs + settings.long_epochs})
-        from nas.accuracy.base import adapt_spec
-        from nas.build import build_model
-
         tuner = FineTuner(data, na_settings)
         model = build_model(adapt_spec(canonical, data.num_classes, data.resolution,
                                        data.channels), seed=settings.seed)
@@ -197,9 +193,6 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     if measure is None and predictor is None:
         measure = _measure_here(canonical.input_size, settings.rounds)
     measured = measure([canonical, final_spec]) if measure else [None, None]
-
-    from nas.build import count_params
-    from nas.flops import count_madds
 
     diff = table_diff(canonical, final_spec)
     summary = {
@@ -227,8 +220,6 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
 
 
 def _measure_here(input_size: int, rounds: int):
-    from latency_models.store import LatencySetup, measure_ms
-
     setup = LatencySetup(resolution=input_size)
     return lambda specs: [float(ms) for ms in measure_ms(setup, specs, rounds=rounds)]
 

@@ -7,6 +7,8 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+import torch
+
 
 def training_threads() -> int:
     """``$OMP_NUM_THREADS`` when set (a shared machine's way to say "use fewer"), else the
@@ -26,8 +28,6 @@ def usable_cores() -> int:
 
 @contextlib.contextmanager
 def torch_threads(count: int) -> Iterator[None]:
-    import torch
-
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
     try:

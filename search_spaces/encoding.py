@@ -126,6 +126,7 @@ class DecisionEncoding:
 
     def distributions(self) -> dict[str, Any]:
         """Optuna distributions, one categorical per decision (for ``study.ask``)."""
+        # lazy: optuna takes ~0.3 s to import (-X importtime); the space serves without it
         from optuna.distributions import CategoricalDistribution
 
         return {d.name: CategoricalDistribution(d.choices) for d in self.decisions}

@@ -179,7 +179,7 @@ def test_seed_agreement_scores_each_seed_against_the_others():
     import numpy as np
     from scipy.stats import kendalltau
 
-    bench = load_bench("estimator_ranking")
+    bench = load_bench("standalone")
     # Seeds 0 and 1 rank the six architectures alike; seed 2 swaps the fourth and fifth.
     standalone = np.array([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], [1, 2, 3, 5, 4, 6]], float)
     groups = {"first": np.array([True] * 3 + [False] * 3),
@@ -274,10 +274,11 @@ def test_run_all_records_the_session_beside_the_runs_and_renders_the_docs(tmp_pa
     monkeypatch.setattr(run_all, "BENCHMARKS", (run_all.Benchmark("tiny", 1, path=script),))
     monkeypatch.setattr(run_all, "RESULTS", results)
     monkeypatch.setattr(run_all, "LOGS", tmp_path / "logs")
-    import render_docs  # run_all put bench/ on sys.path
+    import figures_runs  # run_all put bench/ on sys.path
+    import render_docs
 
     monkeypatch.setattr(render_docs, "doc_paths", lambda: [page])
-    monkeypatch.setattr(render_docs, "_benchmarks", lambda: run_all.BENCHMARKS)
+    monkeypatch.setattr(figures_runs, "BENCHMARKS", run_all.BENCHMARKS)
     monkeypatch.setattr(sys, "argv", ["run_all.py"])
     run_all.main()
     registry = json.loads((results / "bench_run.json").read_text())

@@ -38,6 +38,7 @@ def load(name: str):
 
 
 render_docs = load("render_docs")
+figures_search = load("figures_search")  # imported by render_docs
 provenance = load("provenance")
 PAGES = render_docs.doc_paths()
 
@@ -201,14 +202,14 @@ def test_the_newcomer_block_says_not_measured_until_its_file_exists(tmp_path):
 
 
 def test_a_win_is_stated_seed_by_seed_and_a_loss_as_a_loss():
-    assert render_docs._verdict([70.0, 72.0], [60.0, 61.0]) == "wins on every seed"
-    assert render_docs._verdict([90.0, 89.0], [94.0, 95.0]) == "loses on every seed"
-    assert render_docs._verdict([90.0, 96.0, 80.0], [94.0, 95.0, 81.0]) == \
+    assert figures_search.seed_verdict([70.0, 72.0], [60.0, 61.0]) == "wins on every seed"
+    assert figures_search.seed_verdict([90.0, 89.0], [94.0, 95.0]) == "loses on every seed"
+    assert figures_search.seed_verdict([90.0, 96.0, 80.0], [94.0, 95.0, 81.0]) == \
         "wins on 1 of 3 seeds, loses on the others"
     d = json.loads((RESULTS / "search_quality.json").read_text())
-    lines = "\n".join(render_docs._search_final_lines(d))
+    lines = "\n".join(figures_search.search_final_lines(d))
     for recipe, r in d["final"]["recipes"].items():
-        verdict = render_docs._verdict(r["found_accuracy"], r["v3_small_accuracy"])
+        verdict = figures_search.seed_verdict(r["found_accuracy"], r["v3_small_accuracy"])
         assert f"top-1 after {recipe} training" in lines and verdict in lines
 
 

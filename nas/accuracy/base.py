@@ -10,6 +10,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from nas.spec import ArchSpec
 
 __all__ = ["AccuracyEstimator", "Estimate", "adapt_spec"]
@@ -69,8 +71,6 @@ class AccuracyEstimator(ABC):
 
 
 def _out_of_memory(exc: BaseException) -> bool:
-    import torch
-
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     text = str(exc)
@@ -79,7 +79,5 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 def _release_cuda_memory() -> None:
-    import torch
-
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from nas.errors import NasError
 from nas.spec import ArchSpec, TableRow
+from search_spaces import zoo
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
@@ -128,8 +129,7 @@ def check_width(width: float) -> None:
 
 def resolve_spec(arg: str) -> tuple[ArchSpec, dict | None]:
     """A zoo name (or alias), or a spec/checkpoint file -> spec and weights (if any)."""
-    from nas.export import load_checkpoint
-    from search_spaces import zoo
+    from nas.export import load_checkpoint  # torch: see nas/cli/app.py
 
     if arg in zoo.names() or arg in zoo.ALIASES:
         return zoo.get(arg), None

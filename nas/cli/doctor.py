@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nas.cli.common import RunsDir, out, user_errors
+from nas.doctor import MISSING, run_checks, worst
 
 _MARK = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "missing": "[bold red]missing[/]",
          "n/a": "[dim]n/a[/]"}
@@ -23,8 +24,6 @@ def register(app: typer.Typer) -> None:
         """Check this machine: packages, torch threads, latency backends, cached latency
         tables for this device, the embedded data, runs in use. Prints the fix for each gap;
         exits 1 if something required is missing."""
-        from nas.doctor import MISSING, run_checks, worst
-
         checks = run_checks(runs_dir=runs_dir)
         for section in dict.fromkeys(c.section for c in checks):
             table = Table(title=section, title_justify="left", show_header=False, box=None,

@@ -11,6 +11,8 @@ import typer
 
 from nas.cli.common import Seed, check_width, out, resolve_spec, user_errors
 
+# Library modules that import torch are imported inside the commands: see nas/cli/app.py.
+
 
 def register(app: typer.Typer) -> None:
     @app.command("table")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -9,9 +10,12 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
+from latency_models.layers import BlockLayer, HeadLayer
 from nas.cli.common import LATENCY_BACKENDS, Seed, fail, out, resolve_spec
 from nas.cli.common import user_errors as _user_errors
 from nas.cli.progress import progress_bar
+
+# Library modules that import torch are imported inside the commands: see nas/cli/app.py.
 
 
 class _SpecFallbackGroup(TyperGroup):
@@ -52,8 +56,6 @@ def profile_command(backend: Backend = "torch", threads: Threads = 1, batch: Bat
 
     Resumable: an interrupted profile keeps every finished chunk; run it again to go on.
     """
-    import time
-
     from latency_models.store import load_predictor
     from search_spaces.mobilenetv3 import default_space
 
@@ -117,7 +119,6 @@ def show_command(spec_arg: Annotated[str, typer.Argument(metavar="SPEC")],
                  backend: Backend = "torch", threads: Threads = 1, batch: Batch = 1,
                  table: TablePath = None, no_profile: NoProfile = False) -> None:
     """Per-layer breakdown of a network's predicted latency (``nas latency SPEC``)."""
-    from latency_models.layers import BlockLayer, HeadLayer
     from latency_models.profile import measure_specs
 
     spec, _ = resolve_spec(spec_arg)

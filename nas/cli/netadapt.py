@@ -27,13 +27,14 @@ from nas.cli.common import (
 )
 from nas.cli.progress import netadapt_events, progress, progress_bar
 from nas.runlock import RunLock
-from nas.spec.tables import plural
+from nas.search.budget import BudgetError, parse_budget
+from nas.spec.tables import plural, table_diff
+
+# Library modules that import torch are imported inside the commands: see nas/cli/app.py.
 
 
 def parse_delta(text: str) -> tuple[float, float | None]:
     """``0.01`` (a fraction of the current latency) or ``0.3ms`` -> (fraction, ms or None)."""
-    from nas.search.budget import BudgetError, parse_budget
-
     try:
         return 0.01, parse_budget(text)
     except BudgetError:
@@ -108,7 +109,6 @@ def netadapt_command(
     from nas.data import load_data
     from nas.netadapt import NetAdaptSettings, check_run_dir
     from nas.netadapt.prune import check_prunable
-    from nas.search.budget import parse_budget
 
     terminate_cleanly()
     if resume and overwrite:
@@ -202,8 +202,6 @@ def _print_result(run, result) -> None:
 
 def layer_diff_table(left, right, left_name: str, right_name: str) -> Table:
     """The two networks' paper tables side by side, row by row; differing cells in yellow."""
-    from nas.spec.tables import table_diff
-
     table = Table(title=f"{left_name} vs {right_name}", title_justify="left")
     rows = table_diff(left, right)
     for column in rows.columns:

@@ -4,7 +4,7 @@ paper found it (block search -> NetAdapt -> long fine-tune) and compared row by 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -24,9 +24,12 @@ from nas.cli.common import (
 )
 from nas.cli.netadapt import layer_diff_table
 from nas.cli.progress import netadapt_events, pipeline_events, progress
-from nas.pipeline import PRESETS, PipelineSettings, reproduce_search
 from nas.spec import ArchSpec
 from search_spaces import zoo
+
+# Library modules that import torch are imported inside the commands: see nas/cli/app.py.
+if TYPE_CHECKING:
+    from nas.pipeline import PipelineSettings
 
 
 def register(app: typer.Typer) -> None:
@@ -59,6 +62,8 @@ def register(app: typer.Typer) -> None:
         """Emit a paper network (table, params, MAdds; spec.json, table.md, arch.txt, model.pt), or
         with --search find one here the way the paper did and compare it row by row."""
         if search:
+            from nas.pipeline import PRESETS, PipelineSettings
+
             name = zoo.canonical_name(model)
             if name not in PRESETS:
                 fail(f"--search reproduces v3-large or v3-small (the paper's two searches), not "
@@ -73,7 +78,7 @@ def register(app: typer.Typer) -> None:
                                         delta=delta, seed=seed, device=device)
             _reproduce_with_search(settings, out_dir or Path("runs") / f"{name}-search", workers)
             return
-        from nas.build import build_model, count_params  # these three import torch (see app.py)
+        from nas.build import build_model, count_params
         from nas.export import save, write_text
         from nas.flops import count_madds
 
@@ -111,7 +116,8 @@ def _reproduce_with_search(settings: PipelineSettings, directory: Path,
                            workers: int | None) -> None:
     """Block search -> NetAdapt -> long fine-tune in ``directory`` (``workers`` search workers,
     default: this machine's), then the found network beside the canonical one."""
-    from nas.data import load_data  # these two import torch (see app.py)
+    from nas.data import load_data
+    from nas.pipeline import reproduce_search
     from nas.search.run import default_workers
 
     name = settings.model

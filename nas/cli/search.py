@@ -29,6 +29,8 @@ from nas.errors import BudgetError
 from nas.search.budget import parse_budget
 from search_spaces import zoo
 
+# Library modules that import torch are imported inside the commands: see nas/cli/app.py.
+
 STRATEGY_HELP = "random, evolution, tpe, nsga2, rl (REINFORCE) or ppo"
 
 
@@ -92,11 +94,11 @@ def search_command(
         fail(f"--population must be at least 2, got {population}")
     if executor not in ("local", "ray"):
         fail(f"--executor must be local or ray, got {executor!r}")
-    # Imported after the checks above: they pull in torch (about 2.5 s to import on a 2-core
-    # machine, `python -X importtime -c "import torch"`), and a mistyped flag is answered
-    # before that.
+    # Imported after the checks above, which thus answer a mistyped flag without paying for
+    # torch's import (see nas/cli/app.py).
     from nas.search.objective import AccuracyJob
     from nas.search.run import SearchRun, SearchSettings, default_workers, resolve_seed_arch
+    from search_spaces.mobilenetv3 import default_space
 
     settings = SearchSettings(
         budget_ms=budget_ms, reward=reward, strategy=strategy, trials=trials, seed=seed,
@@ -113,8 +115,6 @@ def search_command(
     # all, then the latency table (profiled the first time), then the supernet (trained the
     # first time), then the search. A mistake costs seconds, not the minutes of the later steps.
     if seed_arch:
-        from search_spaces.mobilenetv3 import default_space  # numpy: not needed for --help
-
         resolve_seed_arch(seed_arch, default_space())
     settings.job.validate()
     _check_reachable(settings)
@@ -223,14 +223,14 @@ def _prepare_estimator(run) -> None:
 
 
 def _print_summary(run, results, summary, best) -> None:
+    from nas.search.report import proxy_label
+
     failed = summary["failed"]
     out.print(f"{len(results)} trials ({failed} failed); outputs in {run.dir}")
     if best is None:
         fail("no candidate finished; the failures are recorded in study.db")
     table = Table(title=f"Best architecture: trial {best.index} (reward {best.reward:.3f})",
                   title_justify="left")
-    from nas.search.report import proxy_label
-
     for column in ("network", "params", "MAdds", "predicted ms", "measured ms",
                    proxy_label(run.settings.job.unit)):
         table.add_column(column, justify="left" if column == "network" else "right")
@@ -250,7 +250,8 @@ def space_command(
     resolution: Annotated[int, typer.Option(help="input resolution")] = 224,
 ) -> None:
     """Describe the block-wise MobileNetV3 search space: decisions and size."""
-    from search_spaces.mobilenetv3 import default_space  # numpy: not needed for --help
+    # numpy, ~0.05 s to import (-X importtime): not for `nas --help`
+    from search_spaces.mobilenetv3 import default_space
 
     space = default_space(resolution)
     table = Table(title=f"{space.name} space at {resolution}x{resolution}", title_justify="left")

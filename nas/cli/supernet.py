@@ -11,6 +11,8 @@ from nas.cli.common import Data, Seed, err, fail, out, resolve_spec
 from nas.cli.common import user_errors as _user_errors
 from nas.cli.progress import progress_bar
 
+# Library modules that import torch are imported inside the commands: see nas/cli/app.py.
+
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Weight-sharing supernet over the MobileNetV3 space.")
 

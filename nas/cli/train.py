@@ -9,6 +9,8 @@ import typer
 from nas.cli.common import Data, Device, Seed, fail, out, resolve_spec, user_errors
 from nas.cli.progress import progress_bar
 
+# Library modules that import torch are imported inside the commands: see nas/cli/app.py.
+
 
 def register(app: typer.Typer) -> None:
     @app.command("train")

@@ -6,6 +6,9 @@ import typer
 from rich.table import Table
 
 from nas.cli.common import fmt_count, out, user_errors
+from search_spaces import zoo
+
+# Library modules that import torch are imported inside the commands: see nas/cli/app.py.
 
 
 def register(app: typer.Typer) -> None:
@@ -15,7 +18,6 @@ def register(app: typer.Typer) -> None:
         """List the seed model zoo with params and MAdds (224x224, 1000 classes)."""
         from nas.build import count_params
         from nas.flops import count_madds
-        from search_spaces import zoo
 
         table = Table(title="Model zoo (224×224, 1000 classes; MAdds via FlopCounterMode)",
                       title_justify="left")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from nas.data.images import (
     DataError,
@@ -33,8 +34,6 @@ def _class_folders(root: Path) -> list[Path]:
 
 
 def _read_folder(root: Path, classes: list[str], resolution: int):
-    from PIL import Image, UnidentifiedImageError
-
     images, labels = [], []
     for label, name in enumerate(classes):
         folder = root / name

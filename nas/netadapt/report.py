@@ -13,6 +13,8 @@ __all__ = ["plot_progress", "write_report"]
 
 
 def plot_progress(iterations: list[dict], path: Path, target_ms: float | None = None) -> Path:
+    # lazy: pyplot takes ~1.0 s to import (-X importtime), and choosing the Agg backend is a
+    # process-wide change made only when a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg")

@@ -12,17 +12,26 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nas.accuracy.base import AccuracyEstimator, Estimate
+from nas.accuracy.supernet import (
+    DEFAULT_FINETUNE_STEPS,
+    Supernet,
+    SupernetEstimator,
+    SupernetRecipe,
+    cached_supernet,
+    finetune_recipe,
+    load_supernet,
+    supernet_cache_path,
+)
+from nas.accuracy.train import Recipe, TrainEstimator, check_device
+from nas.accuracy.zero_cost import ZeroCostEstimator
+from nas.data import ImageData, load_data
 from nas.errors import EstimatorError
 from nas.search.reward import Reward
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
-
-if TYPE_CHECKING:  # torch is imported where an estimator is built, not here
-    from nas.accuracy.supernet import Supernet
-    from nas.data import ImageData
 
 __all__ = ["ESTIMATORS", "AccuracyJob", "JobInputs", "Objective", "estimate_accuracy",
            "job_inputs"]
@@ -59,8 +68,6 @@ class AccuracyJob:
     supernet_steps: int = 600       # supernet only: training steps of the cached supernet
 
     def __post_init__(self) -> None:
-        from nas.accuracy.supernet import DEFAULT_FINETUNE_STEPS
-
         kind, _, arg = self.estimator.partition(":")
         if not (self.estimator in ESTIMATORS[:5] or (kind == "supernet" and arg)):
             raise EstimatorError(f"unknown estimator {self.estimator!r}; choose supernet, "
@@ -80,16 +87,12 @@ class AccuracyJob:
     @property
     def supernet_recipe(self):
         """The recipe of the supernet that ``--estimator supernet`` trains and caches."""
-        from nas.accuracy.supernet import SupernetRecipe
-
         return SupernetRecipe(steps=self.supernet_steps, seed=self.seed)
 
     def _check(self):
         """Every setting checked before anything is loaded or trained, whichever estimator
         uses it: a bad --epochs or --device must not wait for a supernet's training. Returns
         the training recipe."""
-        from nas.accuracy.train import Recipe, check_device
-
         recipe = Recipe(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                         seed=self.seed)
         check_device(self.device)
@@ -116,8 +119,6 @@ class AccuracyJob:
 
     def data_set(self) -> ImageData:
         """The job's data set, read once per process."""
-        from nas.data import load_data
-
         key = (self.data, self.resolution, self.seed)
         if key not in _DATA:
             _DATA[key] = load_data(self.data, self.resolution, seed=self.seed)
@@ -132,8 +133,6 @@ class AccuracyJob:
         kind, _, arg = self.estimator.partition(":")
         if kind != "supernet":
             return JobInputs(data)
-        from nas.accuracy.supernet import cached_supernet, load_supernet
-
         if arg:
             return JobInputs(data, load_supernet(arg)[0])
         return JobInputs(data, cached_supernet(self.data, data, self.supernet_recipe,
@@ -141,8 +140,6 @@ class AccuracyJob:
 
     def build(self, on_step=None, inputs: JobInputs | None = None) -> AccuracyEstimator:
         """The estimator, from ``inputs`` (default: loaded here, see ``load_inputs``)."""
-        from nas.accuracy.train import TrainEstimator
-
         recipe = self._check()
         if inputs is None:
             inputs = self.load_inputs(on_step)
@@ -151,11 +148,7 @@ class AccuracyJob:
         if kind == "train":
             return TrainEstimator(data, recipe, device=self.device, threads=self.threads)
         if kind == "zero-cost":
-            from nas.accuracy.zero_cost import ZeroCostEstimator
-
             return ZeroCostEstimator(data, arg, seed=self.seed)
-        from nas.accuracy.supernet import SupernetEstimator, finetune_recipe
-
         finetune = finetune_recipe(self.finetune_steps, lr=self.finetune_lr,
                                    batch_size=self.batch_size, seed=self.seed) \
             if self.finetune_steps else None
@@ -163,8 +156,6 @@ class AccuracyJob:
 
     def supernet_path(self):
         """The cache file of ``--estimator supernet``'s supernet (None for other estimators)."""
-        from nas.accuracy.supernet import supernet_cache_path
-
         if self.estimator != "supernet":
             return None
         return supernet_cache_path(self.data, self.resolution, self.supernet_recipe)

@@ -26,6 +26,8 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import torch
+
 from nas.errors import RunError, first_line
 from nas.search.objective import AccuracyJob, Objective, estimate_accuracy, job_inputs
 from nas.search.runner import Runner, failed_outcome
@@ -42,6 +44,8 @@ _QUIET = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
 # Windows and macOS) is off; then "this machine" stays 127.0.0.1. Set for a Ray started here
 # and for a cluster at a loopback address, before Ray is imported (it is read on import).
 _LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# So ray is imported inside the functions that use it, never at the top: ``connect`` sets these
+# variables first.
 
 
 def score_candidate(job: AccuracyJob, spec_json: str, inputs: list) -> dict[str, Any]:
@@ -50,7 +54,6 @@ def score_candidate(job: AccuracyJob, spec_json: str, inputs: list) -> dict[str,
     object for every candidate: it is fetched once per worker process, when the estimator is
     built."""
     import ray
-    import torch
 
     torch.set_num_threads(job.threads or 1)
     [ref] = inputs

@@ -17,8 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from nas.build import count_params
+from nas.export import atomic_path, export, write_text
+from nas.flops import count_madds
+from nas.search.run import reference_specs
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
+from search_spaces import zoo
 
 __all__ = ["best_result", "pareto_front", "proxy_label", "write_outputs"]
 
@@ -47,8 +52,6 @@ def pareto_front(results: Sequence[TrialResult]) -> list[TrialResult]:
 def _references(run, progress) -> dict[str, dict[str, Any]]:
     """V3-Large/-Small at 1.0 and 0.75: predicted latency and accuracy under the run's
     estimator (kept in run.json, so a resumed or re-reported run does not train them again)."""
-    from nas.search.run import reference_specs
-
     cached = run.info.setdefault("references", {})
     specs = reference_specs()
     for number, spec in enumerate(specs):
@@ -73,6 +76,8 @@ def _label(spec: ArchSpec) -> str:
 def plot_pareto(results: Sequence[TrialResult], references: dict[str, dict], budget_ms: float,
                 path: Path, title: str, unit: str = "%",
                 best: TrialResult | None = None) -> None:
+    # lazy: pyplot takes ~1.0 s to import (-X importtime), and choosing the Agg backend is a
+    # process-wide change made only when a figure is drawn
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,8 +104,6 @@ def plot_pareto(results: Sequence[TrialResult], references: dict[str, dict], bud
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    from nas.export import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
@@ -115,8 +118,6 @@ def measured_choice(run, results: Sequence[TrialResult], *, finalists: int = 5,
 
     Returns (winner, measured ms by trial index, measured ms of V3-Large and V3-Small).
     """
-    from search_spaces import zoo
-
     ranked = sorted((r for r in results if r.ok), key=lambda r: (-r.reward, r.index))
     chosen = ranked[:finalists]
     measured = run.measure_ms([r.spec for r in chosen] + [zoo.get("v3-large"),
@@ -130,10 +131,6 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
                   finalists: int = 5,
                   progress: Callable[[str, float, float], None] | None = None) -> dict[str, Any]:
     """Write every output file of a finished run; returns the summary the CLI prints."""
-    from nas.build import count_params
-    from nas.export import export, write_text
-    from nas.flops import count_madds
-
     directory = run.dir
     unit = run.settings.job.unit
     best = best_result(results)
@@ -171,8 +168,6 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
                f"reward "
                f"{best.reward:.3f}; {params / 1e6:.2f}M params, {madds / 1e6:.0f}M MAdds "
                f"(224x224, 1000 classes).\n\n{spec.table()}\n")
-
-    from search_spaces import zoo
 
     compared = [spec, zoo.get("v3-large"), zoo.get("v3-small")]
     measured = [finalist_ms[best.index], *reference_ms]

@@ -31,6 +31,7 @@ from nas.export import load_spec, write_text
 from nas.runlock import LockedRunDir, timestamp
 from nas.search.budget import BudgetError
 from nas.search.objective import AccuracyJob, Objective
+from nas.search.ray_executor import run_on_ray
 from nas.search.reward import Reward
 from nas.search.runner import OnResult, Runner
 from nas.search.storage import RunStore
@@ -223,8 +224,6 @@ class SearchRun(LockedRunDir):
                         workers=workers, on_result=on_result)
         start = time.perf_counter()
         if executor == "ray":
-            from nas.search.ray_executor import run_on_ray
-
             results = run_on_ray(runner, address=ray_address)
         elif executor == "local":
             results = runner.run()

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 from nas.errors import StrategyError
 from nas.search.trial import TrialResult
@@ -38,6 +39,9 @@ __all__ = ["STRATEGIES", "Evolution", "OptunaStrategy", "RLController", "RandomS
 
 # (spec) -> violation; <= 0 means feasible (Optuna's constraints convention).
 Constraint = Callable[[ArchSpec], float]
+
+# optuna (~0.3 s to import, -X importtime) is imported by the strategies that use it: the
+# search's spawned worker processes import this module (through nas.search.runner) and never do.
 MAX_TRIES = 200
 
 
@@ -252,12 +256,10 @@ class RLController(Strategy):
                  entropy: float = 1e-3, ppo_epochs: int = 4, ppo_clip: float = 0.2,
                  seed_bias: float = 1.5, **kwargs: Any):
         super().__init__(space, **kwargs)
-        import torch
-
         if algo not in ("reinforce", "ppo"):
             raise StrategyError(f"algo must be 'reinforce' or 'ppo', got {algo!r}")
         self.name = "rl" if algo == "reinforce" else "ppo"
-        self.torch, self.algo = torch, algo
+        self.algo = algo
         self.batch, self.baseline_decay, self.entropy = batch, baseline_decay, entropy
         self.ppo_epochs, self.ppo_clip = ppo_epochs, ppo_clip
         self.sizes = [len(d.choices) for d in space.decisions]
@@ -284,7 +286,6 @@ class RLController(Strategy):
         """Run the LSTM over whole episodes: sample ``episodes`` of them when ``actions`` is
         None, else score ``actions`` (episodes x decisions). Returns (actions, log-probs,
         entropies), each episodes x decisions."""
-        torch = self.torch
         count = episodes if actions is None else actions.shape[0]
         h = c = torch.zeros(count, self.cell.hidden_size)
         token = torch.zeros(count, dtype=torch.long)
@@ -305,7 +306,7 @@ class RLController(Strategy):
 
     def _propose(self) -> ArchSpec:
         # The policy is tiny: one thread is much faster here than two contending ones.
-        with self.torch.no_grad(), torch_threads(1):
+        with torch.no_grad(), torch_threads(1):
             actions, _, _ = self._run()
         vector = actions[0].numpy().astype(np.int64)
         spec = self.space.decode(vector)
@@ -328,7 +329,6 @@ class RLController(Strategy):
             self.episodes = []
 
     def _update(self) -> None:
-        torch = self.torch
         rewards = np.array([r for _, r in self.episodes])
         if self.baseline is None:
             self.baseline = float(rewards.mean())

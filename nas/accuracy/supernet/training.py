@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from latency_models.lut import cache_dir
 from nas.accuracy.supernet.elastic import Supernet
 from nas.accuracy.supernet.sampling import (
     ELASTIC_ORDER,
@@ -27,9 +28,10 @@ from nas.accuracy.supernet.sampling import (
 )
 from nas.data import ImageData
 from nas.errors import EstimatorError, first_line
+from nas.export import atomic_path
 from nas.runlock import RunLock
 from nas.spec import HeadSpec
-from search_spaces.mobilenetv3 import BlockwiseSpace, StageChoices
+from search_spaces.mobilenetv3 import BlockwiseSpace, StageChoices, default_space
 
 __all__ = ["CHECKPOINT_VERSION", "SupernetRecipe", "cached_supernet", "load_supernet",
            "save_checkpoint", "space_from_dict", "space_to_dict", "supernet_cache_path",
@@ -91,8 +93,6 @@ def space_from_dict(data: dict[str, Any]) -> BlockwiseSpace:
 
 def save_checkpoint(path: Path, supernet: Supernet, optimizer, step: int,
                     recipe: SupernetRecipe) -> None:
-    from nas.export import atomic_path
-
     payload = {"format": "nas.supernet", "version": CHECKPOINT_VERSION,
                "space": space_to_dict(supernet.space), "recipe": dataclasses.asdict(recipe),
                "step": step,
@@ -220,8 +220,6 @@ def supernet_cache_path(source: str, resolution: int, recipe: SupernetRecipe) ->
     """Where the supernet trained on ``source`` at ``resolution`` with ``recipe`` is kept:
     ``<cache>/supernets/`` (``$NAS_CACHE_DIR``, else ``~/.cache/nas``), one file per data set,
     resolution and recipe."""
-    from latency_models.lut import cache_dir
-
     kind, sep, where = source.partition(":")
     if sep:  # a user's directory: the same folder under another spelling is the same data
         source = f"{kind}:{Path(where).expanduser().resolve()}"
@@ -238,8 +236,6 @@ def cached_supernet(source: str, data: ImageData, recipe: SupernetRecipe = Super
     MobileNetV3 space the first time it is asked for and kept in the cache
     (``supernet_cache_path``) afterwards. An interrupted training continues from its last
     checkpoint."""
-    from search_spaces.mobilenetv3 import default_space
-
     path = supernet_cache_path(source, data.resolution, recipe)
     if path.is_file():
         try:

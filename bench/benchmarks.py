@@ -1,0 +1,50 @@
+"""What `make bench` runs: every benchmark with its time limit, in the order they run.
+
+``bench/run_all.py`` runs them; the docs' figures of its sessions (``figures_runs.py``) state
+their limits and tell a full run from a partial one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TV_PYTHON = ROOT / ".venv-tv" / "bin" / "python"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    minutes: float  # time limit on this 2-core machine, about twice what a run took
+    args: tuple[str, ...] = ()
+    python: Path | None = None  # another interpreter (the torchvision venv)
+    needs: Callable[[], str] | None = field(default=None, compare=False)  # why it cannot run
+    path: Path | None = None  # default: bench/NAME.py
+
+    @property
+    def script(self) -> Path:
+        return self.path or ROOT / "bench" / f"{self.name}.py"
+
+
+def _torchvision_venv() -> str:
+    return "" if TV_PYTHON.exists() else "needs .venv-tv: run `make bench-torchvision` once"
+
+
+# Accuracy-bound benchmarks first, the pure timing ones last (the quietest stretch of a session).
+BENCHMARKS = (
+    Benchmark("estimator_ranking", 90),
+    Benchmark("reference_lr", 150),  # retrains only when estimator_ranking's sample changed
+    Benchmark("search_quality", 80),
+    Benchmark("netadapt_vs_multiplier", 40),
+    Benchmark("ray_throughput", 30),  # ~12 min expected on 2 quiet cores (not yet measured)
+    Benchmark("timer_variants", 30),  # bound to be set from its first full run
+    Benchmark("latency_validation", 25),
+    Benchmark("torchvision_equivalence", 10, python=TV_PYTHON, needs=_torchvision_venv),
+)
+
+
+def is_full(session: Mapping, benchmarks: Iterable[Benchmark]) -> bool:
+    """Whether a session of `make bench` ran every one of ``benchmarks``."""
+    return {b["name"] for b in session["benchmarks"]} >= {b.name for b in benchmarks}
