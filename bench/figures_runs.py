@@ -25,8 +25,15 @@ def render_newcomer(results: Results) -> list[str]:
              "(installing, profiling the latency table and training the search's supernet "
              "included)",
              f"{fmt_minutes(d.get('make_demo_warm_seconds'))} once those are cached"]
-    return [f"Measured {d.get('date') or run_date(d)} on {machine or 'an unrecorded machine'}: "
-            + "; ".join(parts) + " (`bench/results/newcomer.json`)."]
+    lines = [f"Measured {d.get('date') or run_date(d)} on {machine or 'an unrecorded machine'}: "
+             + "; ".join(parts) + " (`bench/results/newcomer.json`)."]
+    checks = d.get("bad_budgets") or []
+    if checks:
+        said = "; ".join(f"`nas-search --budget {c['budget']}` {c['seconds']:.1f} s, exit "
+                         f"{c['exit_code']}" for c in checks)
+        lines += ["", "A budget that is not a latency, or that no network reaches, is refused on "
+                  f"the same fresh clone with an empty cache in: {said}."]
+    return lines
 
 
 def render_bench_bound(results: Results) -> list[str]:
