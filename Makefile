@@ -30,10 +30,18 @@ DEMO_SEARCH := --budget 60ms --trials 16 --population 8 --name demo --overwrite
 demo: install
 	$(VENV)/bin/nas-search $(DEMO_SEARCH)
 
-# Two pytest workers (xdist), one per core; Ray's tests share one worker (group "ray").
-TEST_WORKERS ?= 2
+# One process by default. `make test TEST_WORKERS=2` runs two pytest-xdist workers, one torch
+# thread each, Ray's tests on one of them (group "ray"): 571 s instead of 693 on 2 cores, but
+# a Ray node started while the other worker computes can miss Ray's fixed 30 s start-up wait
+# (2 of 3 runs here), so it is not the default yet.
+TEST_WORKERS ?= 1
+ifeq ($(TEST_WORKERS),1)
+TEST_PARALLEL := -p no:xdist
+else
+TEST_PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
+endif
 test: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(PY) -m pytest -q $(TEST_PARALLEL) --durations=15
 
 test-all: install
 	$(PY) -m pytest -q -m ''
