@@ -38,6 +38,45 @@ def make_activation(name: str | None) -> nn.Module | None:
     raise ValueError(f"unknown activation {name!r} (known: RE, HS, RE6)")
 
 
+def within_reach(weight: torch.Tensor, padding: tuple[int, int],
+                 size: list[int]) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The kernel taps that can meet the input, and the padding that goes with them.
+
+    With an odd kernel ``k``, padding ``k // 2`` and no dilation, a tap ``d`` away from the
+    centre only ever meets padding once ``|d| >= size`` (whatever the stride), so cropping the
+    kernel to ``2 * size - 1`` taps changes neither the output nor its shape. It changes the
+    cost: a 7x7 depthwise conv on the 1x1 or 2x2 features of a small input computes 49 taps
+    for 1 or 9 useful ones, and its backward pass is the slowest op of such a network.
+    Gradients of the skipped taps are zero either way."""
+    kh, kw = weight.shape[-2], weight.shape[-1]
+    ch, cw = 0, 0
+    if kh % 2 == 1 and padding[0] == kh // 2:
+        ch = max(0, padding[0] - (size[0] - 1))
+    if kw % 2 == 1 and padding[1] == kw // 2:
+        cw = max(0, padding[1] - (size[1] - 1))
+    if ch == 0 and cw == 0:
+        return weight, padding
+    return weight[:, :, ch:kh - ch, cw:kw - cw], (padding[0] - ch, padding[1] - cw)
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (zero padding) that skips the kernel taps which only ever meet the
+    padding (:func:`within_reach`): the same outputs, parameters and state dict."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.padding_mode != "zeros" or isinstance(self.padding, str):
+            raise ValueError("Conv2d takes zero padding given as numbers")
+
+    def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        padding = (self.padding[0], self.padding[1])
+        if self.dilation[0] == 1 and self.dilation[1] == 1:
+            weight, padding = within_reach(weight, padding, input.shape[-2:])
+        return nn.functional.conv2d(input, weight, bias, self.stride, padding, self.dilation,
+                                    self.groups)
+
+
 class ConvNormAct(nn.Sequential):
     """Conv -> BatchNorm -> activation; ``act=None`` leaves the output linear."""
 
@@ -45,7 +84,7 @@ class ConvNormAct(nn.Sequential):
                  dilation: int = 1, act: str | None, bn_eps: float, bn_momentum: float):
         padding = (kernel - 1) // 2 * dilation
         layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, kernel, stride, padding, dilation=dilation, groups=groups,
+            Conv2d(in_ch, out_ch, kernel, stride, padding, dilation=dilation, groups=groups,
                       bias=False),
             nn.BatchNorm2d(out_ch, eps=bn_eps, momentum=bn_momentum),
         ]

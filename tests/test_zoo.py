@@ -226,3 +226,28 @@ def test_markdown_table():
     assert "| 7²×960 | pool 7x7 | - | - | - | - | 1 |" in lines
     assert lines[-1] == "| 1²×1280 | conv2d 1x1, NBN | - | 1000 | - | - | 1 |"
     assert len(lines) == 2 + 20
+
+
+@pytest.mark.parametrize("kernel", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 9])
+def test_conv_skips_only_taps_that_meet_padding(kernel, stride, size):
+    """nas.modules.Conv2d crops a kernel larger than its input: outputs and every gradient
+    equal nn.Conv2d's, and the crop really happens on a 1x1 input."""
+    from nas.modules import Conv2d, within_reach
+
+    torch.manual_seed(0)
+    plain = nn.Conv2d(8, 8, kernel, stride, kernel // 2, groups=8, bias=False)
+    cropped = Conv2d(8, 8, kernel, stride, kernel // 2, groups=8, bias=False)
+    cropped.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 8, size, size, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    out, out2 = plain(x), cropped(x2)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out2.backward(grad)
+    torch.testing.assert_close(out2, out)
+    torch.testing.assert_close(x2.grad, x.grad)
+    torch.testing.assert_close(cropped.weight.grad, plain.weight.grad)
+    weight, padding = within_reach(plain.weight, plain.padding, (size, size))
+    assert weight.shape[-1] == min(kernel, 2 * size - 1) and padding[0] == weight.shape[-1] // 2
