@@ -27,7 +27,7 @@ __all__ = ["Calibration", "Encoded", "LUTPredictor", "LatencyPredictor", "Missin
 
 
 _STEM_FIELDS = operator.attrgetter("in_ch", "out_ch", "kernel", "stride", "act", "maxpool")
-_BLOCK_FIELDS = operator.attrgetter("_values")  # (kind, kernel, in_ch, exp_ch, out_ch, se, ...)
+_BLOCK_FIELDS = operator.attrgetter("values")  # (kind, kernel, in_ch, exp_ch, out_ch, se, ...)
 _HEAD_FIELDS = operator.attrgetter("conv_ch", "conv_act", "hidden_ch", "hidden_act")
 _STRIDE = operator.itemgetter(7)
 

@@ -295,9 +295,9 @@ def test_dataclass_fields_are_the_json_fields():
     # The derived tuple the latency predictors key on: every JSON field, in order, and nothing
     # else; it stays out of equality, the repr and the JSON.
     for block in spec.blocks:
-        assert block._values == tuple(getattr(block, name) for name in block_fields)
+        assert block.values == tuple(getattr(block, name) for name in block_fields)
     block = spec.blocks[1]
     changed = dataclasses.replace(block, kernel=7 if block.kernel != 7 else 5)
-    assert changed._values[1] == changed.kernel != block.kernel
-    assert "_values" not in repr(block)
+    assert changed.values[1] == changed.kernel != block.kernel
+    assert "values" not in repr(block)
     assert BlockSpec(**raw["blocks"][1]) == block

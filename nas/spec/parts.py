@@ -163,13 +163,14 @@ class BlockSpec:
     act: str = "RE"
     stride: int = 1
     dilation: int = 1
-    # The field values as one plain tuple, made once: latency predictors key their look-up
-    # tables with it (reading nine slots per block per prediction would cost more than the rest
-    # of a prediction). Derived, so it is not part of the JSON, the repr or equality.
-    _values: tuple = dataclasses.field(init=False, repr=False, compare=False)
+    # ``values``: the fields above as one plain tuple in their order, made once. Latency
+    # predictors key their look-up tables with it (reading nine slots per block per prediction
+    # would cost more than the rest of a prediction). Derived, so it is not part of the JSON,
+    # the repr or equality; read-only like every field.
+    values: tuple = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_values", (self.kind, self.kernel, self.in_ch, self.exp_ch,
+        object.__setattr__(self, "values", (self.kind, self.kernel, self.in_ch, self.exp_ch,
                                              self.out_ch, self.se, self.act, self.stride,
                                              self.dilation))
         check_choice("kind", self.kind, BLOCK_KINDS)
