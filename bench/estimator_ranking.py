@@ -26,7 +26,7 @@ against a plain eager loop with PyTorch's defaults, for V3-Small and V3-Large on
 32x32, side by side in the same run.
 
     python bench/estimator_ranking.py [--data digits-hard] [--archs 24] [--epochs N] [--lr 0.05]
-                                      [--finetune-lr 0.05] [--supernet-steps 600]
+                                      [--finetune-lr 0.05] [--supernet-steps 400]
                                       [--supernet-seeds 1] [--arch-seed 11] [--reuse-reference]
                                       [--smoke]
 
@@ -147,7 +147,7 @@ def main() -> int:
     parser.add_argument("--finetune-lr", type=float, default=0.05,
                         help="learning rate of the supernet's 60-step fine-tune")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--supernet-steps", type=int, default=600)
+    parser.add_argument("--supernet-steps", type=int, default=400)
     parser.add_argument("--supernet-seeds", type=int, default=1,
                         help="supernets trained with seeds 0..N-1; each is scored with 60 "
                              "fine-tuning steps, and the spread of their tau is reported")

@@ -54,8 +54,10 @@ def test_the_search_supernet_is_reported_trained_or_interrupted():
 
     job = AccuracyJob()
     supernet = Supernet(default_space().with_resolution(32, 10))
-    for step, status, words in ((300, "warn", "interrupted at step 300 of 600"),
-                                (600, "ok", "trained, 600 steps")):
+    steps = job.supernet_recipe.steps
+    half = steps // 2
+    for step, status, words in ((half, "warn", f"interrupted at step {half} of {steps}"),
+                                (steps, "ok", f"trained, {steps} steps")):
         save_checkpoint(job.supernet_path(), supernet, None, step, job.supernet_recipe)
         check = by_name(doctor.run_checks(), "search's supernet (digits-hard, 32px)")
         assert check.status == status and check.detail.startswith(words)

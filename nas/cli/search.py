@@ -58,7 +58,7 @@ def search_command(
         help="supernet estimators: fine-tune each inherited sub-network this many steps "
              "(lr 0.05) before scoring it [default: 60; why: docs/accuracy.md]")] = None,
     supernet_steps: Annotated[int, typer.Option(
-        help="--estimator supernet: training steps of the cached supernet")] = 600,
+        help="--estimator supernet: training steps of the cached supernet")] = 400,
     device: Device = "cpu",
     workers: Annotated[int | None, typer.Option(
         help="candidates scored at once (default: one per core, at most 8)")] = None,

@@ -23,7 +23,7 @@ Checkpoint = Annotated[Path, typer.Option("--checkpoint", help="supernet checkpo
 @_user_errors
 def train_command(
     budget: Annotated[int, typer.Option(help="training steps (each: largest, smallest and "
-                                        "random sub-networks)")] = 600,
+                                        "random sub-networks)")] = 400,
     data: Data = "digits-hard",
     resolution: Annotated[int, typer.Option(help="input resolution")] = 32,
     batch_size: Annotated[int, typer.Option(help="batch size")] = 32,
@@ -38,7 +38,8 @@ def train_command(
 
     if checkpoint.exists() and not resume:
         fail(f"{checkpoint} exists: pass --resume to continue it, or another --checkpoint")
-    recipe = SupernetRecipe(steps=budget, batch_size=batch_size, seed=seed)
+    recipe = SupernetRecipe(steps=budget, batch_size=batch_size, sort_every=max(1, budget // 3),
+                            seed=seed)
     dataset = load_data(data, resolution, seed=seed)
     out.print(f"supernet on {dataset.describe()}")
     with progress_bar("training ") as update:

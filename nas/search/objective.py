@@ -65,7 +65,7 @@ class AccuracyJob:
     # 60 for a supernet, the benchmark's setting, docs/accuracy.md; 0 otherwise), at lr 0.05.
     finetune_steps: int | None = None
     finetune_lr: float = 0.05
-    supernet_steps: int = 600       # supernet only: training steps of the cached supernet
+    supernet_steps: int = 400       # supernet only: training steps of the cached supernet
 
     def __post_init__(self) -> None:
         kind, _, arg = self.estimator.partition(":")
@@ -87,7 +87,8 @@ class AccuracyJob:
     @property
     def supernet_recipe(self):
         """The recipe of the supernet that ``--estimator supernet`` trains and caches."""
-        return SupernetRecipe(steps=self.supernet_steps, seed=self.seed)
+        steps = self.supernet_steps
+        return SupernetRecipe(steps=steps, sort_every=max(1, steps // 3), seed=self.seed)
 
     def _check(self):
         """Every setting checked before anything is loaded or trained, whichever estimator
