@@ -40,7 +40,7 @@ def render_bench_bound(results: Results) -> list[str]:
     """The bound of `make bench` (the sum of its benchmarks' limits) and its last full run."""
     bound = sum(b.minutes for b in BENCHMARKS)
     lines = [f"`make bench` stops within {bound:g} min: the sum of the time limits of its "
-             "benchmarks in `bench/run_all.py`."]
+             "benchmarks in `bench/benchmarks.py`."]
     full = _last_full(results.get("bench_run"))
     if full:
         lines[0] += (f" Its last full run took {fmt_minutes(full['seconds'])} "
@@ -80,7 +80,7 @@ def _session_lines(session: Mapping, how: str) -> list[str]:
 def render_bench_run(results: Results) -> list[str]:
     """The time limits of `make bench`, its last full run and any later partial one."""
     limits = ", ".join(f"{b.name} {b.minutes:g}" for b in BENCHMARKS)
-    lines = [f"Time limits in `bench/run_all.py` (min): {limits}; "
+    lines = [f"Time limits in `bench/benchmarks.py` (min): {limits}; "
              f"{sum(b.minutes for b in BENCHMARKS):g} in all."]
     session = _session(results.get("bench_run"))
     full = _last_full(results.get("bench_run"))
