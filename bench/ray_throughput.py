@@ -89,12 +89,13 @@ def jobs(args, scratch: Path) -> dict[str, AccuracyJob]:
 def warm_up(objective: Objective, pool, workers: int) -> float:
     """Seconds until every worker has scored a candidate (process start, estimator build,
     the object-store fetch): batches of warm-up candidates until each worker process (local)
-    or node (Ray) has answered, at most ten."""
+    or node (Ray) has answered, for at most two minutes (a worker still starting leaves the
+    batches to the ones already up, the more often the faster a candidate is scored)."""
     from nas.search.objective import estimate_accuracy
 
     strategy = make_strategy("random", default_space(), seed=1)
     started, seen = time.perf_counter(), set()
-    for _ in range(10):
+    while time.perf_counter() - started < 120:
         batch = [(i, strategy.ask()) for i in range(workers)]
         if pool is None:
             for _, spec in batch:
