@@ -447,8 +447,17 @@ def test_interrupting_the_supernet_training_of_a_search_is_one_line(tmp_path):
             if "training the search's supernet" in line:
                 break
         time.sleep(2)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
+        # Python can drop a Ctrl-C that lands inside a finaliser ("Exception ignored in"):
+        # once in a fresh-clone run here the training went on; a user presses it again.
+        for _ in range(3):
+            process.send_signal(signal.SIGINT)
+            try:
+                _, stderr = process.communicate(timeout=20)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            _, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
     assert process.returncode == 130, stderr[-2000:]
