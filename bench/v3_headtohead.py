@@ -244,6 +244,25 @@ def smoke_recipe(final: FinalRecipe) -> FinalRecipe:
                                recipe=dataclasses.replace(final.recipe, epochs=1, batch_size=32))
 
 
+def with_overrides(final: FinalRecipe, epochs: int | None, resolution: int | None,
+                   seeds: int | None) -> FinalRecipe:
+    """``final`` with a trial's changes (named in its ``name``, so results never pass for the
+    recipe's own); trainings are keyed by the whole recipe and never mix."""
+    changes, tags = {}, []
+    if epochs is not None and epochs != final.recipe.epochs:
+        changes["recipe"] = dataclasses.replace(final.recipe, epochs=epochs)
+        tags.append(f"{epochs} epochs")
+    if resolution is not None and resolution != final.resolution:
+        changes["resolution"] = resolution
+        tags.append(f"{resolution} px")
+    if seeds is not None:
+        changes["seeds"] = final.seeds[:seeds] if seeds <= len(final.seeds) else tuple(
+            range(seeds))
+    if tags:
+        changes["name"] = f"{final.name} ({', '.join(tags)})"
+    return dataclasses.replace(final, **changes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="fashion-mnist", choices=sorted(FINAL_RECIPES))
@@ -251,6 +270,8 @@ def main() -> None:
                         help="zoo name:width entries (default: the V3 width family)")
     parser.add_argument("--seeds", type=int, default=None,
                         help="the recipe's first N seeds (default: all of them)")
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs (a trial)")
+    parser.add_argument("--resolution", type=int, help="override the recipe's resolution (px)")
     parser.add_argument("--rounds", type=int, default=30, help="end-to-end timing rounds")
     parser.add_argument("--found", action="store_true",
                         help="also search (then NetAdapt) at V3-Small's and V3-Large's latency")
@@ -286,8 +307,7 @@ def main() -> None:
             scratch / "trainings.jsonl", False
         if args.found:
             raise SystemExit("--smoke does not run --found (a search needs minutes)")
-    if args.seeds is not None:
-        final = dataclasses.replace(final, seeds=final.seeds[:args.seeds])
+    final = with_overrides(final, args.epochs, args.resolution, args.seeds)
     args.final, args.run_dir = final, args.cache.parent
     provenance = Provenance.start({k: v for k, v in vars(args).items() if k != "final"})
     started = time.perf_counter()

@@ -41,7 +41,7 @@ def test_netadapt_vs_multiplier_smoke(tmp_path):
     assert "NetAdapt ms" in stdout and "mult@same ms" in stdout
 
 
-@pytest.mark.xdist_group("ray")
+@pytest.mark.ray
 def test_ray_throughput_smoke(tmp_path):
     import json
 

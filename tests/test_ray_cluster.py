@@ -33,9 +33,10 @@ from tests.helpers import (
 from tests.study_db import finished_trials, trial_attribute
 
 pytest.importorskip("ray.cluster_utils")
-# One worker runs every Ray test (xdist group "ray"): two clusters at once would share ports.
+# Marked "ray": `make test` runs these in one process after the rest (two clusters at once
+# would share ports, and a node started beside a busy worker can miss Ray's start-up wait).
 pytestmark = [pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc"),
-              pytest.mark.xdist_group("ray")]
+              pytest.mark.ray]
 
 BIN = Path(sys.executable).parent
 # tiny, fast settings: plain digits at 16x16, a zero-cost proxy

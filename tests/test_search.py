@@ -354,7 +354,7 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path):
 
 
 # --------------------------------------------------------------------------- Ray
-@pytest.mark.xdist_group("ray")
+@pytest.mark.ray
 @pytest.mark.parametrize("strategy", ["evolution", "tpe"])
 def test_ray_executor_on_a_local_two_cpu_ray(tmp_path, strategy, monkeypatch):
     ray = pytest.importorskip("ray")
