@@ -10,9 +10,10 @@ side by side in one session at the end of the run.
 2. The discrimination check: is each step of V3-Small ×0.5 < ×0.75 < ×1.0 < V3-Large ×1.0
    larger than twice the larger of the two seed standard deviations? Without it the task
    cannot tell the family apart, let alone a found network from it.
-3. ``--found`` (optional): ``nas reproduce --search`` (block search, then NetAdapt) on the
-   same data with V3-Small's and V3-Large's latency as budgets; each network found is trained
-   with the same recipe and seeds and timed with the family.
+3. ``--found`` (optional): ``nas reproduce --search`` (block search scored by a supernet
+   trained on the same data, then NetAdapt) with V3-Small's and V3-Large's latency as
+   budgets; each network found is trained with the same recipe and seeds and timed with the
+   family.
 
 Trainings are kept in ``--cache`` (one JSON line each, keyed by the network, the recipe and
 the seed) as they finish; ``--resume`` reuses them, so the trainings can be run in chunks
@@ -189,6 +190,7 @@ def find(target: str, budget_ms: float, args, data_name: str, **options) -> Arch
 
     settings = PipelineSettings(
         model=TARGETS[target], strategy=args.strategy, trials=args.trials, data=data_name,
+        supernet_steps=args.supernet_steps,
         resolution=args.final.resolution, init_epochs=args.init_epochs,
         short_steps=args.short_steps, long_epochs=args.long_epochs, delta=args.delta,
         rounds=args.rounds)
@@ -277,6 +279,8 @@ def main() -> None:
                         help="also search (then NetAdapt) at V3-Small's and V3-Large's latency")
     parser.add_argument("--strategy", default="evolution")
     parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--supernet-steps", type=int, default=400,
+                        help="the search's estimator: a supernet trained on the recipe's data")
     parser.add_argument("--init-epochs", type=int, default=2)
     parser.add_argument("--short-steps", type=int, default=40)
     parser.add_argument("--long-epochs", type=int, default=0)

@@ -53,7 +53,11 @@ class PipelineSettings:
     model: str                       # mobilenet_v3_large or mobilenet_v3_small
     strategy: str = "ppo"
     trials: int = 100
-    epochs: int = 1                  # training per search candidate
+    # the search's accuracy estimator, as nas-search's --estimator: by default the supernet,
+    # trained once on ``data`` at ``resolution`` (``supernet_steps``) and cached
+    estimator: str = "supernet"
+    supernet_steps: int = 400
+    epochs: int = 1                  # training per search candidate (estimator "train")
     data: str = "digits"
     resolution: int = 16
     init_epochs: int = 10            # NetAdapt's first training (and the canonical network's)
@@ -72,18 +76,23 @@ class PipelineSettings:
             raise RunError(f"rounds must be at least 1, got {self.rounds}")
         # The stages' own checks, now: a bad setting fails before the target is measured and
         # written, not minutes later (the targets here are placeholders).
-        reward, seed_arch = PRESETS[self.model]
-        SearchSettings(budget_ms=1.0, reward=reward, strategy=self.strategy, trials=self.trials,
-                       seed=self.seed, seed_arch=seed_arch,
-                       job=AccuracyJob(data=self.data, resolution=self.resolution,
-                                       estimator="train", epochs=self.epochs, seed=self.seed,
-                                       device=self.device))
+        self.search_settings(budget_ms=1.0)
         NetAdaptSettings(target_ms=1.0, delta=self.delta, short_steps=self.short_steps,
                          long_epochs=self.long_epochs, init_epochs=self.init_epochs,
                          seed=self.seed, data=self.data, resolution=self.resolution,
                          device=self.device)
         Recipe(epochs=self.epochs)
         check_device(self.device)
+
+    def search_settings(self, budget_ms: float) -> SearchSettings:
+        """The block search's settings: this model's reward and start, ``budget_ms``."""
+        reward, seed_arch = PRESETS[self.model]
+        return SearchSettings(
+            budget_ms=budget_ms, reward=reward, strategy=self.strategy, trials=self.trials,
+            seed=self.seed, seed_arch=seed_arch,
+            job=AccuracyJob(data=self.data, resolution=self.resolution, estimator=self.estimator,
+                            epochs=self.epochs, supernet_steps=self.supernet_steps,
+                            seed=self.seed, device=self.device))
 
 
 Event = Callable[[str, dict[str, Any]], None]
@@ -129,15 +138,16 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     event("target", {"target_ms": target_ms, "model": canonical.name})
 
     # 2. block search
-    search_settings = SearchSettings(
-        budget_ms=target_ms, reward=reward, strategy=settings.strategy, trials=settings.trials,
-        seed=settings.seed, seed_arch=seed_arch,
-        job=AccuracyJob(data=settings.data, resolution=settings.resolution, estimator="train",
-                        epochs=settings.epochs, seed=settings.seed, device=settings.device))
-    search = SearchRun(search_settings, out_dir / "search", predictor=predictor)
-    event("search", {"trials": settings.trials, "strategy": settings.strategy, "reward": reward,
-                     "seed_arch": seed_arch, "dir": str(search.dir)})
+    search = SearchRun(settings.search_settings(target_ms), out_dir / "search",
+                       predictor=predictor)
     with search:
+        # the estimator first (the supernet's training, once per data set and resolution)
+        search.prepare(on_step=lambda step, total, _loss: event(
+            "supernet", {"step": step, "total": total, "data": settings.data,
+                         "resolution": settings.resolution}))
+        event("search", {"trials": settings.trials, "strategy": settings.strategy,
+                         "reward": reward, "seed_arch": seed_arch, "dir": str(search.dir),
+                         "estimator": settings.estimator})
         results = search.run(workers=workers, on_result=on_search_result)
         if predictor is None:
             winner, _, _ = measured_choice(search, results, rounds=settings.rounds)

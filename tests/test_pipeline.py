@@ -19,8 +19,8 @@ def test_the_pipeline_finds_adapts_and_compares(tmp_path):
     predictor = synthetic_predictor()
     target = predictor.predict_one(zoo.get("v3-small"))  # what the synthetic device measures
     settings = PipelineSettings(model="mobilenet_v3_small", strategy="random", trials=3,
-                                resolution=8, init_epochs=1, short_steps=2, long_epochs=1,
-                                delta=0.1)
+                                supernet_steps=3, resolution=8, init_epochs=1, short_steps=2,
+                                long_epochs=1, delta=0.1)
     latency = ProposalLatency(synthetic_table(), Calibration(), tmp_path / "na-table.json",
                               measure=SyntheticDevice())
     target *= 0.9  # below the space's V3-Small: NetAdapt has work to do
@@ -32,7 +32,12 @@ def test_the_pipeline_finds_adapts_and_compares(tmp_path):
     summary = reproduce_search(settings, tmp_path, predictor=predictor, netadapt_latency=latency,
                                measure=measure,
                                on_event=lambda kind, payload: events.append(kind))
-    assert events[:5] == ["target", "search", "searched", "netadapt_target", "netadapt"]
+    # the search's supernet is trained first (on the pipeline's data), then the search runs
+    steps = [kind for kind in events if kind == "supernet"]
+    assert len(steps) == 3
+    assert [k for k in events if k != "supernet"][:5] == [
+        "target", "search", "searched", "netadapt_target", "netadapt"]
+    assert events.index("supernet") < events.index("search")
     found = ArchSpec.from_dict(summary["found"]["spec"])
     # NetAdapt aims at the canonical network on its own scale (here the synthetic table's)
     assert summary["netadapt_target_ms"] == pytest.approx(target / 0.9)

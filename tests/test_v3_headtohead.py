@@ -114,7 +114,8 @@ def test_found_runs_search_then_netadapt_at_the_v3_budget(tmp_path, monkeypatch)
     latency = ProposalLatency(synthetic_table(), Calibration(), tmp_path / "na-table.json",
                               measure=SyntheticDevice())
     final = dataclasses.replace(FINAL_RECIPES["fashion-mnist"], resolution=8)
-    args = argparse.Namespace(strategy="random", trials=2, final=final, init_epochs=1,
+    args = argparse.Namespace(strategy="random", trials=2, supernet_steps=3, final=final,
+                              init_epochs=1,
                               short_steps=2, long_epochs=0, delta=0.1, rounds=1,
                               run_dir=tmp_path / "runs")
     budget = 0.9 * latency(zoo.get("v3-small"))
@@ -124,6 +125,9 @@ def test_found_runs_search_then_netadapt_at_the_v3_budget(tmp_path, monkeypatch)
     summary = json.loads((tmp_path / "runs" / "found-v3-small" / "summary.json").read_text())
     assert summary["target_ms"] == pytest.approx(budget)  # the budget measured by the bench
     assert summary["settings"]["data"] == "fashion-mnist"
+    # the search scored its candidates with a supernet trained on that data
+    assert summary["settings"]["estimator"] == "supernet"
+    assert summary["settings"]["supernet_steps"] == 3
     assert summary["netadapt"]["stop_reason"] == "target reached"
     # what NetAdapt returned, renamed for the result file, at the deploy resolution
     assert found == dataclasses.replace(ArchSpec.from_dict(summary["found"]["spec"]),

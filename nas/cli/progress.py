@@ -212,6 +212,10 @@ def pipeline_events(bar: Progress, task: Any, name: str) -> Callable[[str, dict[
     def on_event(kind: str, p: dict[str, Any]) -> None:
         if kind == "target":
             out.print(f"target: {p['model']} measured here at {p['target_ms']:.2f} ms")
+        elif kind == "supernet":
+            bar.update(task, total=p["total"], completed=p["step"],
+                       description=f"training the search's supernet on {p['data']} at "
+                                   f"{p['resolution']}px (once; cached)")
         elif kind == "search":
             bar.update(task, total=p["trials"], completed=0,
                        description=f"block search ({p['strategy']}, {p['reward']}, from "

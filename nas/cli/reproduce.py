@@ -47,6 +47,11 @@ def register(app: typer.Typer) -> None:
         strategy: Annotated[str, typer.Option(help="--search: the block search's strategy")]
             = "ppo",
         trials: Annotated[int, typer.Option(help="--search: candidates of the block search")] = 100,
+        estimator: Annotated[str, typer.Option(
+            help="--search: the block search's accuracy estimator, as nas-search's")]
+            = "supernet",
+        supernet_steps: Annotated[int, typer.Option(
+            help="--search with --estimator supernet: its training steps")] = 400,
         data: Annotated[str, typer.Option(help=f"--search: {DATA_SOURCES}")] = "digits",
         resolution: Annotated[int, typer.Option(help="--search: training resolution")] = 16,
         init_epochs: Annotated[int, typer.Option(help="--search: first training of both "
@@ -72,8 +77,9 @@ def register(app: typer.Typer) -> None:
                 fail("--search reproduces the 1.0 networks; drop --width")
             if workers is not None and workers < 1:
                 fail("--workers must be at least 1")
-            settings = PipelineSettings(model=name, strategy=strategy, trials=trials, data=data,
-                                        resolution=resolution, init_epochs=init_epochs,
+            settings = PipelineSettings(model=name, strategy=strategy, trials=trials,
+                                        estimator=estimator, supernet_steps=supernet_steps,
+                                        data=data, resolution=resolution, init_epochs=init_epochs,
                                         short_steps=short_steps, long_epochs=long_epochs,
                                         delta=delta, seed=seed, device=device)
             _reproduce_with_search(settings, out_dir or Path("runs") / f"{name}-search", workers)
