@@ -43,7 +43,7 @@ endif
 test: install
 	$(PY) -m pytest -q $(TEST_PARALLEL) -m 'not slow and not fuzz and not ray' --durations=10; \
 	first=$$?; \
-	$(PY) -m pytest -q -p no:xdist -v -m 'ray and not slow and not fuzz' --durations=5 || exit 1; \
+	$(PY) -m pytest -v -p no:xdist -m 'ray and not slow and not fuzz' --durations=5 || exit 1; \
 	exit $$first
 
 test-all: install
