@@ -9,7 +9,12 @@ with the multiplier network nearest to it in measured latency. Every network is 
 from scratch with one recipe and several seeds (the architecture comparison); the NetAdapt
 networks are also reported with their carried weights after the long fine-tune.
 
-    python bench/netadapt_vs_multiplier.py [--targets 0.9 0.8 0.7] [--seeds 3] [--smoke]
+``--recipe fashion-mnist``: NetAdapt runs on that data set at the recipe's resolution, and
+the networks are trained with its final recipe (``nas.accuracy.final``) and scored on its
+test images; otherwise ``--epochs`` of the proxy recipe on ``--data``, scored on validation.
+
+    python bench/netadapt_vs_multiplier.py [--targets 0.9 0.8 0.7] [--seeds 3]
+        [--recipe fashion-mnist [--epochs N --resolution PX]] [--smoke]
 
 Prints a table; writes bench/results/netadapt_vs_multiplier.json and .png.
 """
@@ -31,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import Provenance, save_latency_plot, write_result  # noqa: E402
 
 from latency_models.store import LatencySetup, load_predictor, measure_ms  # noqa: E402
+from nas.accuracy.final import FINAL_RECIPES, FinalRecipe, train_final  # noqa: E402
 from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
 from nas.build import count_params  # noqa: E402
 from nas.data import load_data  # noqa: E402
@@ -47,7 +53,12 @@ def multiplier_family(start: ArchSpec, widths) -> list[ArchSpec]:
             for w in widths]
 
 
-def train(spec: ArchSpec, data, epochs: int, seeds: list[int]) -> list[float]:
+def train(spec: ArchSpec, data, epochs: int, seeds: list[int],
+          final: FinalRecipe | None = None) -> list[float]:
+    """Top-1 of ``spec`` trained from scratch once per seed: with ``final`` its test top-1,
+    else the proxy recipe's (``epochs``) validation top-1."""
+    if final is not None:
+        return [train_final(spec, final, seed, data=data).test_top1 for seed in seeds]
     scores = []
     for seed in seeds:
         estimate = TrainEstimator(data, Recipe(epochs=epochs, seed=seed)).estimate(spec)
@@ -84,12 +95,16 @@ def main() -> None:
     parser.add_argument("--targets", type=float, nargs="+", default=[0.9, 0.8, 0.7],
                         help="latency targets as fractions of the start network's")
     parser.add_argument("--data", default="digits-hard")
-    parser.add_argument("--resolution", type=int, default=16)
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="NetAdapt's data resolution (default 16; with --recipe: its own)")
     parser.add_argument("--delta", type=float, default=0.03)
     parser.add_argument("--short-steps", type=int, default=20)
     parser.add_argument("--init-epochs", type=int, default=10)
     parser.add_argument("--long-epochs", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=10, help="from-scratch recipe")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="from-scratch recipe's epochs (default 10; with --recipe: its own)")
+    parser.add_argument("--recipe", choices=sorted(FINAL_RECIPES),
+                        help="train and score with this data set's final recipe (test top-1)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=30, help="end-to-end timing rounds")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/bench-netadapt"))
@@ -98,16 +113,27 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="a tiny version that only checks the benchmark runs")
     args = parser.parse_args()
+    final = None
+    if args.recipe:  # NetAdapt on the recipe's data; --epochs/--resolution: a trial of it
+        final = FINAL_RECIPES[args.recipe].trial(
+            epochs=args.epochs, resolution=args.resolution, seeds=args.seeds)
+        args.data, args.resolution = final.data, final.resolution
+    else:
+        args.epochs = 10 if args.epochs is None else args.epochs
+        args.resolution = 16 if args.resolution is None else args.resolution
     if args.smoke:
         args.targets, args.seeds, args.rounds = [0.99], 1, 3  # one NetAdapt iteration
         args.init_epochs = args.long_epochs = args.epochs = 1
+        if final is not None:  # 200 images at 16 px, one epoch, one seed
+            final = final.trial(epochs=1, resolution=16, seeds=1)
+            args.resolution = final.resolution
         args.short_steps, args.delta = 2, 0.03
         scratch = Path(tempfile.mkdtemp(prefix="netadapt-bench-"))
         args.out, args.run_dir = scratch / "netadapt_vs_multiplier.json", scratch / "run"
     provenance = Provenance.start(vars(args))
 
     started = time.perf_counter()
-    data = load_data(args.data, args.resolution)
+    data = final.load() if final is not None else load_data(args.data, args.resolution)
     if args.smoke:  # a few hundred images: the smoke checks that the benchmark runs
         data = data.subset(300, 150, seed=0)
     start = zoo.get(args.start)
@@ -164,10 +190,10 @@ def main() -> None:
     if len(family) - 1 not in train_family:
         train_family.append(len(family) - 1)  # ×1.00, the start network itself
 
-    seeds = list(range(100, 100 + args.seeds))
+    seeds = list(final.seeds) if final is not None else list(range(100, 100 + args.seeds))
     family_rows = []
     for i in train_family:
-        scores = train(family[i], data, args.epochs, seeds)
+        scores = train(family[i], data, args.epochs, seeds, final)
         family_rows.append({"width_mult": widths[i], "measured_ms": family_ms[i],
                             "params": count_params(family[i]), "madds": count_madds(family[i]),
                             "top1": scores, "top1_mean": float(np.mean(scores)),
@@ -175,7 +201,7 @@ def main() -> None:
         print(f"  ×{widths[i]:.2f}: {family_ms[i]:.2f} ms, {np.mean(scores):.2f}%", flush=True)
     rows = []
     for (target, hit), spec, ms in zip(snapshots, nets, net_ms, strict=True):
-        scores = train(spec, data, args.epochs, seeds)
+        scores = train(spec, data, args.epochs, seeds, final)
         carried = None
         if args.long_epochs:
             from nas.export import load
@@ -213,7 +239,9 @@ def main() -> None:
     summary = {
         "benchmark": "netadapt_vs_multiplier",
         "start": start.name, "start_predicted_ms": start_ms, "start_measured_ms": start_measured,
-        "data": data.describe(), "recipe": Recipe(epochs=args.epochs).to_dict(), "seeds": seeds,
+        "data": data.describe(), "seeds": seeds,
+        "recipe": final.to_dict() if final is not None else Recipe(epochs=args.epochs).to_dict(),
+        "score": "test top-1" if final is not None else "validation top-1",
         "netadapt": {**settings.to_dict(), "iterations": len(its) - 1,
                      "stop_reason": result.stop_reason,
                      "trajectory": [{"iteration": r["iteration"], "latency_ms": r["latency_ms"],
@@ -229,7 +257,8 @@ def main() -> None:
     write_result(args.out, summary, provenance)
     plot(rows, family_rows, args.out.with_suffix(".png"),
          f"NetAdapt vs width multiplier from {start.name} ({data.name}, "
-         f"{args.epochs} epochs, {len(seeds)} seeds)")
+         f"{final.name if final is not None else f'{args.epochs} epochs'}, "
+         f"{len(seeds)} seeds)")
     print(f"\nwrote {args.out} and its .png ({summary['seconds']} s)")
 
 

@@ -159,7 +159,7 @@ def entry(spec: ArchSpec, final: FinalRecipe, trainings: Trainings, latency_ms: 
     accs = [r["test_top1"] for r in rows]
     return {"name": spec.name, "latency_ms": latency_ms,
             "acc_mean": statistics.mean(accs),
-            "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "acc_std": _sd(accs),
             "seeds": len(accs), "test_top1": accs, "val_top1": [r["val_top1"] for r in rows],
             "train_seconds": [r["seconds"] for r in rows],
             "params": count_params(spec), "madds": count_madds(spec)}
@@ -198,6 +198,31 @@ def find(target: str, budget_ms: float, args, data_name: str, **options) -> Arch
                                **options)
     spec = ArchSpec.from_dict(summary["found"]["spec"])
     return dataclasses.replace(spec, name=f"found_{target}", input_size=224)
+
+
+def netadapt_rows(path: Path, final: FinalRecipe) -> list[dict]:
+    """Issue 28's ``netadapt_vs_multiplier`` rows from a ``bench/netadapt_vs_multiplier.py
+    --recipe`` result trained with ``final``: each target's NetAdapt network against the
+    width multiplier nearest to it in measured latency (same recipe, seeds, test images)."""
+    result = json.loads(path.read_text())
+    if result.get("recipe") != final.to_dict():
+        raise SystemExit(f"{path} was not trained with this recipe ({final.name}): run "
+                         f"bench/netadapt_vs_multiplier.py --recipe with the same settings")
+    family = {r["width_mult"]: r for r in result["family"]}
+    rows = []
+    for r in result["rows"]:
+        nearest = family[r["nearest_multiplier"]]
+        rows.append({
+            "target_ms": r["target_ms"], "netadapt_ms": r["measured_ms"],
+            "netadapt_acc_mean": r["top1_mean"], "netadapt_acc_std": _sd(r["top1"]),
+            "multiplier": nearest["width_mult"], "multiplier_ms": nearest["measured_ms"],
+            "multiplier_acc_mean": nearest["top1_mean"], "multiplier_acc_std":
+                _sd(nearest["top1"]), "seeds": len(r["top1"])})
+    return rows
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def print_table(family: list[dict], found: list[dict], disc: dict | None) -> None:
@@ -246,25 +271,6 @@ def smoke_recipe(final: FinalRecipe) -> FinalRecipe:
                                recipe=dataclasses.replace(final.recipe, epochs=1, batch_size=32))
 
 
-def with_overrides(final: FinalRecipe, epochs: int | None, resolution: int | None,
-                   seeds: int | None) -> FinalRecipe:
-    """``final`` with a trial's changes (named in its ``name``, so results never pass for the
-    recipe's own); trainings are keyed by the whole recipe and never mix."""
-    changes, tags = {}, []
-    if epochs is not None and epochs != final.recipe.epochs:
-        changes["recipe"] = dataclasses.replace(final.recipe, epochs=epochs)
-        tags.append(f"{epochs} epochs")
-    if resolution is not None and resolution != final.resolution:
-        changes["resolution"] = resolution
-        tags.append(f"{resolution} px")
-    if seeds is not None:
-        changes["seeds"] = final.seeds[:seeds] if seeds <= len(final.seeds) else tuple(
-            range(seeds))
-    if tags:
-        changes["name"] = f"{final.name} ({', '.join(tags)})"
-    return dataclasses.replace(final, **changes)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="fashion-mnist", choices=sorted(FINAL_RECIPES))
@@ -296,6 +302,9 @@ def main() -> None:
                         help="with --train-only: start no training after this many minutes")
     parser.add_argument("--workers", type=int, default=usable_cores(),
                         help="trainings side by side, one thread each")
+    parser.add_argument("--netadapt", type=Path, metavar="JSON",
+                        help="a bench/netadapt_vs_multiplier.py --recipe result with this "
+                             "recipe: its rows become the result's netadapt_vs_multiplier")
     parser.add_argument("--out", type=Path, default=RESULTS / "v3_headtohead.json")
     parser.add_argument("--smoke", action="store_true",
                         help="seconds-long check that everything runs (numbers meaningless)")
@@ -311,8 +320,13 @@ def main() -> None:
             scratch / "trainings.jsonl", False
         if args.found:
             raise SystemExit("--smoke does not run --found (a search needs minutes)")
-    final = with_overrides(final, args.epochs, args.resolution, args.seeds)
+    final = final.trial(epochs=args.epochs, resolution=args.resolution, seeds=args.seeds)
     args.final, args.run_dir = final, args.cache.parent
+    try:  # checked before any training
+        netadapt = netadapt_rows(args.netadapt, final) if args.netadapt else []
+    except (OSError, ValueError, KeyError) as error:
+        raise SystemExit(f"--netadapt {args.netadapt}: not a netadapt_vs_multiplier result "
+                         f"({error})") from None
     provenance = Provenance.start({k: v for k, v in vars(args).items() if k != "final"})
     started = time.perf_counter()
 
@@ -359,9 +373,7 @@ def main() -> None:
                             "rounds": args.rounds, "statistic": "min over interleaved rounds"},
         "std": "sample standard deviation over the seeds (n - 1)",
         "family": family_rows, "found": found_rows, "discrimination": disc,
-        # Item 5 of issue 28 (bench/netadapt_vs_multiplier.py on fashion-mnist with this
-        # recipe) is not measured by this benchmark yet.
-        "netadapt_vs_multiplier": [],
+        "netadapt_vs_multiplier": netadapt,
         "seconds": round(time.perf_counter() - started),
     }
     write_result(args.out, portable(summary), provenance)

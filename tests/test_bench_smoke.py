@@ -36,9 +36,20 @@ def test_search_quality_smoke(tmp_path):
     assert "| evolution |" in stdout and "V3-Small predicted" in stdout
 
 
-def test_netadapt_vs_multiplier_smoke(tmp_path):
-    stdout = smoke("netadapt_vs_multiplier.py", tmp_path)
+def test_netadapt_vs_multiplier_smoke(tmp_path, monkeypatch):
+    """With a final recipe (issue 28's form): NetAdapt on a Fashion-MNIST look-alike, every
+    network scored on the test images."""
+    import json
+
+    from .test_data import _fashion_like
+
+    _fashion_like(tmp_path / "fm")
+    monkeypatch.setenv("NAS_FASHION_MNIST_DIR", str(tmp_path / "fm"))
+    stdout = smoke("netadapt_vs_multiplier.py", tmp_path, "--recipe", "fashion-mnist")
     assert "NetAdapt ms" in stdout and "mult@same ms" in stdout
+    data = json.loads(Path(stdout.split("wrote ")[-1].split(" and its")[0]).read_text())
+    assert data["score"] == "test top-1" and data["data"].startswith("fashion-mnist:")
+    assert data["recipe"]["name"] == "fashion-mnist (1 epochs, 16 px)"
 
 
 @pytest.mark.ray

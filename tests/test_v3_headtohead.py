@@ -154,3 +154,23 @@ def test_train_all_stops_at_the_deadline_and_resumes_from_the_cache(tmp_path, mo
     # everything cached: nothing trains (no worker pool is even started)
     monkeypatch.setattr(bench, "train_one", None)
     assert bench.train_all(nets, final, trainings, deadline=None)
+
+
+def test_netadapt_rows_pair_each_target_with_its_nearest_multiplier(tmp_path):
+    bench = load_bench("v3_headtohead")
+    final = FINAL_RECIPES["fashion-mnist"]
+    family = [{"width_mult": w, "measured_ms": ms, "top1": acc, "top1_mean": sum(acc) / 3}
+              for w, ms, acc in ((0.8, 9.0, [80.0, 81.0, 82.0]),
+                                 (0.9, 10.0, [84.0, 84.0, 87.0]))]
+    rows = [{"target_ms": 9.5, "measured_ms": 9.8, "top1": [85.0, 86.0, 87.0],
+             "top1_mean": 86.0, "nearest_multiplier": 0.9}]
+    path = tmp_path / "na.json"
+    path.write_text(json.dumps({"recipe": final.to_dict(), "family": family, "rows": rows}))
+    [row] = bench.netadapt_rows(path, final)
+    assert row["target_ms"] == 9.5 and row["seeds"] == 3
+    assert row["netadapt_acc_mean"] == 86.0 and row["netadapt_acc_std"] == pytest.approx(1.0)
+    assert row["multiplier"] == 0.9 and row["multiplier_acc_mean"] == 85.0
+    assert row["multiplier_acc_std"] == pytest.approx(3 ** 0.5)
+    # trained with another recipe: refused, not mixed in
+    with pytest.raises(SystemExit, match="not trained with this recipe"):
+        bench.netadapt_rows(path, final.trial(epochs=final.recipe.epochs + 1))

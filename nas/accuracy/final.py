@@ -53,6 +53,25 @@ class FinalRecipe:
         data = load_data(self.data, self.resolution)
         return data.subset(train=self.train_images) if self.train_images else data
 
+    def trial(self, *, epochs: int | None = None, resolution: int | None = None,
+              seeds: int | None = None) -> FinalRecipe:
+        """This recipe with other epochs or resolution (named in ``name``, so that its results
+        never pass for the recipe's own) or its first ``seeds`` seeds (more: 0, 1, 2, ...)."""
+        changes: dict[str, Any] = {}
+        tags = []
+        if epochs is not None and epochs != self.recipe.epochs:
+            changes["recipe"] = dataclasses.replace(self.recipe, epochs=epochs)
+            tags.append(f"{epochs} epochs")
+        if resolution is not None and resolution != self.resolution:
+            changes["resolution"] = resolution
+            tags.append(f"{resolution} px")
+        if seeds is not None:
+            changes["seeds"] = (self.seeds[:seeds] if seeds <= len(self.seeds)
+                                else tuple(range(seeds)))
+        if tags:
+            changes["name"] = f"{self.name} ({', '.join(tags)})"
+        return dataclasses.replace(self, **changes)
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "data": self.data, "resolution": self.resolution,
                 "train_images": self.train_images, "seeds": list(self.seeds),
