@@ -43,6 +43,11 @@ LatencyTable = Annotated[str | None, typer.Option(help="latency table file (defa
                                                        "device's, profiled on first use)")]
 Recalibrate = Annotated[bool, typer.Option(help="rescale the latency calibration to the "
                                                 "machine's speed when the run starts")]
+Estimator = Annotated[str, typer.Option(
+    help="the search's accuracy estimator: supernet (trained here once per data set, then "
+         "cached), supernet:PATH, train or zero-cost:params|synflow|naswot")]
+SupernetSteps = Annotated[int, typer.Option(
+    help="--estimator supernet: training steps of the cached supernet")]
 
 
 class CliError(NasError):

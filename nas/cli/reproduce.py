@@ -12,7 +12,9 @@ from rich.table import Table
 from nas.cli.common import (
     DATA_SOURCES,
     Device,
+    Estimator,
     Seed,
+    SupernetSteps,
     check_width,
     err,
     fail,
@@ -47,11 +49,8 @@ def register(app: typer.Typer) -> None:
         strategy: Annotated[str, typer.Option(help="--search: the block search's strategy")]
             = "ppo",
         trials: Annotated[int, typer.Option(help="--search: candidates of the block search")] = 100,
-        estimator: Annotated[str, typer.Option(
-            help="--search: the block search's accuracy estimator, as nas-search's")]
-            = "supernet",
-        supernet_steps: Annotated[int, typer.Option(
-            help="--search with --estimator supernet: its training steps")] = 400,
+        estimator: Estimator = "supernet",
+        supernet_steps: SupernetSteps = 400,
         data: Annotated[str, typer.Option(help=f"--search: {DATA_SOURCES}")] = "digits",
         resolution: Annotated[int, typer.Option(help="--search: training resolution")] = 16,
         init_epochs: Annotated[int, typer.Option(help="--search: first training of both "

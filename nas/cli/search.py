@@ -12,12 +12,14 @@ from rich.table import Table
 from nas.cli.common import (
     Data,
     Device,
+    Estimator,
     LatencyBackend,
     LatencyTable,
     LatencyThreads,
     Recalibrate,
     RunsDir,
     Seed,
+    SupernetSteps,
     err,
     fail,
     out,
@@ -50,15 +52,12 @@ def search_command(
     data: Data = "digits-hard",
     resolution: Annotated[int, typer.Option(
         help="resolution of the proxy task (the ranking benchmark's: 32)")] = 32,
-    estimator: Annotated[str, typer.Option(
-        help="supernet (trained here once per data set, then cached), supernet:PATH, train "
-             "or zero-cost:params|synflow|naswot")] = "supernet",
+    estimator: Estimator = "supernet",
     epochs: Annotated[int, typer.Option(help="--estimator train: epochs per candidate")] = 1,
     finetune_steps: Annotated[int | None, typer.Option(
         help="supernet estimators: fine-tune each inherited sub-network this many steps "
              "(lr 0.05) before scoring it [default: 60; why: docs/accuracy.md]")] = None,
-    supernet_steps: Annotated[int, typer.Option(
-        help="--estimator supernet: training steps of the cached supernet")] = 400,
+    supernet_steps: SupernetSteps = 400,
     device: Device = "cpu",
     workers: Annotated[int | None, typer.Option(
         help="candidates scored at once (default: one per core, at most 8)")] = None,
