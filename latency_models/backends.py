@@ -154,8 +154,12 @@ class OnnxRuntimeBackend(Backend):
 
         buffer = io.BytesIO()
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                torch.inference_mode(False):
+                torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")
+            # The profiler builds layers and inputs under inference mode; the exporter traces
+            # with autograd's machinery, which refuses inference tensors: a plain copy of the
+            # input, and no_grad so that nothing is saved for a backward pass.
+            example = example.clone()
             # The TorchScript-based exporter is quick per block; the dynamo one is far slower,
             # which would dominate the profile of thousands of blocks.
             torch.onnx.export(module.eval(), (example,), buffer, dynamo=False,
