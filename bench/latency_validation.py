@@ -2,9 +2,11 @@
 
 200 random networks of the MobileNetV3 space plus every zoo model, measured end to end (torch
 eager, batch 1, 224x224, 1 thread, interleaved rounds, minimum) against the predictions, all
-in one run. Prints the table and writes bench/results/latency_validation.json and .png.
+in one run. Prints the table and writes bench/results/latency_validation.json and .png
+(other backends and thread counts: latency_validation-BACKEND-Nthreads.json).
 
-    python bench/latency_validation.py [--archs 200] [--rounds 60] [--threads 1] [--smoke]
+    python bench/latency_validation.py [--archs 200] [--rounds 60] [--threads 1]
+        [--backend torch|onnxruntime] [--smoke]
 
 The first run profiles this device (a few minutes, cached under ~/.cache/nas).
 """
@@ -28,8 +30,15 @@ from latency_models.store import LatencySetup  # noqa: E402
 from latency_models.validate import plot_report, print_report, validate  # noqa: E402
 from nas.cli.progress import progress_bar  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "latency_validation.json"
-PLOT = RESULTS.with_suffix(".png")
+RESULTS = ROOT / "bench" / "results"
+
+
+def result_path(backend: str, threads: int) -> Path:
+    """latency_validation.json for torch at 1 thread (the search's default setting); other
+    backends and thread counts get their own file beside it."""
+    if (backend, threads) == ("torch", 1):
+        return RESULTS / "latency_validation.json"
+    return RESULTS / f"latency_validation-{backend}-{threads}threads.json"
 
 
 def main() -> int:
@@ -59,9 +68,11 @@ def main() -> int:
             report = validate(setup, archs=args.archs, rounds=args.rounds, progress=update)
     print_report(report, console)
     if not args.smoke:
-        write_result(RESULTS, report, provenance)  # the table named by fingerprint and checksum
-        plot_report(report, PLOT)
-        console.print(f"wrote {RESULTS.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
+        path = result_path(args.backend, args.threads)
+        write_result(path, report, provenance)  # the table named by fingerprint and checksum
+        plot = path.with_suffix(".png")
+        plot_report(report, plot)
+        console.print(f"wrote {path.relative_to(ROOT)} and {plot.relative_to(ROOT)}")
     return 0
 
 

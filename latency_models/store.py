@@ -38,7 +38,7 @@ class LatencySetup:
 
     def __init__(self, backend: str = "torch", threads: int = 1, batch: int = 1,
                  resolution: int = 224, settings: ProfileSettings | None = None,
-                 calibration_archs: int = 24):
+                 calibration_archs: int = 48):
         if threads < 1 or batch < 1:
             raise LatencyError("--threads and --batch must be at least 1")
         if not 8 <= resolution <= 4096:  # the input sizes a spec can have
@@ -141,7 +141,7 @@ def calibrate(predictor_table: LatencyTable, setup: LatencySetup, specs: Sequenc
 
 def recalibrate(predictor: LUTPredictor, setup: LatencySetup, specs: Sequence[ArchSpec], *,
                 rounds: int = 25) -> LUTPredictor:
-    """A predictor with the same table and all three calibration terms refitted now (on ~24
+    """A predictor with the same table and all three calibration terms refitted now (on ~48
     networks; with a few, prefer ``rescaled``)."""
     info = calibrate(predictor.table, setup, specs, rounds=rounds)
     return LUTPredictor(predictor.table, Calibration(**info["coefficients"]),

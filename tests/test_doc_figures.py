@@ -346,3 +346,31 @@ def test_write_result_records_the_run_once_and_refuses_absolute_paths(tmp_path, 
     with pytest.raises(ValueError, match="absolute path"):
         provenance.write_result(tmp_path / "z.json", {"table": "/root/.cache/t.json"}, record)
     assert not (tmp_path / "z.json").exists()
+
+
+def test_latency_validation_renders_the_second_pass_and_every_other_setting(tmp_path):
+    metric = {"within_5pct": 0.9, "within_10pct": 1.0, "rmse_pct": 2.0, "max_abs_error_pct": 8.0,
+              "mean_error_pct": 0.5, "spearman": 0.995}
+
+    def result(backend: str, threads: int, worst: float) -> dict:
+        return {"settings": {"archs": 3, "zoo": True, "rounds": 4, "passes": 2,
+                             "calibration_archs": 48,
+                             "rounds_per_pass": 2, "statistic": "min",
+                             "median_above_min_pct": [12.5, 7.25]},
+                "fingerprint": {"cpu": "AMD EPYC", "backend": backend, "threads": threads,
+                                "batch": 1, "resolution": 224},
+                "table": {"fingerprint_key": "abc", "checksum": "sha256:0123456789abcdef"},
+                "metrics": {"recalibrated": metric}, "repeatability": metric,
+                "zoo": [{"model": "mobilenet_v2", "measured_ms": 10.0, "recalibrated": worst},
+                        {"model": "mobilenet_v1", "measured_ms": 10.0, "recalibrated": 10.1}]}
+
+    (tmp_path / "latency_validation.json").write_text(json.dumps(result("torch", 1, 10.4)))
+    (tmp_path / "latency_validation-onnxruntime-2threads.json").write_text(
+        json.dumps(result("onnxruntime", 2, 9.3)))
+    text = "\n".join(render_docs.render_latency_validation(render_docs.Results(tmp_path)))
+    assert "two passes of 2 interleaved rounds, min of both" in text
+    assert "| measurement vs itself (second pass vs first) | 90.0% | 100.0% |" in text
+    assert "pass 1 12.5%, pass 2 7.2%" in text
+    assert "largest error mobilenet_v2 +4.0%" in text
+    assert "| onnxruntime | 2 | 48 | 90.0% | 100.0% | 0.995 | mobilenet_v2 -7.0% | 90.0% | " \
+           "100.0% | 12.5%, 7.2% |" in text
