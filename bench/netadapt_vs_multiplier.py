@@ -26,6 +26,7 @@ import dataclasses
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,22 +54,63 @@ def multiplier_family(start: ArchSpec, widths) -> list[ArchSpec]:
             for w in widths]
 
 
-def train(spec: ArchSpec, data, epochs: int, seeds: list[int],
-          final: FinalRecipe | None = None) -> list[float]:
-    """Top-1 of ``spec`` trained from scratch once per seed: with ``final`` its test top-1,
-    else the proxy recipe's (``epochs``) validation top-1."""
-    if final is not None:
-        return [train_final(spec, final, seed, data=data).test_top1 for seed in seeds]
-    scores = []
-    for seed in seeds:
-        estimate = TrainEstimator(data, Recipe(epochs=epochs, seed=seed)).estimate(spec)
-        if estimate.failed:
-            raise RuntimeError(f"{spec.name}: {estimate.reason}")
-        scores.append(estimate.score)
-    return scores
+@dataclass(frozen=True)
+class ProxyScoring:
+    """Every network trained from scratch with the proxy recipe (``epochs``), once per seed,
+    and scored by its validation top-1."""
+
+    epochs: int
+    seeds: tuple[int, ...]
+    score = "validation top-1"
+
+    def load(self, data: str, resolution: int):
+        return load_data(data, resolution)
+
+    def train(self, spec: ArchSpec, data) -> list[float]:
+        scores = []
+        for seed in self.seeds:
+            estimate = TrainEstimator(data, Recipe(epochs=self.epochs, seed=seed)).estimate(spec)
+            if estimate.failed:
+                raise RuntimeError(f"{spec.name}: {estimate.reason}")
+            scores.append(estimate.score)
+        return scores
+
+    @property
+    def recipe_name(self) -> str:
+        return f"{self.epochs} epochs"
+
+    def record(self) -> dict:
+        return {"seeds": list(self.seeds), "recipe": Recipe(epochs=self.epochs).to_dict(),
+                "score": self.score}
 
 
-def plot(rows, family_rows, path: Path, title: str) -> None:
+@dataclass(frozen=True)
+class FinalScoring:
+    """Every network trained with a data set's final recipe, once per recipe seed, and scored
+    by its test top-1 (issue 28's form)."""
+
+    final: FinalRecipe
+    score = "test top-1"
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return self.final.seeds
+
+    def load(self, data: str, resolution: int):
+        return self.final.load()
+
+    def train(self, spec: ArchSpec, data) -> list[float]:
+        return [train_final(spec, self.final, seed, data=data).test_top1 for seed in self.seeds]
+
+    @property
+    def recipe_name(self) -> str:
+        return self.final.name
+
+    def record(self) -> dict:
+        return {"seeds": list(self.seeds), "recipe": self.final.to_dict(), "score": self.score}
+
+
+def plot(rows, family_rows, path: Path, title: str, ylabel: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,7 +128,7 @@ def plot(rows, family_rows, path: Path, title: str) -> None:
     ax.errorbar([r["measured_ms"] for r in na], [r["top1_mean"] for r in na],
                 yerr=[r["top1_sd"] for r in na], fmt="o-", color="tab:blue", capsize=3,
                 label="NetAdapt (trained from scratch)")
-    save_latency_plot(fig, ax, path, title=title, ylabel="proxy top-1 (%)")
+    save_latency_plot(fig, ax, path, title=title, ylabel=ylabel)
 
 
 def main() -> None:
@@ -131,9 +173,11 @@ def main() -> None:
         scratch = Path(tempfile.mkdtemp(prefix="netadapt-bench-"))
         args.out, args.run_dir = scratch / "netadapt_vs_multiplier.json", scratch / "run"
     provenance = Provenance.start(vars(args))
+    scoring = FinalScoring(final) if final is not None \
+        else ProxyScoring(args.epochs, tuple(range(100, 100 + args.seeds)))
 
     started = time.perf_counter()
-    data = final.load() if final is not None else load_data(args.data, args.resolution)
+    data = scoring.load(args.data, args.resolution)
     if args.smoke:  # a few hundred images: the smoke checks that the benchmark runs
         data = data.subset(300, 150, seed=0)
     start = zoo.get(args.start)
@@ -190,10 +234,9 @@ def main() -> None:
     if len(family) - 1 not in train_family:
         train_family.append(len(family) - 1)  # ×1.00, the start network itself
 
-    seeds = list(final.seeds) if final is not None else list(range(100, 100 + args.seeds))
     family_rows = []
     for i in train_family:
-        scores = train(family[i], data, args.epochs, seeds, final)
+        scores = scoring.train(family[i], data)
         family_rows.append({"width_mult": widths[i], "measured_ms": family_ms[i],
                             "params": count_params(family[i]), "madds": count_madds(family[i]),
                             "top1": scores, "top1_mean": float(np.mean(scores)),
@@ -201,7 +244,7 @@ def main() -> None:
         print(f"  ×{widths[i]:.2f}: {family_ms[i]:.2f} ms, {np.mean(scores):.2f}%", flush=True)
     rows = []
     for (target, hit), spec, ms in zip(snapshots, nets, net_ms, strict=True):
-        scores = train(spec, data, args.epochs, seeds, final)
+        scores = scoring.train(spec, data)
         carried = None
         if args.long_epochs:
             from nas.export import load
@@ -239,9 +282,7 @@ def main() -> None:
     summary = {
         "benchmark": "netadapt_vs_multiplier",
         "start": start.name, "start_predicted_ms": start_ms, "start_measured_ms": start_measured,
-        "data": data.describe(), "seeds": seeds,
-        "recipe": final.to_dict() if final is not None else Recipe(epochs=args.epochs).to_dict(),
-        "score": "test top-1" if final is not None else "validation top-1",
+        "data": data.describe(), **scoring.record(),
         "netadapt": {**settings.to_dict(), "iterations": len(its) - 1,
                      "stop_reason": result.stop_reason,
                      "trajectory": [{"iteration": r["iteration"], "latency_ms": r["latency_ms"],
@@ -257,8 +298,7 @@ def main() -> None:
     write_result(args.out, summary, provenance)
     plot(rows, family_rows, args.out.with_suffix(".png"),
          f"NetAdapt vs width multiplier from {start.name} ({data.name}, "
-         f"{final.name if final is not None else f'{args.epochs} epochs'}, "
-         f"{len(seeds)} seeds)")
+         f"{scoring.recipe_name}, {len(scoring.seeds)} seeds)", f"{scoring.score} (%)")
     print(f"\nwrote {args.out} and its .png ({summary['seconds']} s)")
 
 
