@@ -115,10 +115,11 @@ def train_one(spec: ArchSpec, final: FinalRecipe, seed: int) -> dict:
 
 
 def train_all(networks: list[ArchSpec], final: FinalRecipe, trainings: Trainings,
-              deadline: float | None, workers: int = 1) -> bool:
+              deadline: float | None, workers: int = 1, heartbeat: float = 60.0) -> bool:
     """Train every network with every seed not yet in ``trainings`` on ``workers`` processes
     (one thread each), seed by seed (a partial run then has every network at the first
-    seeds), largest first within a seed. False if ``deadline`` stopped it."""
+    seeds), largest first within a seed. False if ``deadline`` stopped it. Every
+    ``heartbeat`` seconds without a finished training, one line says what is training."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -129,6 +130,7 @@ def train_all(networks: list[ArchSpec], final: FinalRecipe, trainings: Trainings
             if not trainings.get(training_key(spec, final, seed))]
     if not todo:
         return True
+    total, started = len(todo), time.monotonic()
     with ProcessPoolExecutor(min(workers, len(todo)),
                              mp_context=multiprocessing.get_context("spawn"),
                              initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
@@ -142,7 +144,11 @@ def train_all(networks: list[ArchSpec], final: FinalRecipe, trainings: Trainings
                 running[pool.submit(train_one, spec, final, seed)] = (spec, seed)
             if not running:
                 break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            finished, _ = wait(running, timeout=heartbeat, return_when=FIRST_COMPLETED)
+            if not finished:  # a training takes minutes: say the run is alive
+                now = ", ".join(f"{spec.name} seed {seed}" for spec, seed in running.values())
+                print(f"  training {now}; {total - len(todo) - len(running)} of {total} done, "
+                      f"{(time.monotonic() - started) / 60:.1f} min", flush=True)
             for future in finished:
                 spec, seed = running.pop(future)
                 score = future.result()

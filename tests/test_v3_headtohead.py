@@ -135,7 +135,8 @@ def test_found_runs_search_then_netadapt_at_the_v3_budget(tmp_path, monkeypatch)
     assert latency(found) <= latency(zoo.get("v3-small"))
 
 
-def test_train_all_stops_at_the_deadline_and_resumes_from_the_cache(tmp_path, monkeypatch):
+def test_train_all_stops_at_the_deadline_and_resumes_from_the_cache(tmp_path, monkeypatch,
+                                                                    capsys):
     import dataclasses
     import time
 
@@ -148,7 +149,9 @@ def test_train_all_stops_at_the_deadline_and_resumes_from_the_cache(tmp_path, mo
     trainings = bench.Trainings(tmp_path / "t.jsonl", reuse=False)
     assert not bench.train_all(nets, final, trainings, deadline=time.monotonic() - 1)
     assert trainings.rows == {}
-    assert bench.train_all(nets, final, trainings, deadline=None, workers=1)
+    assert bench.train_all(nets, final, trainings, deadline=None, workers=1, heartbeat=0.05)
+    # a worker takes seconds to start: the run said what it was training meanwhile
+    assert "  training v3-small_x0.50 seed 0; 0 of 1 done, " in capsys.readouterr().out
     (row,) = bench.Trainings(tmp_path / "t.jsonl", reuse=True).rows.values()
     assert row["name"] == "v3-small_x0.50" and row["seed"] == 0 and 0 <= row["test_top1"] <= 100
     # everything cached: nothing trains (no worker pool is even started)
