@@ -6,11 +6,22 @@ from __future__ import annotations
 from figures_common import Results, fmt_num, fmt_pct, missing, run_date, with_source
 
 
-def _self_label(d: dict) -> str:
-    """How a result's repeatability row was measured (older files: halves of one pass)."""
-    if d["settings"].get("passes") == 2:
-        return "measurement vs itself (second pass vs first)"
-    return "measurement vs itself (odd vs even rounds)"
+def _self_how(d: dict) -> str:
+    """How a result's repeatability was measured (older files: halves of one pass)."""
+    return "(second pass vs first)" if d["settings"].get("passes") == 2 \
+        else "(odd vs even rounds)"
+
+
+def _worst_zoo(d: dict) -> str:
+    """The zoo model the recalibrated predictor misses most, with its signed error."""
+    if not d.get("zoo"):
+        return "–"
+    worst = max(d["zoo"], key=lambda z: abs(z["recalibrated"] / z["measured_ms"] - 1))
+    return f"{worst['model']} {100 * (worst['recalibrated'] / worst['measured_ms'] - 1):+.1f}%"
+
+
+def _passes(spread: list[float]) -> str:
+    return ", ".join(f"pass {i + 1} {x:.1f}%" for i, x in enumerate(spread))
 
 
 def _metric_row(name: str, m: dict) -> str:
@@ -32,8 +43,7 @@ def _noise(s: dict) -> str:
     if not spread:
         return ""
     return (" The machine's noise while measuring (per network, the median sample above the "
-            "minimum, median over networks): " + ", ".join(f"pass {i + 1} {x:.1f}%"
-                                                           for i, x in enumerate(spread)) + ".")
+            f"minimum, median over networks): {_passes(spread)}.")
 
 
 def render_latency_validation(results: Results) -> list[str]:
@@ -52,7 +62,7 @@ def render_latency_validation(results: Results) -> list[str]:
              f"{fp['batch']}, {fp['resolution']}²; table `{table}`.{_noise(s)}", "",
              "| predictor | within ±5% | within ±10% | RMSE % | max abs err % | mean err % | "
              "Spearman |", "|---|---|---|---|---|---|---|"]
-    rows = dict(d["metrics"], **{_self_label(d): d["repeatability"]})
+    rows = dict(d["metrics"], **{f"measurement vs itself {_self_how(d)}": d["repeatability"]})
     lines += [_metric_row(name, m) for name, m in rows.items()]
     best = max(d["metrics"], key=lambda k: d["metrics"][k]["within_10pct"])
     closer = d["metrics"][best]["within_10pct"] >= d["repeatability"]["within_10pct"]
@@ -62,10 +72,8 @@ def render_latency_validation(results: Results) -> list[str]:
                   + (": here the measurement itself limits how closely a predictor can be "
                      "checked." if closer else ".")]
     if d.get("zoo"):
-        worst = max(d["zoo"], key=lambda z: abs(z["recalibrated"] / z["measured_ms"] - 1))
         lines += ["", f"Zoo models (outside the space), recalibrated predictor: largest error "
-                      f"{worst['model']} "
-                      f"{100 * (worst['recalibrated'] / worst['measured_ms'] - 1):+.1f}%."]
+                      f"{_worst_zoo(d)}."]
     t = d.get("throughput")
     if t and "runs" in t:
         lines += ["", f"Predictor throughput, median of {t['runs']} runs of {t['specs']:,} specs "
@@ -87,17 +95,12 @@ def render_latency_validation(results: Results) -> list[str]:
         for name in others:
             o = results.get(name)
             ofp, m, rep = o["fingerprint"], o["metrics"]["recalibrated"], o["repeatability"]
-            worst = max(o["zoo"], key=lambda z: abs(z["recalibrated"] / z["measured_ms"] - 1)) \
-                if o.get("zoo") else None
-            zoo_cell = (f"{worst['model']} "
-                        f"{100 * (worst['recalibrated'] / worst['measured_ms'] - 1):+.1f}%"
-                        if worst else "–")
             noise = o["settings"].get("median_above_min_pct") or []
             lines.append(f"| {ofp['backend']} | {ofp['threads']} | "
                          f"{o['settings'].get('calibration_archs', '–')} | "
                          f"{fmt_pct(m['within_5pct'])} "
                          f"| {fmt_pct(m['within_10pct'])} | {fmt_num(m['spearman'], 3)} | "
-                         f"{zoo_cell} | {fmt_pct(rep['within_5pct'])} | "
+                         f"{_worst_zoo(o)} | {fmt_pct(rep['within_5pct'])} | "
                          f"{fmt_pct(rep['within_10pct'])} | "
                          f"{', '.join(f'{x:.1f}%' for x in noise) or '–'} |")
     return with_source(results, "latency_validation", lines)
@@ -115,8 +118,8 @@ def render_latency_summary(results: Results) -> list[str]:
     return [f"Latest validation ({run_date(d)}, {d['settings']['archs']} random networks"
             f"{' + the zoo' if d['settings'].get('zoo') else ''}): predictions within ±10% of "
             f"the end-to-end measurement: {within}; "
-            f"{_self_label(d).replace('measurement vs', 'the measurement against')}"
-            f" agrees that closely for {fmt_pct(rep['within_10pct'])}. Spearman rank "
+            f"the measurement against itself {_self_how(d)} agrees that closely for "
+            f"{fmt_pct(rep['within_10pct'])}. Spearman rank "
             f"correlation with the measurement {min(spearman):.3f}-{max(spearman):.3f} (the "
             f"measurement with itself "
             f"{rep['spearman']:.3f}). Table and method: bench/README.md."]

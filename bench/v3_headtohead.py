@@ -130,7 +130,7 @@ def train_all(networks: list[ArchSpec], final: FinalRecipe, trainings: Trainings
             if not trainings.get(training_key(spec, final, seed))]
     if not todo:
         return True
-    total, started = len(todo), time.monotonic()
+    total, done, started = len(todo), 0, time.monotonic()
     with ProcessPoolExecutor(min(workers, len(todo)),
                              mp_context=multiprocessing.get_context("spawn"),
                              initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
@@ -147,11 +147,12 @@ def train_all(networks: list[ArchSpec], final: FinalRecipe, trainings: Trainings
             finished, _ = wait(running, timeout=heartbeat, return_when=FIRST_COMPLETED)
             if not finished:  # a training takes minutes: say the run is alive
                 now = ", ".join(f"{spec.name} seed {seed}" for spec, seed in running.values())
-                print(f"  training {now}; {total - len(todo) - len(running)} of {total} done, "
+                print(f"  training {now}; {done} of {total} done, "
                       f"{(time.monotonic() - started) / 60:.1f} min", flush=True)
             for future in finished:
                 spec, seed = running.pop(future)
                 score = future.result()
+                done += 1
                 trainings.add({"key": training_key(spec, final, seed), "name": spec.name,
                                **score, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
                 print(f"  {spec.name:<28} seed {seed}: test {score['test_top1']:.2f}%, val "

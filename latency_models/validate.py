@@ -87,7 +87,7 @@ def table_name(table) -> dict:
 
 
 def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: int = 1,
-             calibration_archs: int = 48, include_zoo: bool = True,
+             calibration_archs: int | None = None, include_zoo: bool = True,
              throughput_specs: int = 20000, throughput_runs: int = 5,
              progress: Progress | None = None) -> dict:
 
@@ -101,6 +101,8 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
         for name in zoo.names():
             specs.append(zoo.get(name, input_size=setup.fingerprint.resolution))
             names.append(name)
+    if calibration_archs is None:  # as many as a profile calibrates on
+        calibration_archs = setup.calibration_archs
     fresh = calibration_specs(space, calibration_archs, seed=seed + 10_000)
     predictor, _ = load_predictor(setup, space, specs=specs, progress=progress)
 
