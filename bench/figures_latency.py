@@ -24,6 +24,14 @@ def _passes(spread: list[float]) -> str:
     return ", ".join(f"pass {i + 1} {x:.1f}%" for i, x in enumerate(spread))
 
 
+def _drift_removed(d: dict) -> str:
+    """Within ±5% once the passes' common drift is removed, and the drift (older files: –)."""
+    if "repeatability_drift_removed" not in d:
+        return "–"
+    return (f"{fmt_pct(d['repeatability_drift_removed']['within_5pct'])} "
+            f"(drift {d['pass_drift_pct']:+.1f}%)")
+
+
 def _metric_row(name: str, m: dict) -> str:
     return (f"| {name.replace('_', ' ')} | {fmt_pct(m['within_5pct'])} | "
             f"{fmt_pct(m['within_10pct'])} | {fmt_num(m['rmse_pct'], 1)} | "
@@ -63,6 +71,9 @@ def render_latency_validation(results: Results) -> list[str]:
              "| predictor | within ±5% | within ±10% | RMSE % | max abs err % | mean err % | "
              "Spearman |", "|---|---|---|---|---|---|---|"]
     rows = dict(d["metrics"], **{f"measurement vs itself {_self_how(d)}": d["repeatability"]})
+    if "repeatability_drift_removed" in d:
+        rows[f"measurement vs itself, the common drift between the passes "
+             f"({d['pass_drift_pct']:+.1f}%) removed"] = d["repeatability_drift_removed"]
     lines += [_metric_row(name, m) for name, m in rows.items()]
     best = max(d["metrics"], key=lambda k: d["metrics"][k]["within_10pct"])
     closer = d["metrics"][best]["within_10pct"] >= d["repeatability"]["within_10pct"]
@@ -90,8 +101,9 @@ def render_latency_validation(results: Results) -> list[str]:
         lines += ["", "Other backends and thread counts (same networks, recalibrated predictor "
                       "and the measurement against itself; each its own table):", "",
                   "| backend | threads | calibration networks | recalibrated ±5% | ±10% | "
-                  "Spearman | worst zoo model | itself ±5% | ±10% | noise (pass 1, 2) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "Spearman | worst zoo model | itself ±5% | ±10% | itself ±5%, drift removed "
+                  "| noise (pass 1, 2) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name in others:
             o = results.get(name)
             ofp, m, rep = o["fingerprint"], o["metrics"]["recalibrated"], o["repeatability"]
@@ -101,7 +113,7 @@ def render_latency_validation(results: Results) -> list[str]:
                          f"{fmt_pct(m['within_5pct'])} "
                          f"| {fmt_pct(m['within_10pct'])} | {fmt_num(m['spearman'], 3)} | "
                          f"{_worst_zoo(o)} | {fmt_pct(rep['within_5pct'])} | "
-                         f"{fmt_pct(rep['within_10pct'])} | "
+                         f"{fmt_pct(rep['within_10pct'])} | {_drift_removed(o)} | "
                          f"{', '.join(f'{x:.1f}%' for x in noise) or '–'} |")
     return with_source(results, "latency_validation", lines)
 
@@ -128,22 +140,28 @@ def render_latency_summary(results: Results) -> list[str]:
 def render_timer_variants(results: Results) -> list[str]:
     """The timer against itself: each variant's second pass over the same networks vs its first."""
     lines: list[str] = []
-    for name in ("timer_variants", "timer_variants_2threads"):  # not the exploratory --tag runs
+    # not the exploratory --tag runs
+    for name in ("timer_variants", "timer_variants_2threads", "timer_variants_onnxruntime"):
         d = results.get(name)
         if d is None:
             continue
         fp = d["fingerprint"]
         lines += [f"{len(d['networks'])} networks ({d['archs']} random"
                   f"{' + the zoo' if d['zoo'] else ''}), each measured twice by every variant "
-                  f"(pass 2 against pass 1, models built afresh); {fp['cpu']}, torch eager, "
+                  f"(pass 2 against pass 1, models built afresh); {fp['cpu']}, "
+                  f"{'torch eager' if fp['backend'] == 'torch' else fp['backend']}, "
                   f"{fp['threads']} thread(s), batch {fp['batch']}, {fp['resolution']}²; the "
                   f"whole run {d['seconds'] / 60:.1f} min.", "",
                   "| variant | within ±10% | within ±5% | median gap % | max gap % | "
-                  "s per pass |", "|---|---|---|---|---|---|"]
+                  "mean shift % | within ±5%, shift removed | s per pass |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in d["rows"]:
+            removed = r.get("shift_removed")
             lines.append(f"| {r['variant']} | {fmt_pct(r['within_10pct'])} | "
                          f"{fmt_pct(r['within_5pct'])} | {fmt_num(r['median_gap_pct'])} | "
-                         f"{fmt_num(r['max_gap_pct'], 1)} | {fmt_num(r['seconds_per_pass'], 0)} |")
+                         f"{fmt_num(r['max_gap_pct'], 1)} | {fmt_num(r['mean_shift_pct'], 1)} | "
+                         f"{fmt_pct(removed['within_5pct']) if removed else '–'} | "
+                         f"{fmt_num(r['seconds_per_pass'], 0)} |")
         lines = with_source(results, name, lines) + [""]
     return lines[:-1] if lines else missing("timer_variants")
 

@@ -125,8 +125,13 @@ def measure_specs(
     *,
     rounds: int | None = None,
     on_progress: Callable[[float], None] | None = None,
+    on_prepared: Callable[[int], None] | None = None,
 ) -> list[Timing]:
-    """End-to-end latency of whole networks, all interleaved."""
+    """End-to-end latency of whole networks, all interleaved.
+
+    ``on_prepared`` receives the number of networks built and prepared so far (a backend such
+    as ONNX Runtime exports each, which takes minutes for hundreds); ``on_progress`` the
+    number measured (fractional within a round)."""
     runners = {}
     with torch.inference_mode():
         for index, spec in enumerate(specs):
@@ -134,6 +139,8 @@ def measure_specs(
             example = torch.randn(settings.batch, spec.stem.in_ch, spec.input_size,
                                   spec.input_size)
             runners[index] = backend.prepare(model, example)
+            if on_prepared is not None:
+                on_prepared(index + 1)
     rounds = rounds or settings.rounds
 
     def progress(round_index: int) -> None:

@@ -28,7 +28,7 @@ from nas.spec import ArchSpec
 from search_spaces import zoo
 from search_spaces.mobilenetv3 import default_space
 
-__all__ = ["metrics", "plot_report", "print_report", "throughput", "validate"]
+__all__ = ["metrics", "plot_report", "print_report", "repeatability", "throughput", "validate"]
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -48,6 +48,22 @@ def metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
         "mean_error_pct": float(np.mean(error) * 100),
         "spearman": spearman,
     }
+
+
+def repeatability(first: np.ndarray, second: np.ndarray) -> dict:
+    """The second pass against the first, as measured and with the machine's common drift
+    between the passes removed.
+
+    A shared machine's speed drifts by a few percent over minutes, for every network alike
+    (docs/latency.md); ``drift_pct`` is that common factor (the median ratio of the passes),
+    and ``drift_removed`` scores the second pass divided by it: what is left is the timer's
+    disagreement network by network. A search removes the same common factor when it starts
+    (``store.rescaled``).
+    """
+    first, second = np.asarray(first, dtype=float), np.asarray(second, dtype=float)
+    drift = float(np.median(second / first))
+    return {"raw": metrics(second, first), "drift_pct": (drift - 1) * 100,
+            "drift_removed": metrics(second / drift, first)}
 
 
 def throughput(predictor: LUTPredictor, batches: Sequence[Sequence[ArchSpec]]) -> dict:
@@ -119,6 +135,8 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
             everything, setup.backend,
             dataclasses.replace(setup.settings, seed=setup.settings.seed + index),
             rounds=per_pass,
+            on_prepared=(lambda done, base=done_before: progress(
+                "preparing", base + done, 2 * len(everything))) if progress else None,
             on_progress=(lambda done, base=done_before: progress(
                 "end-to-end", base + done, 2 * len(everything))) if progress else None))
     measure_seconds = time.perf_counter() - start
@@ -129,6 +147,7 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
     # How noisy the machine was while it measured: per network, how far the median sample lies
     # above the minimum; a quiet machine keeps this at a few percent.
     spread = [float(np.median([t.median_ms / t.min_ms - 1 for t in p]) * 100) for p in passes]
+    itself = repeatability(first, second)
 
     plain = LUTPredictor.plain_sum(predictor.table)
     recalibrated = plain.fitted_to(fresh, measured_fresh)
@@ -151,7 +170,10 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
         "recalibration": recalibrated.calibration.to_dict(),
         "calibration_measured_ms": measured_fresh.tolist(),  # the networks it was fitted on
         "metrics": {name: metrics(pred, measured) for name, pred in predictions.items()},
-        "repeatability": metrics(second, first),
+        "repeatability": itself["raw"],
+        # the same without the common drift between the passes (the timer's own disagreement)
+        "repeatability_drift_removed": itself["drift_removed"],
+        "pass_drift_pct": itself["drift_pct"],
         "metrics_random_only": {name: metrics(pred[:archs], measured[:archs])
                                 for name, pred in predictions.items()},
         "zoo": [{"model": n, "measured_ms": float(m),
@@ -179,6 +201,9 @@ def print_report(report: dict, console) -> None:
                    "mean err %", "Spearman"):
         table.add_column(column, justify="left" if column == "predictor" else "right")
     rows = [*report["metrics"].items(), ("(measurement vs itself)", report["repeatability"])]
+    if "repeatability_drift_removed" in report:
+        rows.append((f"(itself, common drift {report['pass_drift_pct']:+.1f}% removed)",
+                     report["repeatability_drift_removed"]))
     for name, m in rows:
         table.add_row(name, f"{m['within_5pct']:.1%}", f"{m['within_10pct']:.1%}",
                       f"{m['rmse_pct']:.2f}", f"{m['max_abs_error_pct']:.1f}",

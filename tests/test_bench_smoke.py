@@ -312,3 +312,9 @@ def test_timer_variants_smoke(tmp_path):
     assert len(rows) == len(load_bench("timer_variants").VARIANTS)
     assert "mean of 3 smallest" in stdout
     assert "wrote" not in stdout  # the smoke run writes no figures
+
+
+def test_timer_variants_times_the_onnxruntime_backend_too(tmp_path):
+    stdout = smoke("timer_variants.py", tmp_path, "--backend", "onnxruntime",
+                   "--variants", "validation-pass")
+    assert "onnxruntime, batch 1" in stdout and "| validation-pass |" in stdout

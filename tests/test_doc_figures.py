@@ -365,12 +365,14 @@ def test_latency_validation_renders_the_second_pass_and_every_other_setting(tmp_
                         {"model": "mobilenet_v1", "measured_ms": 10.0, "recalibrated": 10.1}]}
 
     (tmp_path / "latency_validation.json").write_text(json.dumps(result("torch", 1, 10.4)))
-    (tmp_path / "latency_validation-onnxruntime-2threads.json").write_text(
-        json.dumps(result("onnxruntime", 2, 9.3)))
+    other = result("onnxruntime", 2, 9.3)
+    other.update(repeatability_drift_removed=dict(metric, within_5pct=0.99), pass_drift_pct=2.84)
+    (tmp_path / "latency_validation-onnxruntime-2threads.json").write_text(json.dumps(other))
     text = "\n".join(render_docs.render_latency_validation(render_docs.Results(tmp_path)))
     assert "two passes of 2 interleaved rounds, min of both" in text
     assert "| measurement vs itself (second pass vs first) | 90.0% | 100.0% |" in text
     assert "pass 1 12.5%, pass 2 7.2%" in text
     assert "largest error mobilenet_v2 +4.0%" in text
     assert "| onnxruntime | 2 | 48 | 90.0% | 100.0% | 0.995 | mobilenet_v2 -7.0% | 90.0% | " \
-           "100.0% | 12.5%, 7.2% |" in text
+           "100.0% | 99.0% (drift +2.8%) | 12.5%, 7.2% |" in text
+    assert "drift between the passes" not in text  # the main file has no such figure

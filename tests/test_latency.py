@@ -639,7 +639,7 @@ def test_validation_compares_a_second_pass_with_the_first(monkeypatch):
                         lambda setup, space, **kw: (LUTPredictor(table), None))
     calls = []
 
-    def fake_measure(specs, backend, settings, *, rounds, on_progress=None):
+    def fake_measure(specs, backend, settings, *, rounds, on_progress=None, on_prepared=None):
         calls.append((len(specs), rounds, settings.seed))
         slower = 1.0 + 0.03 * (len(calls) - 1)
         sums = LUTPredictor.plain_sum(table).predict(specs)
@@ -657,3 +657,20 @@ def test_validation_compares_a_second_pass_with_the_first(monkeypatch):
     assert np.allclose(np.array(nets["second_pass_ms"]) / nets["first_pass_ms"], 1.03)
     assert report["settings"]["median_above_min_pct"] == pytest.approx([20.0, 20.0])
     assert report["metrics"]["plain_sum"]["max_abs_error_pct"] == pytest.approx(0.0, abs=1e-9)
+    assert report["pass_drift_pct"] == pytest.approx(3.0)  # the common drift, taken out:
+    assert report["repeatability_drift_removed"]["max_abs_error_pct"] == pytest.approx(0, abs=1e-9)
+
+
+def test_repeatability_takes_out_the_common_drift_and_keeps_each_networks_own_gap():
+    """Every network 8% slower in the second pass, one of them 25%: as measured none agrees
+    within ±5%; without the common 8% all but that one do, and it stays 1.25/1.08 - 1 off."""
+    from latency_models.validate import repeatability
+
+    first = np.linspace(5.0, 15.0, 10)
+    second = first * 1.08
+    second[3] = first[3] * 1.25
+    rep = repeatability(first, second)
+    assert rep["raw"]["within_5pct"] == 0.0 and rep["raw"]["within_10pct"] == 0.9
+    assert rep["drift_pct"] == pytest.approx(8.0)
+    assert rep["drift_removed"]["within_5pct"] == 0.9
+    assert rep["drift_removed"]["max_abs_error_pct"] == pytest.approx((1.25 / 1.08 - 1) * 100)
