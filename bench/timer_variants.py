@@ -43,7 +43,8 @@ VARIANTS: dict[str, TimerSettings] = {
     "pinned-stop": TimerSettings(rounds=150, pin=True, stop_k=5, stop_tol=0.01, min_rounds=20),
     "thread-clock-stop": TimerSettings(rounds=150, pin=True, clock="thread", stop_k=5,
                                        stop_tol=0.01, min_rounds=20),
-    # one pass of bench/latency_validation.py (30 rounds in two passes of 15)
+    # one pass of `nas latency validate` at its default 30 rounds (two passes of 15);
+    # bench/latency_validation.py runs 60 (two passes of 30)
     "validation-pass": TimerSettings(rounds=15),
     # the same 15 rounds, then more (up to 60) for a network until its 3 smallest agree in 2%
     "validation-stop": TimerSettings(rounds=60, stop_k=3, stop_tol=0.02, min_rounds=15),
