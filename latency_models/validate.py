@@ -130,15 +130,15 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
     per_pass = max(1, rounds // 2)
     passes = []
     for index in range(2):
-        done_before = index * len(everything)
+        # one task per pass and phase: a log line per running phase, none for a finished one
+        step = (lambda what, done, name=f"pass {index + 1}": progress(
+            f"{name}: {what}", done, len(everything))) if progress else None
         passes.append(measure_specs(
             everything, setup.backend,
             dataclasses.replace(setup.settings, seed=setup.settings.seed + index),
             rounds=per_pass,
-            on_prepared=(lambda done, base=done_before: progress(
-                "preparing", base + done, 2 * len(everything))) if progress else None,
-            on_progress=(lambda done, base=done_before: progress(
-                "end-to-end", base + done, 2 * len(everything))) if progress else None))
+            on_prepared=(lambda done, step=step: step("preparing", done)) if step else None,
+            on_progress=(lambda done, step=step: step("end-to-end", done)) if step else None))
     measure_seconds = time.perf_counter() - start
     first_all, second_all = (np.array([t.min_ms for t in p]) for p in passes)
     measured_all = np.minimum(first_all, second_all)

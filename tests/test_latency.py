@@ -641,15 +641,23 @@ def test_validation_compares_a_second_pass_with_the_first(monkeypatch):
 
     def fake_measure(specs, backend, settings, *, rounds, on_progress=None, on_prepared=None):
         calls.append((len(specs), rounds, settings.seed))
+        on_prepared(len(specs))
+        on_progress(len(specs))
         slower = 1.0 + 0.03 * (len(calls) - 1)
         sums = LUTPredictor.plain_sum(table).predict(specs)
         return [Timing(float(s) * slower, float(s) * slower * 1.2, rounds) for s in sums]
 
     monkeypatch.setattr(validate_module, "measure_specs", fake_measure)
+    shown = {}
     report = validate_module.validate(LatencySetup(resolution=32), archs=12, rounds=6,
                                       calibration_archs=5, include_zoo=False,
-                                      throughput_specs=20, throughput_runs=3)
+                                      throughput_specs=20, throughput_runs=3,
+                                      progress=lambda what, done, total: shown.update(
+                                          {what: (done, total)}))
     assert calls == [(17, 3, 0), (17, 3, 1)]  # two passes, each its own order, half the rounds
+    # each pass's preparing (an export per network on ONNX Runtime) and measuring its own task
+    assert shown == {f"pass {i}: {what}": (17, 17) for i in (1, 2)
+                     for what in ("preparing", "end-to-end")}
     rep = report["repeatability"]
     assert rep["within_5pct"] == 1.0 and rep["mean_error_pct"] == pytest.approx(3.0)
     nets = report["networks"]
