@@ -20,6 +20,8 @@ the seed) as they finish; ``--resume`` reuses them, so the trainings can be run 
 (``--train-only --stop-after MINUTES``) and the timing on its own at the end.
 
     python bench/v3_headtohead.py [--seeds 3] [--found] [--smoke]
+    python bench/v3_headtohead.py --epochs N --resolution PX --train-images N --train-only
+                                  # a trial of the recipe: its name says what changed
 
 Prints a table; writes bench/results/v3_headtohead.json and v3_headtohead.png.
 """
@@ -45,6 +47,7 @@ from provenance import Provenance, portable, save_latency_plot, write_result  # 
 from latency_models.store import LatencySetup, measure_ms  # noqa: E402
 from nas.accuracy.final import FINAL_RECIPES, FinalRecipe, train_final  # noqa: E402
 from nas.build import count_params  # noqa: E402
+from nas.errors import EstimatorError  # noqa: E402
 from nas.flops import count_madds  # noqa: E402
 from nas.spec import ArchSpec  # noqa: E402
 from nas.threads import usable_cores  # noqa: E402
@@ -287,6 +290,8 @@ def main() -> None:
                         help="the recipe's first N seeds (default: all of them)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs (a trial)")
     parser.add_argument("--resolution", type=int, help="override the recipe's resolution (px)")
+    parser.add_argument("--train-images", type=int, metavar="N",
+                        help="train on a stratified subset of N training images (a trial)")
     parser.add_argument("--rounds", type=int, default=30, help="end-to-end timing rounds")
     parser.add_argument("--found", action="store_true",
                         help="also search (then NetAdapt) at V3-Small's and V3-Large's latency")
@@ -327,7 +332,11 @@ def main() -> None:
             scratch / "trainings.jsonl", False
         if args.found:
             raise SystemExit("--smoke does not run --found (a search needs minutes)")
-    final = final.trial(epochs=args.epochs, resolution=args.resolution, seeds=args.seeds)
+    try:
+        final = final.trial(epochs=args.epochs, resolution=args.resolution, seeds=args.seeds,
+                            train_images=args.train_images)
+    except EstimatorError as error:
+        raise SystemExit(f"error: {error}") from None
     args.final, args.run_dir = final, args.cache.parent
     try:  # checked before any training
         netadapt = netadapt_rows(args.netadapt, final) if args.netadapt else []

@@ -72,3 +72,18 @@ def test_a_final_recipe_needs_a_test_split_and_seeds():
         train_final(zoo.get("v3-small"), digits, 0)
     with pytest.raises(EstimatorError, match="at least one seed"):
         dataclasses.replace(digits, seeds=())
+
+
+def test_a_trial_names_what_it_changes_and_keeps_the_rest():
+    """A trial's results must never pass for the recipe's own: every change is in its name."""
+    base = FINAL_RECIPES["fashion-mnist"]
+    trial = base.trial(epochs=base.recipe.epochs + 2, resolution=56, train_images=20000, seeds=2)
+    assert trial.name == (f"{base.name} ({base.recipe.epochs + 2} epochs, 56 px, "
+                          f"20,000 training images)")
+    assert (trial.recipe.epochs, trial.resolution, trial.train_images, trial.seeds) == \
+        (base.recipe.epochs + 2, 56, 20000, (0, 1))
+    assert trial.recipe.lr == base.recipe.lr and trial.data == base.data
+    same = base.trial(epochs=base.recipe.epochs, resolution=base.resolution, seeds=5)
+    assert same.name == base.name and same.seeds == (0, 1, 2, 3, 4)  # seeds are not a change
+    with pytest.raises(EstimatorError, match="train_images must be at least 1"):
+        base.trial(train_images=0)

@@ -54,9 +54,10 @@ class FinalRecipe:
         return data.subset(train=self.train_images) if self.train_images else data
 
     def trial(self, *, epochs: int | None = None, resolution: int | None = None,
-              seeds: int | None = None) -> FinalRecipe:
-        """This recipe with other epochs or resolution (named in ``name``, so that its results
-        never pass for the recipe's own) or its first ``seeds`` seeds (more: 0, 1, 2, ...)."""
+              seeds: int | None = None, train_images: int | None = None) -> FinalRecipe:
+        """This recipe with other epochs, resolution or training subset (named in ``name``, so
+        that its results never pass for the recipe's own) or its first ``seeds`` seeds (more:
+        0, 1, 2, ...)."""
         changes: dict[str, Any] = {}
         tags = []
         if epochs is not None and epochs != self.recipe.epochs:
@@ -65,6 +66,9 @@ class FinalRecipe:
         if resolution is not None and resolution != self.resolution:
             changes["resolution"] = resolution
             tags.append(f"{resolution} px")
+        if train_images is not None and train_images != self.train_images:
+            changes["train_images"] = train_images
+            tags.append(f"{train_images:,} training images")
         if seeds is not None:
             changes["seeds"] = (self.seeds[:seeds] if seeds <= len(self.seeds)
                                 else tuple(range(seeds)))
