@@ -32,8 +32,11 @@ demo: install
 
 # Two steps: every test but Ray's on two pytest-xdist workers (one per core, one torch thread
 # each), then the tests that start Ray nodes (marker "ray") in one process on their own: a Ray
-# node started beside a busy worker can miss Ray's fixed 30 s start-up wait. Both steps always
-# run; make fails if either did. TEST_WORKERS=1 runs the first step in one process.
+# node started beside a busy worker can miss Ray's fixed 30 s start-up wait. The second step
+# also runs the tests marked "alone": they time networks end to end and act on the figures (the
+# quickstart's NetAdapt run), which a busy worker beside them inflates several times over.
+# Both steps always run; make fails if either did. TEST_WORKERS=1 runs the first step in one
+# process.
 TEST_WORKERS ?= 2
 ifeq ($(TEST_WORKERS),1)
 TEST_PARALLEL := -p no:xdist
@@ -41,9 +44,11 @@ else
 TEST_PARALLEL := -n $(TEST_WORKERS)
 endif
 test: install
-	$(PY) -m pytest -q $(TEST_PARALLEL) -m 'not slow and not fuzz and not ray' --durations=10; \
+	$(PY) -m pytest -q $(TEST_PARALLEL) -m 'not slow and not fuzz and not ray and not alone' \
+		--durations=10; \
 	first=$$?; \
-	$(PY) -m pytest -v -p no:xdist -m 'ray and not slow and not fuzz' --durations=5 || exit 1; \
+	$(PY) -m pytest -v -p no:xdist -m '(ray or alone) and not slow and not fuzz' --durations=5 \
+		|| exit 1; \
 	exit $$first
 
 test-all: install
