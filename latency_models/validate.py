@@ -14,6 +14,7 @@ Three predictors are scored on the same measurements:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 
@@ -131,14 +132,15 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
     passes = []
     for index in range(2):
         # one task per pass and phase: a log line per running phase, none for a finished one
-        step = (lambda what, done, name=f"pass {index + 1}": progress(
-            f"{name}: {what}", done, len(everything))) if progress else None
+        def step(what: str, done: float, name: str = f"pass {index + 1}") -> None:
+            progress(f"{name}: {what}", done, len(everything))
+
         passes.append(measure_specs(
             everything, setup.backend,
             dataclasses.replace(setup.settings, seed=setup.settings.seed + index),
             rounds=per_pass,
-            on_prepared=(lambda done, step=step: step("preparing", done)) if step else None,
-            on_progress=(lambda done, step=step: step("end-to-end", done)) if step else None))
+            on_prepared=functools.partial(step, "preparing") if progress else None,
+            on_progress=functools.partial(step, "end-to-end") if progress else None))
     measure_seconds = time.perf_counter() - start
     first_all, second_all = (np.array([t.min_ms for t in p]) for p in passes)
     measured_all = np.minimum(first_all, second_all)
