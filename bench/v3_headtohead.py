@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import Provenance, portable, save_latency_plot, write_result  # noqa: E402
 
 from latency_models.store import LatencySetup, measure_ms  # noqa: E402
-from nas.accuracy.final import FINAL_RECIPES, FinalRecipe, train_final  # noqa: E402
+from nas.accuracy.final import FINAL_RECIPES, FinalRecipe, recipe_setting, train_final  # noqa: E402
 from nas.build import count_params  # noqa: E402
 from nas.errors import EstimatorError  # noqa: E402
 from nas.flops import count_madds  # noqa: E402
@@ -292,6 +292,11 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, help="override the recipe's resolution (px)")
     parser.add_argument("--train-images", type=int, metavar="N",
                         help="train on a stratified subset of N training images (a trial)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        dest="settings", help="override a training-recipe field, e.g. "
+                        "label_smoothing=0 or weight_decay=1e-5 (a trial; repeatable)")
+    parser.add_argument("--dropout", type=float,
+                        help="the head's dropout for every network (a trial)")
     parser.add_argument("--rounds", type=int, default=30, help="end-to-end timing rounds")
     parser.add_argument("--found", action="store_true",
                         help="also search (then NetAdapt) at V3-Small's and V3-Large's latency")
@@ -333,8 +338,9 @@ def main() -> None:
         if args.found:
             raise SystemExit("--smoke does not run --found (a search needs minutes)")
     try:
+        settings = dict(recipe_setting(text) for text in args.settings)
         final = final.trial(epochs=args.epochs, resolution=args.resolution, seeds=args.seeds,
-                            train_images=args.train_images)
+                            train_images=args.train_images, dropout=args.dropout, **settings)
     except EstimatorError as error:
         raise SystemExit(f"error: {error}") from None
     args.final, args.run_dir = final, args.cache.parent

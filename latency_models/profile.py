@@ -80,11 +80,14 @@ def profile_layers(
     *,
     on_chunk: Callable[[dict[str, Timing]], None] | None = None,
     on_progress: Callable[[float], None] | None = None,
+    on_prepared: Callable[[int], None] | None = None,
 ) -> dict[str, Timing]:
     """Time every layer in isolation; returns key -> Timing.
 
     ``on_chunk`` receives each chunk's results as soon as they are measured;
-    ``on_progress`` receives the number of layers finished so far (fractional within a chunk).
+    ``on_progress`` receives the number of layers finished so far (fractional within a chunk);
+    ``on_prepared`` the number of layers built and prepared so far (ONNX Runtime exports each
+    layer before a chunk's first round: minutes for a large chunk).
     """
     unique = list({layer.key: layer for layer in layers}.values())
     order = np.random.default_rng(settings.seed).permutation(len(unique))
@@ -101,6 +104,8 @@ def profile_layers(
                 if shape not in inputs:
                     inputs[shape] = torch.randn(settings.batch, *shape)
                 runners[layer.key] = backend.prepare(module, inputs[shape])
+                if on_prepared is not None:
+                    on_prepared(done + len(runners))
 
         def progress(round_index: int, _done: int = done, _n: int = len(chunk)) -> None:
             if on_progress is not None:

@@ -87,6 +87,14 @@ def open_table(setup: LatencySetup, path: str | Path | None = None, *,
     return table, path, "loaded"
 
 
+def _reporter(progress: Progress | None, what: str,
+              total: int) -> Callable[[float], None] | None:
+    """``progress`` as a one-argument callback for one task (None without a display)."""
+    if progress is None:
+        return None
+    return lambda done: progress(what, done, total)
+
+
 def ensure_layers(table: LatencyTable, path: Path, setup: LatencySetup,
                   layers: Sequence[Layer], *, no_profile: bool = False,
                   progress: Progress | None = None) -> int:
@@ -107,9 +115,10 @@ def ensure_layers(table: LatencyTable, path: Path, setup: LatencySetup,
         table.save(path)  # an interruption keeps every finished chunk
 
     with RunLock(path, file=True):  # two processes profiling into one table: one is refused
-        profile_layers(missing, setup.backend, setup.settings, on_chunk=saved,
-                       on_progress=(lambda done: progress("layers", done, len(missing)))
-                       if progress else None)
+        profile_layers(
+            missing, setup.backend, setup.settings, on_chunk=saved,
+            on_progress=_reporter(progress, "layers", len(missing)),
+            on_prepared=_reporter(progress, "preparing layers", len(missing)))
     return len(missing)
 
 
@@ -118,8 +127,8 @@ def measure_ms(setup: LatencySetup, specs: Sequence[ArchSpec], *, rounds: int,
     """End-to-end latency (minimum over ``rounds`` interleaved rounds) of each spec, in ms."""
     timings = measure_specs(
         specs, setup.backend, setup.settings, rounds=rounds,
-        on_progress=(lambda done: progress("calibration", done, len(specs))) if progress
-        else None)
+        on_progress=_reporter(progress, "calibration", len(specs)),
+        on_prepared=_reporter(progress, "preparing calibration", len(specs)))
     return np.array([t.min_ms for t in timings])
 
 

@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from nas.accuracy.final import FINAL_RECIPES, FinalRecipe, train_final
+from nas.accuracy.final import FINAL_RECIPES, FinalRecipe, recipe_setting, train_final
 from nas.accuracy.train import CROP_PAD, Recipe, augment_batch
+from nas.build import build_model
 from nas.errors import EstimatorError
 from search_spaces import zoo
 
@@ -87,3 +88,35 @@ def test_a_trial_names_what_it_changes_and_keeps_the_rest():
     assert same.name == base.name and same.seeds == (0, 1, 2, 3, 4)  # seeds are not a change
     with pytest.raises(EstimatorError, match="train_images must be at least 1"):
         base.trial(train_images=0)
+
+
+def test_a_trial_overrides_recipe_fields_and_dropout_and_names_them(tmp_path, monkeypatch):
+    base = FINAL_RECIPES["fashion-mnist"]
+    settings = dict(map(recipe_setting, ["label_smoothing=0", "weight_decay=1e-5"]))
+    assert settings == {"label_smoothing": 0.0, "weight_decay": 1e-5}
+    trial = base.trial(dropout=0.0, **settings)
+    assert trial.name == f"{base.name} (label_smoothing=0.0, weight_decay=1e-05, dropout=0.0)"
+    assert (trial.recipe.label_smoothing, trial.recipe.weight_decay, trial.dropout) == \
+        (0.0, 1e-5, 0.0)
+    assert trial.recipe.lr == base.recipe.lr and "dropout" not in base.to_dict()
+    assert trial.to_dict()["dropout"] == 0.0
+    assert base.trial(label_smoothing=base.recipe.label_smoothing).name == base.name
+    for text, message in [("lr=fast", "lr takes float"), ("momentum=0.8", "no recipe field"),
+                          ("label_smoothing=1", "label_smoothing in"), ("lr", "KEY=VALUE"),
+                          ("channels_last=maybe", "channels_last takes bool")]:
+        with pytest.raises(EstimatorError, match=message):
+            base.trial(**dict([recipe_setting(text)]))
+    with pytest.raises(EstimatorError, match="dropout must be in"):
+        base.trial(dropout=1.0)
+    # the dropout reaches the head of the network that is trained
+    _fashion_like(tmp_path / "fm", per_class=8, test_per_class=3)
+    monkeypatch.setenv("NAS_FASHION_MNIST_DIR", str(tmp_path / "fm"))
+    small = dataclasses.replace(
+        base, resolution=16, recipe=dataclasses.replace(base.recipe, epochs=1, batch_size=16))
+    spec = zoo.get("v3-small", width_mult=0.5).scaled()
+    built = []
+    monkeypatch.setattr("nas.accuracy.final.build_model",
+                        lambda s, seed: built.append(s.head.dropout) or build_model(s, seed=seed))
+    for dropout in (None, 0.0, 0.5):
+        train_final(spec, small.trial(dropout=dropout), 0, threads=1)
+    assert built == [spec.head.dropout, 0.0, 0.5]

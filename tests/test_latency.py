@@ -529,6 +529,23 @@ def test_every_backend_profiles_layers_and_networks_as_the_profiler_builds_them(
     assert network.samples == 2 and network.min_ms > 0
 
 
+def test_profiling_reports_layers_as_they_are_prepared():
+    """ONNX Runtime exports every layer of a chunk before its first round; the preparation
+    counts layer by layer, across chunks, up to the number of distinct layers."""
+    from latency_models.profile import profile_layers
+
+    spec = zoo.get("mobilenet_v3_small", input_size=32)
+    layers = layers_of(spec)
+    distinct = len({layer.key for layer in layers})
+    prepared, done = [], []
+    settings = dataclasses.replace(FAST, chunk_size=4)
+    profile_layers(layers, get_backend("torch", 1), settings, on_prepared=prepared.append,
+                   on_progress=done.append)
+    assert distinct > 4  # more than one chunk
+    assert prepared == list(range(1, distinct + 1))
+    assert done[-1] == pytest.approx(distinct)
+
+
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown latency backend 'tpu'"):
         get_backend("tpu")
@@ -557,8 +574,15 @@ def test_quick_profile_of_a_tiny_space_is_resumable():
         ensure_layers(table, path, setup, layers)
     kept = LatencyTable.load(path)
     assert 0 < len(kept) < len({layer.key for layer in layers})
-    predictor, again_path = load_predictor(setup, space)
+    reported: dict[str, tuple[float, float]] = {}
+    predictor, again_path = load_predictor(
+        setup, space, progress=lambda what, done, total: reported.__setitem__(what, (done,
+                                                                                    total)))
     assert again_path == path
+    missing = len({layer.key for layer in layers}) - len(kept)
+    assert reported["preparing layers"] == (missing, missing)
+    assert reported["layers"] == pytest.approx((missing, missing))
+    assert reported["preparing calibration"] == (4, 4)
     assert {layer.key for layer in layers} <= set(predictor.table.entries)
     assert predictor.table.calibration["archs"] == 4
     assert set(kept.entries) <= set(predictor.table.entries)

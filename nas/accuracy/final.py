@@ -23,7 +23,8 @@ from nas.errors import EstimatorError
 from nas.spec import ArchSpec
 from nas.threads import torch_threads, training_threads
 
-__all__ = ["FINAL_RECIPES", "FinalRecipe", "FinalScore", "final_recipe", "train_final"]
+__all__ = ["FINAL_RECIPES", "FinalRecipe", "FinalScore", "final_recipe", "recipe_setting",
+           "train_final"]
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,10 @@ class FinalRecipe:
     """A data set, how it is presented (resolution, training subset) and the training recipe.
 
     ``train_images``: a stratified, seeded subset of the training split (None: all of it);
-    the validation and test splits are always whole. ``seeds``: the training seeds a report
-    uses (each seed is the recipe's ``seed``: initial weights, batch order, augmentation).
+    the validation and test splits are always whole. ``dropout``: the head's dropout for every
+    network trained (None: each spec's own, 0.2 for the V3 family). ``seeds``: the training
+    seeds a report uses (each seed is the recipe's ``seed``: initial weights, batch order,
+    augmentation).
     """
 
     name: str
@@ -41,12 +44,15 @@ class FinalRecipe:
     recipe: Recipe
     seeds: tuple[int, ...] = (0, 1, 2)
     train_images: int | None = None
+    dropout: float | None = None
 
     def __post_init__(self) -> None:
         if not self.seeds:
             raise EstimatorError("a final recipe needs at least one seed")
         if self.train_images is not None and self.train_images < 1:
             raise EstimatorError(f"train_images must be at least 1, got {self.train_images}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise EstimatorError(f"dropout must be in [0, 1), got {self.dropout}")
 
     def load(self) -> ImageData:
         """The data as this recipe trains on it (train subset applied, test split whole)."""
@@ -54,15 +60,29 @@ class FinalRecipe:
         return data.subset(train=self.train_images) if self.train_images else data
 
     def trial(self, *, epochs: int | None = None, resolution: int | None = None,
-              seeds: int | None = None, train_images: int | None = None) -> FinalRecipe:
-        """This recipe with other epochs, resolution or training subset (named in ``name``, so
-        that its results never pass for the recipe's own) or its first ``seeds`` seeds (more:
-        0, 1, 2, ...)."""
+              seeds: int | None = None, train_images: int | None = None,
+              dropout: float | None = None, **recipe: Any) -> FinalRecipe:
+        """This recipe with other epochs, resolution, training subset, head dropout or
+        ``Recipe`` fields (``recipe``: e.g. ``label_smoothing=0.0``), all named in ``name`` so
+        that its results never pass for the recipe's own; or its first ``seeds`` seeds (more:
+        0, 1, 2, ...). An unknown or invalid field is an ``EstimatorError``."""
         changes: dict[str, Any] = {}
         tags = []
+        fields = {f.name for f in dataclasses.fields(Recipe)} - {"seed", "epochs"}
+        unknown = sorted(set(recipe) - fields)
+        if unknown:
+            raise EstimatorError(f"no recipe field {', '.join(map(repr, unknown))} (known: "
+                                 f"{', '.join(sorted(fields))})")
+        recipe = {k: v for k, v in recipe.items() if v != getattr(self.recipe, k)}
         if epochs is not None and epochs != self.recipe.epochs:
-            changes["recipe"] = dataclasses.replace(self.recipe, epochs=epochs)
+            recipe["epochs"] = epochs
             tags.append(f"{epochs} epochs")
+        if recipe:
+            changes["recipe"] = dataclasses.replace(self.recipe, **recipe)
+            tags.extend(f"{k}={v}" for k, v in recipe.items() if k != "epochs")
+        if dropout is not None and dropout != self.dropout:
+            changes["dropout"] = dropout
+            tags.append(f"dropout={dropout}")
         if resolution is not None and resolution != self.resolution:
             changes["resolution"] = resolution
             tags.append(f"{resolution} px")
@@ -77,9 +97,12 @@ class FinalRecipe:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "data": self.data, "resolution": self.resolution,
-                "train_images": self.train_images, "seeds": list(self.seeds),
-                "recipe": self.recipe.to_dict()}
+        out = {"name": self.name, "data": self.data, "resolution": self.resolution,
+               "train_images": self.train_images, "seeds": list(self.seeds),
+               "recipe": self.recipe.to_dict()}
+        if self.dropout is not None:  # absent otherwise: earlier results keep their keys
+            out["dropout"] = self.dropout
+        return out
 
 
 @dataclass(frozen=True)
@@ -109,6 +132,30 @@ FINAL_RECIPES: dict[str, FinalRecipe] = {
 }
 
 
+def recipe_setting(text: str) -> tuple[str, Any]:
+    """``"label_smoothing=0"`` -> ``("label_smoothing", 0.0)``: one ``Recipe`` field, its value
+    converted to the field's type (a command line's ``--set``). Bad text is an
+    ``EstimatorError``; ``FinalRecipe.trial`` checks the field and the value's range."""
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    types = {f.name: str(f.type) for f in dataclasses.fields(Recipe)}
+    if not sep or not key or not value:
+        raise EstimatorError(f"a recipe setting is KEY=VALUE, got {text!r}")
+    kind = types.get(key, "str")
+    try:
+        if kind == "bool":
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(value)
+            return key, value.lower() in ("true", "1")
+        if kind.startswith("int"):
+            return key, None if value.lower() == "none" and "None" in kind else int(value)
+        if kind == "float":
+            return key, float(value)
+    except ValueError:
+        raise EstimatorError(f"{key} takes {kind.replace(' | None', '')}, got {value!r}") from None
+    return key, value
+
+
 def final_recipe(name: str) -> FinalRecipe:
     """``FINAL_RECIPES[name]``; an unknown name is an ``EstimatorError`` naming the known."""
     try:
@@ -130,6 +177,9 @@ def train_final(spec: ArchSpec, final: FinalRecipe, seed: int, *, data: ImageDat
         raise EstimatorError(f"{data.name} has no test split: a final recipe needs one")
     recipe = dataclasses.replace(final.recipe, seed=seed)
     spec = adapt_spec(spec, data.num_classes, data.resolution, data.channels)
+    if final.dropout is not None:
+        spec = dataclasses.replace(spec, head=dataclasses.replace(spec.head,
+                                                                  dropout=final.dropout))
     start = time.perf_counter()
     with torch_threads(threads or training_threads()):
         torch.manual_seed(seed)  # dropout draws from the global generator
