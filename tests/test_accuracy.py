@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nas.accuracy import AccuracyEstimator, Estimate, adapt_spec
-from nas.accuracy.train import Recipe, TrainEstimator, recalibrate_bn
+from nas.accuracy.train import Recipe, TrainEstimator, recalibrate_bn, train_model
 from nas.accuracy.zero_cost import PROXIES, ZeroCostEstimator, naswot, synflow
 from nas.build import build_model
 from nas.data import load_data
@@ -40,7 +40,8 @@ def test_training_is_deterministic_and_learns(digits16):
     assert not first.failed, first.reason
     assert first.score == second.score
     assert first.details["final_loss"] == second.details["final_loss"]
-    assert first.details["recipe"] == dataclasses.asdict(recipe)
+    assert first.details["recipe"] == recipe.to_dict()
+    assert "ema_decay" not in recipe.to_dict()  # off: earlier results' recipe dicts unchanged
     assert first.score > 50  # 10 classes: chance is 10%
     other = TrainEstimator(digits16, dataclasses.replace(recipe, seed=4)).estimate(small_spec())
     assert other.details["final_loss"] != first.details["final_loss"]
@@ -51,6 +52,31 @@ def test_recipe_validation():
         Recipe(epochs=0)
     with pytest.raises(ValueError, match="optimizer"):
         Recipe(optimizer="lbfgs")
+
+
+def test_an_ema_recipe_ends_with_the_averaged_weights(digits16):
+    """With ``ema_decay`` the trained model holds the weights' moving average: a decay near 0
+    averages nothing (the last weights), a large one keeps them near the start."""
+    spec = adapt_spec(small_spec(), 10, 16, 3)
+    recipe = Recipe(epochs=1, batch_size=32, seed=1, steps=15)
+
+    def trained(decay: float) -> list[torch.Tensor]:
+        torch.manual_seed(1)  # dropout draws from the global generator
+        model = build_model(spec, seed=1)
+        train_model(model, digits16, dataclasses.replace(recipe, ema_decay=decay))
+        return [p.detach().clone() for p in model.parameters()]
+
+    start = [p.detach().clone() for p in build_model(spec, seed=1).parameters()]
+    last, nothing, slow = trained(0.0), trained(1e-12), trained(0.999)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(last, nothing, strict=True))
+
+    def distance(a, b):
+        return sum(float((x - y).norm()) for x, y in zip(a, b, strict=True))
+
+    assert distance(slow, start) < 0.5 * distance(last, start)
+    assert Recipe(ema_decay=0.99).to_dict()["ema_decay"] == 0.99
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        Recipe(ema_decay=1.0)
 
 
 def test_bn_recalibration_replaces_stale_statistics(digits16):

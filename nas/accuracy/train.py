@@ -67,6 +67,7 @@ class Recipe:
     compile: bool = False           # torch.compile the model (pays off only for long runs)
     steps: int | None = None        # a fixed number of steps instead of whole epochs
     augment: str = "none"           # "none", "flip" or "crop-flip" (see AUGMENTATIONS)
+    ema_decay: float = 0.0          # > 0: the result is the weights' exponential moving average
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -82,9 +83,14 @@ class Recipe:
                 and 0 <= self.weight_decay < math.inf):
             raise EstimatorError("lr must be > 0, label_smoothing in [0, 1), weight_decay >= 0 "
                                  "(all finite)")
+        if not 0 <= self.ema_decay < 1:
+            raise EstimatorError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not self.ema_decay:  # absent when off: a recipe's dict (and results' keys) as before
+            del out["ema_decay"]
+        return out
 
 
 def _optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -170,6 +176,10 @@ def train_model(model: torch.nn.Module, data: ImageData, recipe: Recipe, *,
     step_fn = torch.compile(model) if recipe.compile else model
     use_bf16 = device.startswith("cuda")
     generator = torch.Generator().manual_seed(recipe.seed)
+    average = None
+    if recipe.ema_decay:
+        average = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(recipe.ema_decay))
     step, last_loss = 0, float("nan")
     model.train()
     while step < total:
@@ -191,12 +201,21 @@ def train_model(model: torch.nn.Module, data: ImageData, recipe: Recipe, *,
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update_parameters(model)
             last_loss = float(loss.detach())
             step += 1
             if on_step is not None:
                 on_step(step, total, last_loss)
         if step == epoch_start:  # fewer images than one batch: nothing to train on
             break
+    if average is not None and step:
+        # the averaged weights; BatchNorm statistics belong to the last weights, so every
+        # caller recomputes them (recalibrate_bn) before evaluating
+        with torch.no_grad():
+            for mine, averaged in zip(model.parameters(), average.module.parameters(),
+                                      strict=True):
+                mine.copy_(averaged)
     return {"steps": step, "final_loss": last_loss}
 
 
