@@ -22,13 +22,23 @@ class Results:
 
     def __init__(self, directory: Path = RESULTS):
         self.directory = directory
-        self._cache: dict[str, dict | None] = {}
+        self._cache: dict[str, Any] = {}
 
     def get(self, name: str) -> dict | None:
         if name not in self._cache:
             path = self.directory / f"{name}.json"
             self._cache[name] = json.loads(path.read_text()) if path.exists() else None
         return self._cache[name]
+
+    def lines(self, name: str) -> list[dict] | None:
+        """The rows of ``name`` (a JSON-lines file under the directory, suffix included), or
+        None for an absent file."""
+        key = f"lines:{name}"
+        if key not in self._cache:
+            path = self.directory / name
+            self._cache[key] = [json.loads(line) for line in path.read_text().splitlines()
+                                if line.strip()] if path.exists() else None
+        return self._cache[key]
 
     def names(self, pattern: str) -> list[str]:
         return sorted(p.stem for p in self.directory.glob(f"{pattern}.json"))

@@ -9,7 +9,15 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from figures_common import Results, fmt_num, fmt_tau, missing, run_date, with_source
+from figures_common import (
+    Results,
+    fmt_mean_sd,
+    fmt_num,
+    fmt_tau,
+    missing,
+    run_date,
+    with_source,
+)
 
 GOAL_TAU = 0.5  # the ranking goal of the accuracy issue, fixed before the samples were measured
 
@@ -255,4 +263,46 @@ def render_training_throughput(results: Results) -> list[str]:
         spans = "; ".join(f"{model} {min(v):.2f}-{max(v):.2f}×" for model, v in ratios.items())
         lines += ["", f"`torch.compile` against the estimator's eager loop: {spans}; compiling "
                       f"took {min(compile_seconds):.0f}-{max(compile_seconds):.0f} s per model."]
+    return lines
+
+
+TRIALS = "trials/v3_headtohead-trainings.jsonl"
+
+
+def _network_order(name: str) -> tuple[int, float]:
+    """``v3-small_x0.75`` -> (0, 0.75): V3-Small before V3-Large, narrow before wide."""
+    family, _, width = name.rpartition("_x")
+    return (0 if family == "v3-small" else 1, float(width or 0))
+
+
+def render_recipe_trials(results: Results) -> list[str]:
+    """Every recipe trial of the Fashion-MNIST head-to-head (issue 28): each network's test
+    top-1 over its seeds, and each step between neighbouring widths against twice the larger
+    seed standard deviation (the discrimination rule of ``bench/v3_headtohead.py``)."""
+    rows = results.lines(TRIALS)
+    if rows is None:
+        return [f"Not measured yet: no `bench/results/{TRIALS}`."]
+    recipes: dict[str, dict[str, dict[int, float]]] = {}
+    for row in rows:
+        recipe = row.get("recipe", "recipe not recorded")
+        recipes.setdefault(recipe, {}).setdefault(row["name"], {})[row["seed"]] = row["test_top1"]
+    lines = [f"From `bench/results/{TRIALS}` ({len(rows)} trainings): test top-1 (%), mean ± "
+             "sample sd over the seeds (each seed's value in brackets). A step is separated when "
+             "its gap exceeds twice the larger sd of its two networks.", "",
+             "| recipe (trial) | network | seeds | test top-1 | step from the narrower | "
+             "2 × larger sd | separated |", "|---|---|---|---|---|---|---|"]
+    for recipe, networks in recipes.items():
+        previous = None
+        for name in sorted(networks, key=_network_order):
+            accs = [networks[name][s] for s in sorted(networks[name])]
+            sd = statistics.stdev(accs) if len(accs) > 1 else None
+            step = twice = separated = "–"
+            if previous is not None and sd is not None and previous[1] is not None:
+                gap = statistics.mean(accs) - previous[0]
+                limit = 2 * max(sd, previous[1])
+                step, twice = f"{gap:+.2f}", f"{limit:.2f}"
+                separated = "yes" if gap > limit else "no"
+            lines.append(f"| {recipe} | {name} | {len(accs)} | {fmt_mean_sd(accs)} | {step} | "
+                         f"{twice} | {separated} |")
+            previous = (statistics.mean(accs), sd)
     return lines

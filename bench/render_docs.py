@@ -33,6 +33,7 @@ from figures_estimators import (
     render_estimator_ranking,
     render_estimator_samples,
     render_estimator_verdict,
+    render_recipe_trials,
     render_reference_lr,
     render_training_throughput,
 )
@@ -60,8 +61,10 @@ class DocError(Exception):
 
 
 def doc_paths(root: Path = ROOT) -> list[Path]:
-    """The pages whose figures are generated: README.md, docs/*.md, bench/README.md."""
-    return [root / "README.md", *sorted((root / "docs").glob("*.md")), root / "bench" / "README.md"]
+    """The pages whose figures are generated: README.md, docs/*.md, bench/README.md and the
+    trials' README (bench/results/trials/README.md)."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md")),
+            root / "bench" / "README.md", root / "bench" / "results" / "trials" / "README.md"]
 
 
 # --------------------------------------------------------------------------- the renderers
@@ -90,6 +93,7 @@ RENDERERS: dict[str, Renderer] = {
     "torchvision_equivalence": Renderer(render_torchvision_equivalence),
     "ray_throughput": Renderer(render_ray_throughput),
     "timer_variants": Renderer(render_timer_variants),
+    "recipe_trials": Renderer(render_recipe_trials),
 }
 
 
@@ -175,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write nothing; exit 1 listing every stale block")
     parser.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)
     parser.add_argument("pages", nargs="*", type=Path,
-                        help="default: README.md, docs/*.md, bench/README.md")
+                        help="default: README.md, docs/*.md, bench/README.md, "
+                        "bench/results/trials/README.md")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     pages = [p.resolve() for p in args.pages] or doc_paths()

@@ -77,9 +77,11 @@ def family_name(entry: str) -> str:
 
 
 def training_key(spec: ArchSpec, final: FinalRecipe, seed: int) -> str:
-    """What decides a training's result: the architecture (not its name), recipe and seed."""
+    """What decides a training's result: the architecture (not its name), recipe and seed;
+    not how many seeds the recipe has (a run with more seeds reuses the first ones)."""
     arch = {k: v for k, v in spec.to_dict().items() if k not in ("name", "input_size")}
-    text = json.dumps([arch, final.to_dict(), seed], sort_keys=True)
+    recipe = {k: v for k, v in final.to_dict().items() if k != "seeds"}
+    text = json.dumps([arch, recipe, seed], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -157,7 +159,8 @@ def train_all(networks: list[ArchSpec], final: FinalRecipe, trainings: Trainings
                 score = future.result()
                 done += 1
                 trainings.add({"key": training_key(spec, final, seed), "name": spec.name,
-                               **score, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                               "recipe": final.name, **score,
+                               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
                 print(f"  {spec.name:<28} seed {seed}: test {score['test_top1']:.2f}%, val "
                       f"{score['val_top1']:.2f}% ({score['seconds']:.0f} s)", flush=True)
     return all(trainings.get(training_key(spec, final, seed))

@@ -376,3 +376,25 @@ def test_latency_validation_renders_the_second_pass_and_every_other_setting(tmp_
     assert "| onnxruntime | 2 | 48 | 90.0% | 100.0% | 0.995 | mobilenet_v2 -7.0% | 90.0% | " \
            "100.0% | 99.0% (drift +2.8%) | 12.5%, 7.2% |" in text
     assert "drift between the passes" not in text  # the main file has no such figure
+
+
+def test_recipe_trials_group_by_recipe_and_judge_each_step(tmp_path):
+    trials = tmp_path / "trials"
+    trials.mkdir()
+    rows = [("a", "v3-small_x1.00", [91.0, 91.2, 91.1]), ("a", "v3-small_x0.75", [90.0, 90.2, 90.1]),
+            ("b", "v3-small_x0.75", [90.0, 91.0, 90.5]), ("b", "v3-small_x1.00", [90.4, 91.2, 90.6])]
+    (trials / "v3_headtohead-trainings.jsonl").write_text("".join(
+        json.dumps({"key": f"{r}{n}{s}", "name": n, "recipe": r, "seed": s, "test_top1": acc})
+        + "\n" for r, n, accs in rows for s, acc in enumerate(accs)))
+    text = render_docs.render_recipe_trials(render_docs.Results(tmp_path))
+    assert "(12 trainings)" in text[0]
+    table = [line for line in text if line.startswith("| a ") or line.startswith("| b ")]
+    # narrow before wide within each recipe, recipes in the file's order
+    assert [line.split(" | ")[:2] for line in table] == [
+        ["| a", "v3-small_x0.75"], ["| a", "v3-small_x1.00"],
+        ["| b", "v3-small_x0.75"], ["| b", "v3-small_x1.00"]]
+    assert table[1].endswith("| +1.00 | 0.20 | yes |")  # gap 1.0 > 2 x 0.1
+    assert table[3].endswith("| +0.23 | 1.00 | no |")  # gap 0.23 < 2 x 0.5
+    assert "90.10 ± 0.10 (90.00 / 90.20 / 90.10)" in table[0]
+    assert "Not measured yet" in render_docs.render_recipe_trials(
+        render_docs.Results(tmp_path / "absent"))[0]

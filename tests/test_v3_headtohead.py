@@ -81,6 +81,9 @@ def test_the_cache_key_is_the_architecture_recipe_and_seed(tmp_path):
     assert key != bench.training_key(bench.family_spec("v3-small:1.0"), final, 0)
     longer = dataclasses.replace(final, recipe=dataclasses.replace(final.recipe, epochs=9))
     assert key != bench.training_key(small, longer, 0)
+    # how many seeds a run asks for is not part of a training: more seeds reuse the first
+    assert key == bench.training_key(small, final.trial(seeds=5), 0)
+    assert key != bench.training_key(small, final.trial(dropout=0.0), 0)
     cache = tmp_path / "t.jsonl"
     trainings = bench.Trainings(cache, reuse=False)
     trainings.add({"key": key, "test_top1": 90.0})
@@ -154,6 +157,7 @@ def test_train_all_stops_at_the_deadline_and_resumes_from_the_cache(tmp_path, mo
     assert "  training v3-small_x0.50 seed 0; 0 of 1 done, " in capsys.readouterr().out
     (row,) = bench.Trainings(tmp_path / "t.jsonl", reuse=True).rows.values()
     assert row["name"] == "v3-small_x0.50" and row["seed"] == 0 and 0 <= row["test_top1"] <= 100
+    assert row["recipe"] == final.name  # the file says which recipe trained it
     # everything cached: nothing trains (no worker pool is even started)
     monkeypatch.setattr(bench, "train_one", None)
     assert bench.train_all(nets, final, trainings, deadline=None)
