@@ -121,8 +121,9 @@ class FinalScore:
 
 # Fashion-MNIST at its native 28x28 (grey as three channels), the whole 50,000-image training
 # split, 3 epochs of SGD-Nesterov with a short warm-up and cosine decay, label smoothing 0.1,
-# random 2-pixel shifts and left-right flips. Chosen so that V3-Small trains in a few minutes on
-# one core and the V3 width family separates (docs/accuracy.md, "Final training").
+# random 2-pixel shifts and left-right flips. Chosen so that V3-Small trains in minutes on one
+# core; whether it separates the V3 width family is what bench/v3_headtohead.py checks, and no
+# recipe tried so far does (docs/accuracy.md, "Final training"; bench/results/trials/).
 FINAL_RECIPES: dict[str, FinalRecipe] = {
     "fashion-mnist": FinalRecipe(
         name="fashion-mnist", data="fashion-mnist", resolution=28,
