@@ -381,8 +381,10 @@ def test_latency_validation_renders_the_second_pass_and_every_other_setting(tmp_
 def test_recipe_trials_group_by_recipe_and_judge_each_step(tmp_path):
     trials = tmp_path / "trials"
     trials.mkdir()
-    rows = [("a", "v3-small_x1.00", [91.0, 91.2, 91.1]), ("a", "v3-small_x0.75", [90.0, 90.2, 90.1]),
-            ("b", "v3-small_x0.75", [90.0, 91.0, 90.5]), ("b", "v3-small_x1.00", [90.4, 91.2, 90.6])]
+    rows = [("a", "v3-small_x1.00", [91.0, 91.2, 91.1]),
+            ("a", "v3-small_x0.75", [90.0, 90.2, 90.1]),
+            ("b", "v3-small_x0.75", [90.0, 91.0, 90.5]),
+            ("b", "v3-small_x1.00", [90.4, 91.2, 90.6])]
     (trials / "v3_headtohead-trainings.jsonl").write_text("".join(
         json.dumps({"key": f"{r}{n}{s}", "name": n, "recipe": r, "seed": s, "test_top1": acc})
         + "\n" for r, n, accs in rows for s, acc in enumerate(accs)))
