@@ -295,14 +295,15 @@ def render_recipe_trials(results: Results) -> list[str]:
         previous = None
         for name in sorted(networks, key=_network_order):
             accs = [networks[name][s] for s in sorted(networks[name])]
+            mean = statistics.mean(accs)
             sd = statistics.stdev(accs) if len(accs) > 1 else None
             step = twice = separated = "–"
             if previous is not None and sd is not None and previous[1] is not None:
-                gap = statistics.mean(accs) - previous[0]
+                gap = mean - previous[0]
                 limit = 2 * max(sd, previous[1])
                 step, twice = f"{gap:+.2f}", f"{limit:.2f}"
                 separated = "yes" if gap > limit else "no"
             lines.append(f"| {recipe} | {name} | {len(accs)} | {fmt_mean_sd(accs)} | {step} | "
                          f"{twice} | {separated} |")
-            previous = (statistics.mean(accs), sd)
+            previous = (mean, sd)
     return lines

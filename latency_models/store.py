@@ -87,8 +87,8 @@ def open_table(setup: LatencySetup, path: str | Path | None = None, *,
     return table, path, "loaded"
 
 
-def _reporter(progress: Progress | None, what: str,
-              total: int) -> Callable[[float], None] | None:
+def task_reporter(progress: Progress | None, what: str,
+                  total: int) -> Callable[[float], None] | None:
     """``progress`` as a one-argument callback for one task (None without a display)."""
     if progress is None:
         return None
@@ -117,8 +117,8 @@ def ensure_layers(table: LatencyTable, path: Path, setup: LatencySetup,
     with RunLock(path, file=True):  # two processes profiling into one table: one is refused
         profile_layers(
             missing, setup.backend, setup.settings, on_chunk=saved,
-            on_progress=_reporter(progress, "layers", len(missing)),
-            on_prepared=_reporter(progress, "preparing layers", len(missing)))
+            on_progress=task_reporter(progress, "layers", len(missing)),
+            on_prepared=task_reporter(progress, "preparing layers", len(missing)))
     return len(missing)
 
 
@@ -127,8 +127,8 @@ def measure_ms(setup: LatencySetup, specs: Sequence[ArchSpec], *, rounds: int,
     """End-to-end latency (minimum over ``rounds`` interleaved rounds) of each spec, in ms."""
     timings = measure_specs(
         specs, setup.backend, setup.settings, rounds=rounds,
-        on_progress=_reporter(progress, "calibration", len(specs)),
-        on_prepared=_reporter(progress, "preparing calibration", len(specs)))
+        on_progress=task_reporter(progress, "calibration", len(specs)),
+        on_prepared=task_reporter(progress, "preparing calibration", len(specs)))
     return np.array([t.min_ms for t in timings])
 
 

@@ -14,7 +14,6 @@ Three predictors are scored on the same measurements:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Sequence
 
@@ -23,7 +22,13 @@ from rich.table import Table
 
 from latency_models.predictor import LUTPredictor
 from latency_models.profile import measure_specs
-from latency_models.store import LatencySetup, Progress, calibration_specs, load_predictor
+from latency_models.store import (
+    LatencySetup,
+    Progress,
+    calibration_specs,
+    load_predictor,
+    task_reporter,
+)
 from nas.errors import LatencyError
 from nas.spec import ArchSpec
 from search_spaces import zoo
@@ -132,15 +137,13 @@ def validate(setup: LatencySetup, *, archs: int = 200, rounds: int = 30, seed: i
     passes = []
     for index in range(2):
         # one task per pass and phase: a log line per running phase, none for a finished one
-        def step(what: str, done: float, name: str = f"pass {index + 1}") -> None:
-            progress(f"{name}: {what}", done, len(everything))
-
         passes.append(measure_specs(
             everything, setup.backend,
             dataclasses.replace(setup.settings, seed=setup.settings.seed + index),
             rounds=per_pass,
-            on_prepared=functools.partial(step, "preparing") if progress else None,
-            on_progress=functools.partial(step, "end-to-end") if progress else None))
+            on_prepared=task_reporter(progress, f"pass {index + 1}: preparing", len(everything)),
+            on_progress=task_reporter(progress, f"pass {index + 1}: end-to-end",
+                                      len(everything))))
     measure_seconds = time.perf_counter() - start
     first_all, second_all = (np.array([t.min_ms for t in p]) for p in passes)
     measured_all = np.minimum(first_all, second_all)
