@@ -77,10 +77,11 @@ def family_name(entry: str) -> str:
 
 
 def training_key(spec: ArchSpec, final: FinalRecipe, seed: int) -> str:
-    """What decides a training's result: the architecture (not its name), recipe and seed;
-    not how many seeds the recipe has (a run with more seeds reuses the first ones)."""
+    """What decides a training's result: the architecture and the recipe's settings (not
+    their names), and the seed; not how many seeds the recipe has (a run with more seeds
+    reuses the first ones)."""
     arch = {k: v for k, v in spec.to_dict().items() if k not in ("name", "input_size")}
-    recipe = {k: v for k, v in final.to_dict().items() if k != "seeds"}
+    recipe = {k: v for k, v in final.to_dict().items() if k not in ("name", "seeds")}
     text = json.dumps([arch, recipe, seed], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -199,6 +200,7 @@ def find(target: str, budget_ms: float, args, data_name: str, **options) -> Arch
     """Block search, then NetAdapt (``nas reproduce --search``) on the recipe's data, with
     ``budget_ms`` (the V3 network's latency measured in this run) as the target. ``options``
     go to ``reproduce_search`` (tests: a synthetic device)."""
+    from nas.cli.progress import netadapt_events, pipeline_events, progress
     from nas.pipeline import PipelineSettings, reproduce_search
 
     settings = PipelineSettings(
@@ -207,8 +209,14 @@ def find(target: str, budget_ms: float, args, data_name: str, **options) -> Arch
         resolution=args.final.resolution, init_epochs=args.init_epochs,
         short_steps=args.short_steps, long_epochs=args.long_epochs, delta=args.delta,
         rounds=args.rounds)
-    summary = reproduce_search(settings, args.run_dir / f"found-{target}", target_ms=budget_ms,
-                               **options)
+    with progress() as bar:  # as `nas reproduce --search` shows it: a terminal or a log
+        task = bar.add_task(f"{target}: measuring", total=None)
+        summary = reproduce_search(
+            settings, args.run_dir / f"found-{target}", target_ms=budget_ms,
+            workers=getattr(args, "workers", 1),
+            on_event=pipeline_events(bar, task, TARGETS[target]),
+            on_search_result=lambda _result, done, _total: bar.update(task, completed=done),
+            on_netadapt_event=netadapt_events(bar, task), **options)
     spec = ArchSpec.from_dict(summary["found"]["spec"])
     return dataclasses.replace(spec, name=f"found_{target}", input_size=224)
 
@@ -321,7 +329,8 @@ def main() -> None:
     parser.add_argument("--stop-after", type=float, metavar="MINUTES",
                         help="with --train-only: start no training after this many minutes")
     parser.add_argument("--workers", type=int, default=usable_cores(),
-                        help="trainings side by side, one thread each")
+                        help="trainings (and --found's search candidates) side by side, one "
+                             "thread each")
     parser.add_argument("--netadapt", type=Path, metavar="JSON",
                         help="a bench/netadapt_vs_multiplier.py --recipe result with this "
                              "recipe: its rows become the result's netadapt_vs_multiplier")

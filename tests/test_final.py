@@ -92,14 +92,16 @@ def test_a_trial_names_what_it_changes_and_keeps_the_rest():
 
 def test_a_trial_overrides_recipe_fields_and_dropout_and_names_them(tmp_path, monkeypatch):
     base = FINAL_RECIPES["fashion-mnist"]
-    settings = dict(map(recipe_setting, ["label_smoothing=0", "weight_decay=1e-5"]))
-    assert settings == {"label_smoothing": 0.0, "weight_decay": 1e-5}
-    trial = base.trial(dropout=0.0, **settings)
-    assert trial.name == f"{base.name} (label_smoothing=0.0, weight_decay=1e-05, dropout=0.0)"
+    settings = dict(map(recipe_setting, ["label_smoothing=0.1", "weight_decay=1e-5"]))
+    assert settings == {"label_smoothing": 0.1, "weight_decay": 1e-5}
+    trial = base.trial(dropout=0.2, **settings)
+    assert trial.name == f"{base.name} (label_smoothing=0.1, weight_decay=1e-05, dropout=0.2)"
     assert (trial.recipe.label_smoothing, trial.recipe.weight_decay, trial.dropout) == \
-        (0.0, 1e-5, 0.0)
-    assert trial.recipe.lr == base.recipe.lr and "dropout" not in base.to_dict()
-    assert trial.to_dict()["dropout"] == 0.0
+        (0.1, 1e-5, 0.2)
+    assert trial.recipe.lr == base.recipe.lr and base.to_dict()["dropout"] == 0.0
+    assert trial.to_dict()["dropout"] == 0.2
+    # without a head dropout of its own, a recipe's dict has none (earlier results' keys)
+    assert "dropout" not in dataclasses.replace(base, dropout=None).to_dict()
     assert base.trial(label_smoothing=base.recipe.label_smoothing).name == base.name
     for text, message in [("lr=fast", "lr takes float"), ("momentum=0.8", "no recipe field"),
                           ("label_smoothing=1", "label_smoothing in"), ("lr", "KEY=VALUE"),
@@ -111,8 +113,9 @@ def test_a_trial_overrides_recipe_fields_and_dropout_and_names_them(tmp_path, mo
     # the dropout reaches the head of the network that is trained
     _fashion_like(tmp_path / "fm", per_class=8, test_per_class=3)
     monkeypatch.setenv("NAS_FASHION_MNIST_DIR", str(tmp_path / "fm"))
-    small = dataclasses.replace(
-        base, resolution=16, recipe=dataclasses.replace(base.recipe, epochs=1, batch_size=16))
+    small = dataclasses.replace(  # None: each network's own head dropout
+        base, resolution=16, dropout=None,
+        recipe=dataclasses.replace(base.recipe, epochs=1, batch_size=16))
     spec = zoo.get("v3-small", width_mult=0.5).scaled()
     built = []
     monkeypatch.setattr("nas.accuracy.final.build_model",

@@ -83,7 +83,9 @@ def test_the_cache_key_is_the_architecture_recipe_and_seed(tmp_path):
     assert key != bench.training_key(small, longer, 0)
     # how many seeds a run asks for is not part of a training: more seeds reuse the first
     assert key == bench.training_key(small, final.trial(seeds=5), 0)
-    assert key != bench.training_key(small, final.trial(dropout=0.0), 0)
+    assert key != bench.training_key(small, final.trial(dropout=0.2), 0)
+    # nor is the recipe's name: a recipe renamed (or a trial made the recipe) keeps its results
+    assert key == bench.training_key(small, dataclasses.replace(final, name="renamed"), 0)
     cache = tmp_path / "t.jsonl"
     trainings = bench.Trainings(cache, reuse=False)
     trainings.add({"key": key, "test_top1": 90.0})
