@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -221,6 +222,30 @@ def find(target: str, budget_ms: float, args, data_name: str, **options) -> Arch
     return dataclasses.replace(spec, name=f"found_{target}", input_size=224)
 
 
+def found_budgets(family: list[ArchSpec], args, input_size: int) -> dict[str, float]:
+    """The search's budgets: V3-Small's and V3-Large's latency (those in ``family``), measured
+    now, among the family. Kept in the run directory: with ``--resume`` a run continues with
+    the budgets its searches started with (a budget measured again would differ by the timer's
+    noise, and the searches would no longer resume); without it, earlier searches are removed."""
+    path = args.run_dir / "budgets.json"
+    if args.resume and path.exists():
+        budgets = json.loads(path.read_text())["budgets_ms"]
+        print(f"budgets as measured when these searches started: {budgets}", flush=True)
+        return budgets
+    for target in TARGETS:
+        shutil.rmtree(args.run_dir / f"found-{target}", ignore_errors=True)
+    measured = dict(zip((s.name for s in family), (float(m) for m in measure_ms(
+        LatencySetup(threads=1, resolution=input_size), family, rounds=args.rounds)),
+        strict=True))
+    budgets = {target: measured[family_name(f"{target}:1.0")] for target in TARGETS
+               if family_name(f"{target}:1.0") in measured}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"budgets_ms": budgets, "resolution": input_size,
+                                "threads": 1}, indent=2) + "\n")
+    print(f"budgets measured: {budgets}", flush=True)
+    return budgets
+
+
 def netadapt_rows(path: Path, final: FinalRecipe) -> list[dict]:
     """Issue 28's ``netadapt_vs_multiplier`` rows from a ``bench/netadapt_vs_multiplier.py
     --recipe`` result trained with ``final``: each target's NetAdapt network against the
@@ -377,14 +402,8 @@ def main() -> None:
 
     found_specs: list[tuple[str, ArchSpec]] = []
     if args.found:
-        # The budgets: V3-Small and V3-Large measured now, among the family.
-        measured = dict(zip((s.name for s in family), (float(m) for m in measure_ms(
-            LatencySetup(threads=1, resolution=input_size), family, rounds=args.rounds)),
-            strict=True))
-        for target in TARGETS:
-            budget = measured.get(family_name(f"{target}:1.0"))
-            if budget is not None:
-                found_specs.append((target, find(target, budget, args, final.data)))
+        for target, budget in found_budgets(family, args, input_size).items():
+            found_specs.append((target, find(target, budget, args, final.data)))
         train_all([spec for _, spec in found_specs], final, trainings, None, args.workers)
 
     # Every network timed side by side, in one session.

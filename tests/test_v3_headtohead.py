@@ -183,3 +183,24 @@ def test_netadapt_rows_pair_each_target_with_its_nearest_multiplier(tmp_path):
     # trained with another recipe: refused, not mixed in
     with pytest.raises(SystemExit, match="not trained with this recipe"):
         bench.netadapt_rows(path, final.trial(epochs=final.recipe.epochs + 1))
+
+
+def test_found_budgets_are_measured_once_and_kept_for_a_resumed_run(tmp_path, monkeypatch):
+    """A resumed --found run continues with the budgets its searches started with (measured
+    again, they would differ by the timer's noise and the searches would not resume); a fresh
+    run measures them and removes the earlier searches."""
+    import argparse
+
+    bench = load_bench("v3_headtohead")
+    family = [bench.family_spec(e, 64) for e in ("v3-small:0.5", "v3-small:1.0",
+                                                  "v3-large:1.0")]
+    timings = iter([[1.0, 2.0, 5.0], [1.1, 2.2, 5.5]])
+    monkeypatch.setattr(bench, "measure_ms", lambda setup, specs, rounds: next(timings))
+    args = argparse.Namespace(run_dir=tmp_path / "runs", rounds=1, resume=False)
+    (tmp_path / "runs" / "found-v3-small").mkdir(parents=True)
+    assert bench.found_budgets(family, args, 64) == {"v3-small": 2.0, "v3-large": 5.0}
+    assert not (tmp_path / "runs" / "found-v3-small").exists()
+    args.resume = True  # not measured again
+    assert bench.found_budgets(family, args, 64) == {"v3-small": 2.0, "v3-large": 5.0}
+    args.resume = False  # measured again
+    assert bench.found_budgets(family, args, 64) == {"v3-small": 2.2, "v3-large": 5.5}
