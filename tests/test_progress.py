@@ -28,6 +28,24 @@ def test_a_log_gets_timed_lines_with_done_total_elapsed_and_eta():
     assert sum("done" in line for line in lines) == 1  # a finished task is reported once
 
 
+def test_a_task_reused_for_the_next_phase_restarts_its_clock(monkeypatch):
+    """`nas reproduce --search` reuses one task for search, NetAdapt's pre-training, ...: the
+    next phase's ETA must come from its own pace (it said 16 hours for a 3-minute phase)."""
+    now = [1000.0]
+    monkeypatch.setattr("nas.cli.progress.time.monotonic", lambda: now[0])
+    bar = LogProgress(Console(file=io.StringIO(), width=200), interval=60)
+    task = bar.add_task("search", total=30)
+    now[0] += 450
+    bar.update(task, completed=30)
+    bar.update(task, total=1250, completed=0, description="training the start network")
+    now[0] += 10
+    bar.update(task, completed=10)
+    assert bar._tasks[task].line() == ("training the start network: 10/1250 (1%), 0:10 "
+                                       "elapsed, ETA 20:40")
+    bar.update(task, completed=0, description="next")  # counting from 0 again: a new phase
+    assert bar._tasks[task].line().endswith("0:00 elapsed, ETA -:--")
+
+
 def test_format_seconds():
     assert [format_seconds(s) for s in (0, 59.6, 61, 3725)] == ["0:00", "1:00", "1:01",
                                                                    "1:02:05"]

@@ -124,6 +124,11 @@ class LogProgress:
             task = self._tasks[task_id]
             if description is not None:
                 task.description = description
+            if (total is not None and total != task.total) or \
+                    (completed is not None and completed < task.completed):
+                # a task reused for the next phase (a new total, or counting from 0 again):
+                # its elapsed time and ETA start again, not from the first phase's start
+                task.started, task.reported_done = time.monotonic(), False
             if total is not None:
                 task.total = total
             if completed is not None:
