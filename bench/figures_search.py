@@ -175,3 +175,39 @@ def render_ray_throughput(results: Results) -> list[str]:
     trips = ", ".join(f"{k} {v:.1f} ms" for k, v in d["ray_noop_round_trip_ms"].items())
     return with_source(results, "ray_throughput",
                         [*lines, f"Round trip of an empty Ray task (median): {trips}."])
+
+
+def render_v3_headtohead(results: Results) -> list[str]:
+    """The V3 width family and the found networks on Fashion-MNIST: test top-1 over the
+    recipe's seeds, deploy latency from one timing session, the chain's steps and each found
+    network's verdict against issue 28's goal."""
+    d = results.get("v3_headtohead")
+    if d is None:
+        return missing("v3_headtohead")
+    r, s = d["recipe"], d["latency_setting"]
+    lines = [f"Recipe `{r['name']}`: {r['recipe']['epochs']} epochs at {r['resolution']} px, "
+             f"seeds {', '.join(str(x) for x in r['seeds'])}; test top-1 on the 10,000 test "
+             f"images, mean ± sample sd (each seed). Latency: batch {s['batch']}, "
+             f"{s['resolution']} px, {s['threads']} thread, {s['statistic']} "
+             f"({s['rounds']} rounds), every network in one session.", "",
+             "| network | latency ms | test top-1 | params | MAdds |", "|---|---|---|---|---|"]
+    for row in [*d["family"], *d["found"]]:
+        name = row["name"] + (f" (budget: {row['target']})" if "target" in row else "")
+        lines.append(f"| {name} | {row['latency_ms']:.2f} | {fmt_mean_sd(row['test_top1'])} | "
+                     f"{row['params'] / 1e6:.2f}M | {row['madds'] / 1e6:.0f}M |")
+    disc = d.get("discrimination")
+    if disc:
+        lines += ["", "The chain, each step against twice the larger seed sd: " + "; ".join(
+            f"{st['from']} → {st['to']} {st['gap']:+.2f} vs {2 * st['larger_std']:.2f} "
+            f"({'separated' if st['separated'] else 'not separated'})" for st in disc["steps"])
+            + "."]
+    for row in d["found"]:
+        g = row.get("goal")
+        if not g:
+            continue
+        lines += ["", f"{row['name']} against {g['against']}: {g['latency_ratio']:.3f} × its "
+                      f"latency, {g['acc_gap']:+.2f} points (twice the larger sd: "
+                      f"{2 * g['larger_std']:.2f}), ahead on {g['wins_by_seed']} of "
+                      f"{row['seeds']} seeds. Goal (≥ +2 sd at ≤ its latency, or as accurate "
+                      f"at ≤ 0.85 × its latency): {'met' if g['met'] else 'not met'}."]
+    return with_source(results, "v3_headtohead", lines)

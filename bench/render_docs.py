@@ -49,9 +49,11 @@ from figures_search import (
     render_ray_throughput,
     render_search_final,
     render_search_quality,
+    render_v3_headtohead,
 )
 
-BLOCK = re.compile(r"^<!-- figures:(?P<name>[a-z_]+)(?P<options>(?: [a-z_]+=[\w.-]+)*) -->\n"
+BLOCK = re.compile(r"^<!-- figures:(?P<name>[a-z][a-z0-9_]*)"
+                   r"(?P<options>(?: [a-z_]+=[\w.-]+)*) -->\n"
                    r"(?P<body>.*?)^<!-- /figures -->$", re.M | re.S)
 OPENING = re.compile(r"^<!-- figures:.*$", re.M)
 
@@ -76,6 +78,7 @@ class Renderer:
 
 # One entry per block kind: the NAME of <!-- figures:NAME -->.
 RENDERERS: dict[str, Renderer] = {
+    "v3_headtohead": Renderer(render_v3_headtohead),
     "newcomer": Renderer(render_newcomer),
     "bench_bound": Renderer(render_bench_bound),
     "bench_run": Renderer(render_bench_run),

@@ -197,6 +197,27 @@ def discrimination(family: list[dict]) -> dict | None:
             "discriminative": all(s["separated"] for s in steps)}
 
 
+def verdict(found: dict, family: list[dict]) -> dict | None:
+    """Issue 28's goal for one found network against its V3 (``found["target"]`` at ×1.0, in
+    ``family``): above the family's curve, i.e. at no more than the V3's measured latency a
+    test accuracy at least the V3's plus twice the larger seed sd of the two; or the V3's
+    accuracy at no more than 0.85 × its latency."""
+    v3 = next((f for f in family if f["name"] == family_name(f"{found['target']}:1.0")), None)
+    if v3 is None:
+        return None
+    sd = max(found["acc_std"], v3["acc_std"])
+    gap = found["acc_mean"] - v3["acc_mean"]
+    ratio = found["latency_ms"] / v3["latency_ms"]
+    more_accurate = ratio <= 1 and gap >= 2 * sd
+    as_accurate_faster = ratio <= 0.85 and gap >= 0
+    return {"against": v3["name"], "latency_ratio": ratio, "acc_gap": gap, "larger_std": sd,
+            "wins_by_seed": sum(a > b for a, b in zip(found["test_top1"], v3["test_top1"],
+                                                      strict=False)),
+            "more_accurate_at_its_latency": more_accurate,
+            "as_accurate_at_085_latency": as_accurate_faster,
+            "met": more_accurate or as_accurate_faster}
+
+
 def find(target: str, budget_ms: float, args, data_name: str, **options) -> ArchSpec:
     """Block search, then NetAdapt (``nas reproduce --search``) on the recipe's data, with
     ``budget_ms`` (the V3 network's latency measured in this run) as the target. ``options``
@@ -283,6 +304,13 @@ def print_table(family: list[dict], found: list[dict], disc: dict | None) -> Non
         for s in disc["steps"]:
             print(f"  {s['from']} -> {s['to']}: {s['gap']:+.2f} points, 2 sd = "
                   f"{2 * s['larger_std']:.2f}: {'yes' if s['separated'] else 'NO'}")
+    for r in found:
+        g = r.get("goal")
+        if g:
+            print(f"\n{r['name']} against {g['against']}: latency x{g['latency_ratio']:.3f}, "
+                  f"{g['acc_gap']:+.2f} points (2 sd = {2 * g['larger_std']:.2f}), ahead on "
+                  f"{g['wins_by_seed']} of {r['seeds']} seeds: goal "
+                  f"{'met' if g['met'] else 'NOT met'}")
 
 
 def plot(family: list[dict], found: list[dict], path: Path, title: str) -> None:
@@ -416,6 +444,8 @@ def main() -> None:
                    "spec": spec.to_dict()}
                   for (target, spec), ms in zip(found_specs, latencies[len(family):],
                                                 strict=True)]
+    for row in found_rows:
+        row["goal"] = verdict(row, family_rows)
     disc = discrimination(family_rows)
     print_table(family_rows, found_rows, disc)
     data = final.load()

@@ -400,3 +400,38 @@ def test_recipe_trials_group_by_recipe_and_judge_each_step(tmp_path):
     assert "90.10 ± 0.10 (90.00 / 90.20 / 90.10)" in table[0]
     assert "Not measured yet" in render_docs.render_recipe_trials(
         render_docs.Results(tmp_path / "absent"))[0]
+
+
+def test_the_headtohead_block_gives_every_network_and_each_found_verdict(tmp_path):
+    from tests.test_v3_headtohead import load_bench
+
+    bench = load_bench("v3_headtohead")
+
+    def row(name, ms, accs, **extra):
+        mean = sum(accs) / len(accs)
+        sd = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5
+        return {"name": name, "latency_ms": ms, "acc_mean": mean, "acc_std": sd,
+                "seeds": len(accs), "test_top1": accs, "params": 2.5e6, "madds": 6e7, **extra}
+
+    family = [row(n, ms, accs) for n, ms, accs in [
+        ("v3-small_x0.50", 5.0, [85.0, 85.2, 85.1]), ("v3-small_x0.75", 6.0, [86.9, 87.0, 86.8]),
+        ("v3-small_x1.00", 7.0, [87.2, 87.3, 87.1]), ("v3-large_x1.00", 16.0, [88.8, 88.9, 88.7])]]
+    found = [row("found_v3-small", 6.9, [88.0, 88.1, 87.9], target="v3-small"),
+             row("found_v3-large", 16.5, [90.0, 90.1, 89.9], target="v3-large")]
+    for f in found:
+        f["goal"] = bench.verdict(f, family)
+    result = {"recipe": {"name": "fashion-mnist", "resolution": 28, "seeds": [0, 1, 2],
+                         "recipe": {"epochs": 3}},
+              "latency_setting": {"threads": 1, "batch": 1, "resolution": 224, "rounds": 30,
+                                  "statistic": "min over interleaved rounds"},
+              "family": family, "found": found, "discrimination": bench.discrimination(family)}
+    (tmp_path / "v3_headtohead.json").write_text(json.dumps(result))
+    text = "\n".join(render_docs.render_v3_headtohead(render_docs.Results(tmp_path)))
+    assert "| found_v3-small (budget: v3-small) | 6.90 | 88.00 ± 0.10 (88.00 / 88.10 / 87.90)" \
+        in text
+    assert "v3-small_x0.75 → v3-small_x1.00 +0.30 vs 0.20 (separated)" in text
+    # +0.8 at 0.986 x V3-Small's latency: met; V3-Large's is slower: not met, however accurate
+    assert "found_v3-small against v3-small_x1.00: 0.986 × its latency, +0.80 points" in text
+    assert text.count(": met.") == 1 and text.count(": not met.") == 1
+    assert "Not measured yet" in render_docs.render_v3_headtohead(
+        render_docs.Results(tmp_path / "absent"))[0]

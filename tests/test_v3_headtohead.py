@@ -68,6 +68,30 @@ def test_discrimination_needs_each_step_above_two_sd():
     assert bench.discrimination(fam((80, 0.1), (81, 0.3), (81.5, 0.1), (84, 0.3))[:3]) is None
 
 
+def test_the_goal_is_above_the_family_curve_at_the_v3_latency_or_as_accurate_and_faster():
+    bench = load_bench("v3_headtohead")
+    v3 = {"name": "v3-small_x1.00", "latency_ms": 10.0, "acc_mean": 87.0, "acc_std": 0.3,
+          "test_top1": [87.0, 87.3, 86.7]}
+
+    def found(ms, accs, std):
+        return {"name": "found_v3-small", "target": "v3-small", "latency_ms": ms,
+                "acc_mean": sum(accs) / len(accs), "acc_std": std, "test_top1": accs}
+
+    # 2 x the larger sd (0.3) = 0.6: +0.7 at equal latency wins
+    win = bench.verdict(found(10.0, [87.7, 88.0, 87.4], 0.3), [v3])
+    assert win["met"] and win["more_accurate_at_its_latency"] and win["wins_by_seed"] == 3
+    # +0.5 is inside 2 sd; the found network's own sd counts too
+    assert not bench.verdict(found(9.9, [87.5, 87.5, 87.5], 0.0), [v3])["met"]
+    assert not bench.verdict(found(10.0, [87.7, 88.0, 87.4], 0.4), [v3])["met"]
+    # slower by 1%: not at its latency, however accurate
+    assert not bench.verdict(found(10.1, [89.0, 89.0, 89.0], 0.1), [v3])["met"]
+    # as accurate at <= 0.85 x the latency: the second branch
+    fast = bench.verdict(found(8.5, [87.0, 87.1, 86.9], 0.1), [v3])
+    assert fast["met"] and fast["as_accurate_at_085_latency"]
+    assert not bench.verdict(found(8.6, [87.0, 87.1, 86.9], 0.1), [v3])["met"]
+    assert bench.verdict(found(8.5, [87.0] * 3, 0.1), []) is None  # no V3 in the family
+
+
 def test_the_cache_key_is_the_architecture_recipe_and_seed(tmp_path):
     import dataclasses
 
