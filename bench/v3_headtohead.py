@@ -230,7 +230,8 @@ def find(target: str, budget_ms: float, args, data_name: str, **options) -> Arch
         supernet_steps=args.supernet_steps,
         resolution=args.final.resolution, init_epochs=args.init_epochs,
         short_steps=args.short_steps, long_epochs=args.long_epochs, delta=args.delta,
-        rounds=args.rounds)
+        rounds=args.rounds,
+        seed_arch=TARGETS[target] if getattr(args, "search_from", "v3") == "v3" else None)
     with progress() as bar:  # as `nas reproduce --search` shows it: a terminal or a log
         task = bar.add_task(f"{target}: measuring", total=None)
         summary = reproduce_search(
@@ -364,6 +365,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="end-to-end timing rounds")
     parser.add_argument("--found", action="store_true",
                         help="also search (then NetAdapt) at V3-Small's and V3-Large's latency")
+    parser.add_argument("--search-from", choices=("v3", "paper"), default="v3",
+                        help="v3: each search starts from the V3 network whose latency is its "
+                             "budget (with fewer trials than evolution's population of 100, "
+                             "every candidate is a mutation of it); paper: the paper's start "
+                             "(V3-Large: MnasNet-A1, V3-Small: random networks)")
     parser.add_argument("--strategy", default="evolution")
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--supernet-steps", type=int, default=400,

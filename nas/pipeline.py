@@ -36,10 +36,11 @@ from nas.netadapt import FineTuner, NetAdapt, NetAdaptSettings, device_latency
 from nas.runlock import RunLock, timestamp
 from nas.search.objective import AccuracyJob
 from nas.search.report import best_result, measured_choice
-from nas.search.run import SearchRun, SearchSettings
+from nas.search.run import SearchRun, SearchSettings, resolve_seed_arch
 from nas.spec import ArchSpec
 from nas.spec.tables import table_diff
 from search_spaces import zoo
+from search_spaces.mobilenetv3 import default_space
 
 __all__ = ["PRESETS", "PipelineSettings", "reproduce_search"]
 
@@ -67,6 +68,9 @@ class PipelineSettings:
     seed: int = 0
     device: str = "cpu"
     rounds: int = 30                 # end-to-end timing rounds
+    # the search's first candidate (a zoo name or spec file); None: the paper's (PRESETS).
+    # With fewer trials than evolution's population every candidate is a mutation of it.
+    seed_arch: str | None = None
 
     def __post_init__(self) -> None:
         if self.model not in PRESETS:
@@ -77,6 +81,8 @@ class PipelineSettings:
         # The stages' own checks, now: a bad setting fails before the target is measured and
         # written, not minutes later (the targets here are placeholders).
         self.search_settings(budget_ms=1.0)
+        if self.seed_arch:
+            resolve_seed_arch(self.seed_arch, default_space())
         NetAdaptSettings(target_ms=1.0, delta=self.delta, short_steps=self.short_steps,
                          long_epochs=self.long_epochs, init_epochs=self.init_epochs,
                          seed=self.seed, data=self.data, resolution=self.resolution,
@@ -84,12 +90,16 @@ class PipelineSettings:
         Recipe(epochs=self.epochs)
         check_device(self.device)
 
+    @property
+    def start(self) -> str | None:
+        """The search's seed architecture: ``seed_arch``, else the paper's for this model."""
+        return self.seed_arch or PRESETS[self.model][1]
+
     def search_settings(self, budget_ms: float) -> SearchSettings:
         """The block search's settings: this model's reward and start, ``budget_ms``."""
-        reward, seed_arch = PRESETS[self.model]
         return SearchSettings(
-            budget_ms=budget_ms, reward=reward, strategy=self.strategy, trials=self.trials,
-            seed=self.seed, seed_arch=seed_arch,
+            budget_ms=budget_ms, reward=PRESETS[self.model][0], strategy=self.strategy,
+            trials=self.trials, seed=self.seed, seed_arch=self.start,
             job=AccuracyJob(data=self.data, resolution=self.resolution, estimator=self.estimator,
                             epochs=self.epochs, supernet_steps=self.supernet_steps,
                             seed=self.seed, device=self.device))
@@ -120,7 +130,7 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     out_dir = Path(out_dir)
     started = time.perf_counter()
     canonical = zoo.get(settings.model)
-    reward, seed_arch = PRESETS[settings.model]
+    reward, seed_arch = PRESETS[settings.model][0], settings.start
     data = load_data(settings.data, settings.resolution, seed=settings.seed)  # a bad one: now
 
     # 1. the target: the canonical network, measured here (once: a rerun continues with the

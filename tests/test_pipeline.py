@@ -79,11 +79,21 @@ def test_only_the_two_v3_searches_are_presets():
         ({"epochs": 0}, "at least one epoch"),
         ({"device": "tpu"}, "unknown device"),
         ({"rounds": 0}, "rounds must be at least 1"),
+        ({"seed_arch": "resnet50"}, "neither a zoo model nor a spec file"),
     ],
 )
 def test_pipeline_settings_are_checked_before_anything_runs(change, words):
     with pytest.raises(ValueError, match=words):
         PipelineSettings(model="mobilenet_v3_small", **change)
+
+
+def test_the_search_starts_from_the_papers_network_unless_told_otherwise():
+    small, large = (PipelineSettings(model=m) for m in ("mobilenet_v3_small",
+                                                         "mobilenet_v3_large"))
+    assert (small.start, large.start) == (None, "mnasnet-a1")  # V3-Small: from scratch
+    seeded = PipelineSettings(model="mobilenet_v3_small", seed_arch="mobilenet_v3_small")
+    assert seeded.search_settings(budget_ms=5.0).seed_arch == "mobilenet_v3_small"
+    assert small.search_settings(budget_ms=5.0).seed_arch is None
 
 
 def test_bad_data_fails_before_the_target_is_measured(tmp_path):
