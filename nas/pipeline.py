@@ -96,10 +96,11 @@ class PipelineSettings:
         return self.seed_arch or PRESETS[self.model][1]
 
     def search_settings(self, budget_ms: float) -> SearchSettings:
-        """The block search's settings: this model's reward and start, ``budget_ms``."""
+        """The block search's settings: this model's reward and start; its budget is this model's
+        latency as the search predicts it (``budget_ms``, the measured target, is recorded)."""
         return SearchSettings(
             budget_ms=budget_ms, reward=PRESETS[self.model][0], strategy=self.strategy,
-            trials=self.trials, seed=self.seed, seed_arch=self.start,
+            trials=self.trials, seed=self.seed, seed_arch=self.start, budget_of=self.model,
             job=AccuracyJob(data=self.data, resolution=self.resolution, estimator=self.estimator,
                             epochs=self.epochs, supernet_steps=self.supernet_steps,
                             seed=self.seed, device=self.device))
@@ -157,7 +158,7 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
                          "resolution": settings.resolution}))
         event("search", {"trials": settings.trials, "strategy": settings.strategy,
                          "reward": reward, "seed_arch": seed_arch, "dir": str(search.dir),
-                         "estimator": settings.estimator})
+                         "estimator": settings.estimator, "budget_ms": search.budget_ms})
         results = search.run(workers=workers, on_result=on_search_result)
         if predictor is None:
             winner, _, _ = measured_choice(search, results, rounds=settings.rounds)
@@ -220,6 +221,7 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
         "reward": reward,
         "seed_arch": seed_arch, "settings": dataclasses.asdict(settings),
         "search": {"trial": winner.index, "predicted_ms": winner.latency_ms,
+                   "budget_ms": search.budget_ms,
                    "proxy_accuracy": winner.accuracy, "dir": str(search.dir)},
         "netadapt": {"iterations": len(adapted.iterations) - 1,
                      "stop_reason": adapted.stop_reason, "dir": str(na_dir)},

@@ -241,6 +241,20 @@ def test_infeasible_budget_names_the_smallest_latency(tmp_path):
     make_run(tmp_path, budget_ms=fastest * 1.01)  # just above: accepted
 
 
+def test_a_budget_of_a_zoo_network_is_its_latency_as_the_search_predicts_it(tmp_path):
+    """`nas reproduce --search`'s budget, "as fast as V3-Small": on the candidates' scale,
+    not the measured milliseconds (which the predictor's drift would move)."""
+    run = make_run(tmp_path, budget_ms=3.0, budget_of="v3-small")
+    v3 = dataclasses.replace(zoo.get("v3-small"), se_style="v3",
+                             input_size=run.space.input_size, num_classes=run.space.num_classes)
+    assert run.budget_ms == pytest.approx(synthetic_predictor().predict([v3])[0]) != 3.0
+    assert run.reward.target_ms == run.budget_ms == run.info["budget_ms"]
+    assert run.settings.budget_ms == 3.0  # as measured, for the record
+    assert make_run(tmp_path, name="plain", budget_ms=3.0).budget_ms == 3.0
+    with pytest.raises(RunError, match="'resnet' is not a zoo model"):
+        SearchSettings(budget_ms=3.0, budget_of="resnet")
+
+
 def test_failing_candidates_are_recorded_and_the_search_goes_on(tmp_path):
     run = make_run(tmp_path, trials=16, estimator=FailingEstimator())
     results = run.run()

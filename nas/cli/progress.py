@@ -222,6 +222,9 @@ def pipeline_events(bar: Progress, task: Any, name: str) -> Callable[[str, dict[
                        description=f"training the search's supernet on {p['data']} at "
                                    f"{p['resolution']}px (once; cached)")
         elif kind == "search":
+            if p.get("budget_ms") is not None:
+                out.print(f"search budget: {name} as the search predicts it, "
+                          f"{p['budget_ms']:.2f} ms")
             bar.update(task, total=p["trials"], completed=0,
                        description=f"block search ({p['strategy']}, {p['reward']}, from "
                                    f"{p['seed_arch'] or 'scratch'})")

@@ -155,7 +155,7 @@ def _search(run, trials: int, workers: int, executor: str, ray_address: str | No
             report: bool) -> None:
     from nas.search.report import write_outputs
 
-    settings, run_dir, budget_ms = run.settings, run.dir, run.settings.budget_ms
+    settings, run_dir, budget_ms = run.settings, run.dir, run.budget_ms
     stored = len(run.store.history())
     out.print(f"run {run_dir}: {settings.strategy}, {trials} trials, budget {budget_ms:g} ms, "
               f"{run.reward.describe()}")

@@ -139,7 +139,7 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
     references = _references(run, progress)
 
     def plot(chosen: TrialResult | None) -> None:
-        plot_pareto(results, references, run.settings.budget_ms, directory / "pareto.png",
+        plot_pareto(results, references, run.budget_ms, directory / "pareto.png",
                     f"{run.settings.strategy}, {len(results)} trials, "
                     f"{run.settings.job.describe()}", unit, chosen)
 
@@ -164,7 +164,7 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
                f"# best: trial {best.index}\n\n"
                f"Measured latency {finalist_ms[best.index]:.2f} ms, predicted "
                f"{best.latency_ms:.2f} ms (budget "
-               f"{run.settings.budget_ms:g} ms), {proxy_label(unit)} {best.accuracy:.4g}{unit}, "
+               f"{run.budget_ms:g} ms), {proxy_label(unit)} {best.accuracy:.4g}{unit}, "
                f"reward "
                f"{best.reward:.3f}; {params / 1e6:.2f}M params, {madds / 1e6:.0f}M MAdds "
                f"(224x224, 1000 classes).\n\n{spec.table()}\n")
@@ -189,7 +189,7 @@ def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 
     front = pareto_front(results)
     report = [
         "# Search report", "",
-        f"- budget: {run.settings.budget_ms:g} ms; reward: {run.reward.describe()}",
+        f"- budget: {run.budget_ms:g} ms; reward: {run.reward.describe()}",
         f"- strategy: {run.settings.strategy} (seed {run.settings.seed}"
         f"{', from ' + run.settings.seed_arch if run.settings.seed_arch else ''}); "
         f"{len(results)} trials, {len(failed)} failed",

@@ -68,6 +68,10 @@ class SearchSettings:
     latency_threads: int = 1
     table: str | None = None        # a latency table file; default: this device's cached one
     recalibrate: bool = True        # re-fit the calibration on this machine at start
+    # a zoo network whose *predicted* latency is the budget (budget_ms: as measured, kept for
+    # the record): "as fast as V3-Small" on the scale the candidates are predicted on, so that
+    # the predictor's drift and its error on that network do not move the budget
+    budget_of: str | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -76,6 +80,9 @@ class SearchSettings:
         if self.trials < 1:
             raise RunError("--trials must be at least 1")
         Reward.from_preset(self.reward, self.budget_ms)  # validates the preset
+        if self.budget_of is not None and self.budget_of not in zoo.names() \
+                and self.budget_of not in zoo.ALIASES:
+            raise RunError(f"budget_of {self.budget_of!r} is not a zoo model")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,6 +133,14 @@ class SearchRun(LockedRunDir):
             if estimator is None:  # cheap checks; the supernet itself is trained by prepare()
                 settings.job.validate()
             self.predictor = predictor or self._predictor()
+            self.budget_ms = settings.budget_ms
+            if settings.budget_of:
+                reference = dataclasses.replace(
+                    zoo.get(settings.budget_of), se_style="v3", input_size=self.space.input_size,
+                    num_classes=self.space.num_classes)
+                self.budget_ms = float(self.predictor.predict([reference])[0])
+                self.reward = Reward.from_preset(settings.reward, self.budget_ms)
+            self.info["budget_ms"] = self.budget_ms
             self._check_budget()
             self.objective = Objective(settings.job, self.predictor, self.reward, estimator)
             if overwrite:
@@ -190,9 +205,9 @@ class SearchRun(LockedRunDir):
     def _check_budget(self) -> None:
         fastest = self.predictor.min_latency(self.space)
         self.info["min_latency_ms"] = fastest
-        if self.settings.budget_ms < fastest:
+        if self.budget_ms < fastest:
             raise BudgetError(
-                f"the budget {self.settings.budget_ms:g} ms is below the fastest architecture "
+                f"the budget {self.budget_ms:g} ms is below the fastest architecture "
                 f"this space can reach on this device: {fastest:.2f} ms predicted "
                 f"({self.predictor.table.fingerprint.describe()}); raise the budget")
 
@@ -201,7 +216,7 @@ class SearchRun(LockedRunDir):
         options = dict(self.settings.strategy_options)
         constraint = None
         if self.settings.reward == "hard":  # hard budget: never train what cannot fit
-            budget = self.settings.budget_ms
+            budget = self.budget_ms
             constraint = lambda spec: self.objective.latency_ms(spec) - budget  # noqa: E731
         return make_strategy(self.settings.strategy, self.space, seed=self.settings.seed,
                              seed_arch=self.seed_arch, constraint=constraint,
