@@ -365,6 +365,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="end-to-end timing rounds")
     parser.add_argument("--found", action="store_true",
                         help="also search (then NetAdapt) at V3-Small's and V3-Large's latency")
+    parser.add_argument("--targets", nargs="+", choices=sorted(TARGETS), default=list(TARGETS),
+                        help="whose latency --found searches at (each needs its x1.0 in the "
+                             "family; default: both)")
     parser.add_argument("--search-from", choices=("v3", "paper"), default="v3",
                         help="v3: each search starts from the V3 network whose latency is its "
                              "budget (with fewer trials than evolution's population of 100, "
@@ -437,7 +440,8 @@ def main() -> None:
     found_specs: list[tuple[str, ArchSpec]] = []
     if args.found:
         for target, budget in found_budgets(family, args, input_size).items():
-            found_specs.append((target, find(target, budget, args, final.data)))
+            if target in args.targets:
+                found_specs.append((target, find(target, budget, args, final.data)))
         train_all([spec for _, spec in found_specs], final, trainings, None, args.workers)
 
     # Every network timed side by side, in one session.
