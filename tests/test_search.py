@@ -622,3 +622,32 @@ def test_interrupting_a_parallel_search_leaves_no_workers_behind(tmp_path):
         while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not any(alive(pid) for pid in workers), f"orphaned workers after SIG{name}"
+
+
+def test_a_budget_of_a_network_is_its_measured_latency_when_the_finalists_are_timed(
+        tmp_path, monkeypatch):
+    """The timer reads everything 1.5x the predictor here. Every finalist is within the
+    budget (V3-Large) on both scales, so the hard reward must pick the most accurate; with the
+    predicted budget against measured latencies most would be over it, and a faster, less
+    accurate one would win."""
+    from nas.search import report
+
+    run = make_run(tmp_path, trials=12, budget_of="v3-large", reward="hard", budget_ms=3.0)
+    results = run.run()
+    ranked = sorted((r for r in results if r.ok), key=lambda r: (-r.reward, r.index))
+    timed = []
+
+    def fake_measure(specs, rounds):
+        timed.append([s.name for s in specs])
+        return [1.5 * run.predictor.predict([dataclasses.replace(
+            s, se_style="v3", input_size=run.space.input_size,
+            num_classes=run.space.num_classes)])[0] for s in specs]
+
+    monkeypatch.setattr(run, "measure_ms", fake_measure)
+    winner, measured, references = report.measured_choice(run, results, finalists=12)
+    assert all(r.latency_ms <= run.budget_ms for r in ranked)
+    most_accurate = max(ranked, key=lambda r: (r.accuracy, -r.index))
+    assert 1.5 * most_accurate.latency_ms > run.budget_ms  # over it on the wrong scale
+    assert winner.index == most_accurate.index
+    assert timed[0][-2:] == [zoo.get("v3-large").name, zoo.get("v3-small").name]
+    assert len(references) == 2 and len(measured) == len(ranked)

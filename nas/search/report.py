@@ -116,15 +116,29 @@ def measured_choice(run, results: Sequence[TrialResult], *, finalists: int = 5,
     of the *measured* latency wins. Per-architecture errors of the predictor (a few percent
     here, see docs/latency.md) then cannot decide the winner among close candidates.
 
+    A budget given as a network (``budget_of``) is that network's latency on each scale: its
+    prediction for the search, its measurement in this same session here (a budget on the
+    predicted scale would let every finalist look faster or slower than it is, wherever the
+    predictor and the timer disagree).
+
     Returns (winner, measured ms by trial index, measured ms of V3-Large and V3-Small).
     """
     ranked = sorted((r for r in results if r.ok), key=lambda r: (-r.reward, r.index))
     chosen = ranked[:finalists]
-    measured = run.measure_ms([r.spec for r in chosen] + [zoo.get("v3-large"),
-                                                          zoo.get("v3-small")], rounds)
+    references = [zoo.get("v3-large"), zoo.get("v3-small")]
+    budget_of = getattr(run.settings, "budget_of", None)
+    names = [spec.name for spec in references]
+    if budget_of is not None and zoo.get(budget_of).name not in names:
+        references.append(zoo.get(budget_of))
+        names.append(references[-1].name)
+    measured = run.measure_ms([r.spec for r in chosen] + references, rounds)
     by_index = {r.index: ms for r, ms in zip(chosen, measured, strict=False)}
-    winner = max(chosen, key=lambda r: (run.reward(r.accuracy, by_index[r.index]), -r.index))
-    return winner, by_index, measured[-2:]
+    reward = run.reward
+    if budget_of is not None:
+        budget = measured[len(chosen) + names.index(zoo.get(budget_of).name)]
+        reward = dataclasses.replace(run.reward, target_ms=budget)
+    winner = max(chosen, key=lambda r: (reward(r.accuracy, by_index[r.index]), -r.index))
+    return winner, by_index, measured[len(chosen):len(chosen) + 2]
 
 
 def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 60,
