@@ -230,7 +230,7 @@ def find(target: str, budget_ms: float, args, data_name: str, **options) -> Arch
         supernet_steps=args.supernet_steps,
         resolution=args.final.resolution, init_epochs=args.init_epochs,
         short_steps=args.short_steps, long_epochs=args.long_epochs, delta=args.delta,
-        rounds=args.rounds,
+        rounds=args.rounds, population=getattr(args, "population", None),
         seed_arch=TARGETS[target] if getattr(args, "search_from", "v3") == "v3" else None)
     with progress() as bar:  # as `nas reproduce --search` shows it: a terminal or a log
         task = bar.add_task(f"{target}: measuring", total=None)
@@ -370,11 +370,14 @@ def main() -> None:
                              "family; default: both)")
     parser.add_argument("--search-from", choices=("v3", "paper"), default="v3",
                         help="v3: each search starts from the V3 network whose latency is its "
-                             "budget (with fewer trials than evolution's population of 100, "
-                             "every candidate is a mutation of it); paper: the paper's start "
+                             "budget (evolution's first population is mutations of it); "
+                             "paper: the paper's start "
                              "(V3-Large: MnasNet-A1, V3-Small: random networks)")
     parser.add_argument("--strategy", default="evolution")
-    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--trials", type=int, default=60)
+    parser.add_argument("--population", type=int, default=None,
+                        help="evolution's population (default: a third of the trials, so that "
+                             "the search selects; see nas.pipeline.PipelineSettings)")
     parser.add_argument("--supernet-steps", type=int, default=400,
                         help="the search's estimator: a supernet trained on the recipe's data")
     parser.add_argument("--init-epochs", type=int, default=2)

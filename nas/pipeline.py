@@ -71,6 +71,10 @@ class PipelineSettings:
     # the search's first candidate (a zoo name or spec file); None: the paper's (PRESETS).
     # With fewer trials than evolution's population every candidate is a mutation of it.
     seed_arch: str | None = None
+    # evolution's population; None: a third of the trials (at least 2, at most Once-for-All's
+    # 100), so that a short search selects at all: with fewer trials than the population every
+    # candidate is a random mutation of the start, and none is a child of a good one
+    population: int | None = None
 
     def __post_init__(self) -> None:
         if self.model not in PRESETS:
@@ -78,6 +82,10 @@ class PipelineSettings:
                            f"{self.model}")
         if self.rounds < 1:
             raise RunError(f"rounds must be at least 1, got {self.rounds}")
+        if self.population is not None and (self.strategy != "evolution"
+                                            or self.population < 2):
+            raise RunError(f"population is a setting of the evolution strategy, at least 2; "
+                           f"got {self.population} with {self.strategy}")
         # The stages' own checks, now: a bad setting fails before the target is measured and
         # written, not minutes later (the targets here are placeholders).
         self.search_settings(budget_ms=1.0)
@@ -95,12 +103,19 @@ class PipelineSettings:
         """The search's seed architecture: ``seed_arch``, else the paper's for this model."""
         return self.seed_arch or PRESETS[self.model][1]
 
+    @property
+    def evolution_population(self) -> int:
+        """Evolution's population: ``population``, else a third of the trials (2 to 100)."""
+        return self.population or min(100, max(2, self.trials // 3))
+
     def search_settings(self, budget_ms: float) -> SearchSettings:
         """The block search's settings: this model's reward and start; its budget is this model's
         latency as the search predicts it (``budget_ms``, the measured target, is recorded)."""
         return SearchSettings(
             budget_ms=budget_ms, reward=PRESETS[self.model][0], strategy=self.strategy,
             trials=self.trials, seed=self.seed, seed_arch=self.start, budget_of=self.model,
+            strategy_options={"population": self.evolution_population}
+            if self.strategy == "evolution" else {},
             job=AccuracyJob(data=self.data, resolution=self.resolution, estimator=self.estimator,
                             epochs=self.epochs, supernet_steps=self.supernet_steps,
                             seed=self.seed, device=self.device))

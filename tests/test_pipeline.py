@@ -80,6 +80,9 @@ def test_only_the_two_v3_searches_are_presets():
         ({"device": "tpu"}, "unknown device"),
         ({"rounds": 0}, "rounds must be at least 1"),
         ({"seed_arch": "resnet50"}, "neither a zoo model nor a spec file"),
+        ({"strategy": "evolution", "population": 1}, "population is a setting of the evolution"),
+        ({"population": 10}, "population is a setting of the evolution strategy, at least 2; "
+                             "got 10 with ppo"),
     ],
 )
 def test_pipeline_settings_are_checked_before_anything_runs(change, words):
@@ -94,6 +97,19 @@ def test_the_search_starts_from_the_papers_network_unless_told_otherwise():
     seeded = PipelineSettings(model="mobilenet_v3_small", seed_arch="mobilenet_v3_small")
     assert seeded.search_settings(budget_ms=5.0).seed_arch == "mobilenet_v3_small"
     assert small.search_settings(budget_ms=5.0).seed_arch is None
+
+
+def test_a_short_evolution_selects_a_third_of_the_way_in():
+    """With fewer trials than Once-for-All's population of 100, every candidate would be a
+    mutation of the start and none a child of a good one."""
+    def population(**change):
+        settings = PipelineSettings(model="mobilenet_v3_small", strategy="evolution", **change)
+        return settings.search_settings(budget_ms=5.0).strategy_options["population"]
+
+    assert population(trials=60) == 20 and population(trials=5) == 2
+    assert population(trials=1000) == 100 and population(trials=60, population=7) == 7
+    ppo = PipelineSettings(model="mobilenet_v3_small").search_settings(budget_ms=5.0)
+    assert ppo.strategy_options == {}
 
 
 def test_bad_data_fails_before_the_target_is_measured(tmp_path):
