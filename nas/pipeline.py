@@ -175,10 +175,22 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
                          "reward": reward, "seed_arch": seed_arch, "dir": str(search.dir),
                          "estimator": settings.estimator, "budget_ms": search.budget_ms})
         results = search.run(workers=workers, on_result=on_search_result)
-        if predictor is None:
-            winner, _, _ = measured_choice(search, results, rounds=settings.rounds)
-        else:
-            winner = best_result(results)
+        # The winner is chosen once: a rerun continues with it. Timed again, the finalists
+        # could change places within the timer's noise, and NetAdapt (started from the first
+        # choice) could no longer resume.
+        choice_path = out_dir / "searched.json"
+        winner = None
+        if choice_path.exists():
+            chosen = json.loads(choice_path.read_text())["trial"]
+            winner = next((r for r in results if r.index == chosen and r.ok), None)
+        if winner is None:
+            if predictor is None:
+                winner, _, _ = measured_choice(search, results, rounds=settings.rounds)
+            else:
+                winner = best_result(results)
+            if winner is not None:
+                write_text(choice_path, json.dumps({"trial": winner.index,
+                                                    "chosen": timestamp()}, indent=2) + "\n")
     if winner is None:
         raise RuntimeError(f"no search candidate finished; see {search.dir / 'study.db'}")
     found = dataclasses.replace(winner.spec, name=f"{canonical.name}_found")

@@ -15,7 +15,7 @@ from tests.search_helpers import synthetic_predictor, synthetic_table
 from tests.test_netadapt import SyntheticDevice
 
 
-def test_the_pipeline_finds_adapts_and_compares(tmp_path):
+def test_the_pipeline_finds_adapts_and_compares(tmp_path, monkeypatch):
     predictor = synthetic_predictor()
     target = predictor.predict_one(zoo.get("v3-small"))  # what the synthetic device measures
     settings = PipelineSettings(model="mobilenet_v3_small", strategy="random", trials=3,
@@ -55,6 +55,10 @@ def test_the_pipeline_finds_adapts_and_compares(tmp_path):
         pytest.approx(target)
     # The same call again continues: the target is not measured again (the machine may have
     # drifted since), nothing is searched, adapted or trained again.
+    # Nor is the search's winner chosen again (timed again, the finalists could swap places).
+    assert json.loads((tmp_path / "searched.json").read_text())["trial"] == \
+        summary["search"]["trial"]
+    monkeypatch.setattr("nas.pipeline.best_result", lambda results: pytest.fail("chosen again"))
     calls = []
     again = reproduce_search(settings, tmp_path, predictor=predictor, netadapt_latency=latency,
                              measure=lambda specs: calls.append(len(specs)) or measure(specs))
