@@ -34,6 +34,10 @@ def _torchvision_venv() -> str:
 
 # Accuracy-bound benchmarks first, the pure timing ones last (the quietest stretch of a session).
 BENCHMARKS = (
+    # Issue 28's head-to-head: the chain the task must separate, both searches (a from-scratch
+    # run not yet timed in one piece: about 100 min from its parts' runs of 2026-12-07)
+    Benchmark("v3_headtohead", 180, args=("--found", "--family", "v3-small:0.5", "v3-small:0.75",
+                                          "v3-small:1.0", "v3-large:1.0")),
     Benchmark("estimator_ranking", 90),
     Benchmark("reference_lr", 150),  # retrains only when estimator_ranking's sample changed
     Benchmark("search_quality", 80),
