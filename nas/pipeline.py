@@ -207,7 +207,15 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     # drifts between minutes (docs/latency.md), so a number measured at another moment would aim
     # NetAdapt too high or too low; predicted on one scale, "as fast as the canonical network"
     # means exactly that, and the side-by-side timing at the end checks it.
-    na_target = netadapt_latency(canonical)
+    # Chosen once, like the search's winner: on a rerun the scale has taken in the proposals'
+    # timings, and a recomputed target would move (NetAdapt would resume towards another one).
+    na_target_path = out_dir / "netadapt_target.json"
+    if na_target_path.exists():
+        na_target = json.loads(na_target_path.read_text())["target_ms"]
+    else:
+        na_target = netadapt_latency(canonical)
+        write_text(na_target_path, json.dumps({"target_ms": na_target, "model": canonical.name,
+                                               "chosen": timestamp()}, indent=2) + "\n")
     event("netadapt_target", {"target_ms": na_target, "measured_target_ms": target_ms})
     na_settings = NetAdaptSettings(
         target_ms=na_target, delta=settings.delta, short_steps=settings.short_steps,

@@ -64,6 +64,9 @@ def test_the_pipeline_finds_adapts_and_compares(tmp_path, monkeypatch):
                              measure=lambda specs: calls.append(len(specs)) or measure(specs))
     assert calls == [2]  # only the final side-by-side timing
     assert again["found"] == summary["found"] and again["canonical"] == summary["canonical"]
+    # NetAdapt's target is not recomputed on a scale that has learnt the proposals' timings
+    assert again["netadapt_target_ms"] == summary["netadapt_target_ms"] == json.loads(
+        (tmp_path / "netadapt_target.json").read_text())["target_ms"]
     assert again["seconds"] < summary["seconds"]
 
 
