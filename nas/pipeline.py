@@ -209,13 +209,9 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     # means exactly that, and the side-by-side timing at the end checks it.
     # Chosen once, like the search's winner: on a rerun the scale has taken in the proposals'
     # timings, and a recomputed target would move (NetAdapt would resume towards another one).
-    na_target_path = out_dir / "netadapt_target.json"
-    if na_target_path.exists():
-        na_target = json.loads(na_target_path.read_text())["target_ms"]
-    else:
-        na_target = netadapt_latency(canonical)
-        write_text(na_target_path, json.dumps({"target_ms": na_target, "model": canonical.name,
-                                               "chosen": timestamp()}, indent=2) + "\n")
+    na_target = _kept(out_dir / "netadapt_target.json", lambda: {
+        "target_ms": netadapt_latency(canonical), "model": canonical.name,
+        "chosen": timestamp()})["target_ms"]
     event("netadapt_target", {"target_ms": na_target, "measured_target_ms": target_ms})
     na_settings = NetAdaptSettings(
         target_ms=na_target, delta=settings.delta, short_steps=settings.short_steps,
@@ -230,19 +226,18 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     final_spec = adapted.spec
 
     # 4. the canonical network under the same recipe, both timed side by side
-    canonical_path = out_dir / "canonical.json"
-    if canonical_path.exists():
-        canonical_record = json.loads(canonical_path.read_text())
-    else:
+    def train_canonical() -> dict[str, Any]:
         event("canonical", {"epochs": settings.init_epochs + settings.long_epochs})
         tuner = FineTuner(data, na_settings)
         model = build_model(adapt_spec(canonical, data.num_classes, data.resolution,
                                        data.channels), seed=settings.seed)
         tuner.initial(model)
-        canonical_record = {"val_accuracy": tuner.long(model) if settings.long_epochs else
-                            tuner.score(model)}
+        record = {"val_accuracy": tuner.long(model) if settings.long_epochs else
+                  tuner.score(model)}
         save(model, out_dir / "canonical.pt")
-        write_text(canonical_path, json.dumps(canonical_record, indent=2) + "\n")
+        return record
+
+    canonical_record = _kept(out_dir / "canonical.json", train_canonical)
     final = adapted.final or {}
     found_accuracy = final.get("val_accuracy")
     event("measure", {})
@@ -274,6 +269,17 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     write_text(out_dir / "comparison.md", _comparison_markdown(summary, diff))
     write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _kept(path: Path, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The record at ``path``; the first time, ``make``'s, written there. What a run decided
+    once, a rerun continues with: decided again, on a machine that drifts or a latency scale
+    that has learnt more timings, it could differ from what the later stages started with."""
+    if path.exists():
+        return json.loads(path.read_text())
+    record = make()
+    write_text(path, json.dumps(record, indent=2) + "\n")
+    return record
 
 
 def _measure_here(input_size: int, rounds: int):
