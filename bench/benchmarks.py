@@ -43,6 +43,7 @@ BENCHMARKS = (
     Benchmark("search_quality", 80),
     Benchmark("netadapt_vs_multiplier", 40),
     Benchmark("ray_throughput", 30),  # ~12 min expected on 2 quiet cores (not yet measured)
+    Benchmark("depthwise_small_maps", 5),  # ~1 min
     Benchmark("timer_variants", 30),  # bound to be set from its first full run
     Benchmark("latency_validation", 25),
     Benchmark("torchvision_equivalence", 10, python=TV_PYTHON, needs=_torchvision_venv),

@@ -266,6 +266,22 @@ def render_training_throughput(results: Results) -> list[str]:
     return lines
 
 
+def render_depthwise_small_maps(results: Results) -> list[str]:
+    """Training step time with depthwise_conv2d's small-map path against F.conv2d."""
+    d = results.get("depthwise_small_maps")
+    if d is None:
+        return missing("depthwise_small_maps")
+    lines = [f"`depthwise_small_maps.json`, {run_date(d)[:16]}, {d['threads']} thread, steps "
+             "alternating between the two paths:", "",
+             "| model | input | batch | step, small-map path (ms) | step, F.conv2d (ms) | "
+             "time ratio, median (min-max over pairs) |", "|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        lines.append(f"| {r['model']} | {r['resolution']} px | {r['batch']} | "
+                     f"{r['small_map_ms']:.0f} | {r['conv2d_ms']:.0f} | {r['ratio_median']:.2f}× "
+                     f"({r['ratio_min']:.2f}-{r['ratio_max']:.2f}) |")
+    return lines
+
+
 TRIALS = "trials/v3_headtohead-trainings.jsonl"
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from figures_common import RESULTS, ROOT, Results
 from figures_estimators import (
+    render_depthwise_small_maps,
     render_estimator_ranking,
     render_estimator_samples,
     render_estimator_verdict,
@@ -90,6 +91,7 @@ RENDERERS: dict[str, Renderer] = {
     "estimator_verdict": Renderer(render_estimator_verdict),
     "estimator_samples": Renderer(render_estimator_samples),
     "training_throughput": Renderer(render_training_throughput),
+    "depthwise_small_maps": Renderer(render_depthwise_small_maps),
     "search_quality": Renderer(render_search_quality),
     "search_final": Renderer(render_search_final),
     "netadapt_vs_multiplier": Renderer(render_netadapt_vs_multiplier),

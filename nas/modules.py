@@ -19,7 +19,7 @@ A plan is a plain dict with every channel count already resolved::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional, Tuple  # noqa: UP035
 
 import torch
 from torch import nn
@@ -59,9 +59,74 @@ def within_reach(weight: torch.Tensor, padding: tuple[int, int],
     return weight[:, :, ch:kh - ch, cw:kw - cw], (padding[0] - ch, padding[1] - cw)
 
 
+_TAPS: dict[tuple[Any, ...], torch.Tensor] = {}
+
+
+def _tap_matrix(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+                padding: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """(taps, output pixels, input pixels): 1 where a kernel tap of an output pixel reads an
+    input pixel, 0 where it reads padding. Cached per geometry, device and dtype."""
+    key = (size, kernel, stride, padding, like.device, like.dtype)
+    if key not in _TAPS:
+        (h, w), (kh, kw), (sh, sw), (ph, pw) = size, kernel, stride, padding
+        rows = (torch.arange(kh)[:, None] + torch.arange((h + 2 * ph - kh) // sh + 1) * sh
+                - ph)[:, None, :, None]                      # (kh, 1, ho, 1)
+        cols = (torch.arange(kw)[:, None] + torch.arange((w + 2 * pw - kw) // sw + 1) * sw
+                - pw)[None, :, None, :]                      # (1, kw, 1, wo)
+        inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+        source = (rows * w + cols).clamp(0, h * w - 1)
+        taps = nn.functional.one_hot(source, h * w) * inside[..., None]
+        _TAPS[key] = taps.reshape(kh * kw, -1, h * w).to(like.device, like.dtype)
+    return _TAPS[key]
+
+
+def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
+    """A depthwise conv (zero padding, no dilation), only the taps within reach computed.
+
+    When training on the CPU and the (cropped) kernel is still larger than its feature map
+    (a 3x3 kernel on 2x2 features, 5x5 on 4x4: the last stages of a 28 or 32 px input), the
+    conv is computed from the taps laid over the map's pixels (:func:`_depthwise_by_taps`):
+    oneDNN's depthwise backward takes 3-7x longer there, and it dominated a training step
+    (docs/accuracy.md). Same outputs and gradients up to rounding; inference, export and
+    every other shape take F.conv2d."""
+    weight, padding = within_reach(weight, padding, x.shape[-2:])
+    if not torch.jit.is_scripting() and bool(_small_map_training(x, weight)):
+        return _depthwise_by_taps(x, weight, bias, stride, padding)
+    return nn.functional.conv2d(x, weight, bias, stride, padding, 1, x.shape[1])
+
+
+@torch.jit.unused
+def _small_map_training(x, weight):  # no annotations: TorchScript reads this signature
+    return (x.device.type == "cpu" and torch.is_grad_enabled() and not
+            torch.onnx.is_in_onnx_export() and (weight.shape[-2] > x.shape[-2]
+                                                or weight.shape[-1] > x.shape[-1]))
+
+
+@torch.jit.unused
+def _depthwise_by_taps(x, weight, bias: Optional[torch.Tensor],  # noqa: UP045 - TorchScript
+                       stride: Tuple[int, int], padding: Tuple[int, int]):  # noqa: UP006
+    (n, c, h, w), (kh, kw) = x.shape, weight.shape[-2:]
+    taps = _tap_matrix((h, w), (kh, kw), stride, padding, weight)
+    h_out, w_out = (h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // \
+        stride[1] + 1
+    if taps.shape[1] * taps.shape[2] <= 64:
+        # few pixels: a broadcast product along contiguous channels (channels last, the
+        # layout training uses); bmm over 100s of 4x1 or 4x4 matrices was 2-4x slower
+        per_channel = torch.einsum("ct,tpq->qpc", weight.reshape(c, kh * kw), taps)
+        out = (x.permute(0, 2, 3, 1).reshape(n, h * w, 1, c) * per_channel).sum(1)
+        out = out.reshape(n, h_out, w_out, c).permute(0, 3, 1, 2)
+    else:  # e.g. 5x5 on 4x4 (16 by 16 pixels): the broadcast's (n, 16, 16, c) costs more
+        per_channel = torch.einsum("ct,tpq->cqp", weight.reshape(c, kh * kw), taps)
+        pixels = x.permute(1, 0, 2, 3).reshape(c, n, h * w)
+        out = torch.bmm(pixels, per_channel).reshape(c, n, h_out, w_out).permute(1, 0, 2, 3)
+    return out if bias is None else out + bias.view(1, c, 1, 1)
+
+
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (zero padding) that skips the kernel taps which only ever meet the
-    padding (:func:`within_reach`): the same outputs, parameters and state dict."""
+    padding (:func:`within_reach`), and trains depthwise convs on tiny feature maps by
+    :func:`depthwise_conv2d`: the same outputs, parameters and state dict."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -71,6 +136,9 @@ class Conv2d(nn.Conv2d):
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor,
                       bias: torch.Tensor | None) -> torch.Tensor:
         padding = (self.padding[0], self.padding[1])
+        if self.dilation == (1, 1) and self.groups == self.in_channels == self.out_channels:
+            return depthwise_conv2d(input, weight, bias, (self.stride[0], self.stride[1]),
+                                    padding)
         if self.dilation[0] == 1 and self.dilation[1] == 1:
             weight, padding = within_reach(weight, padding, input.shape[-2:])
         return nn.functional.conv2d(input, weight, bias, self.stride, padding, self.dilation,

@@ -318,3 +318,9 @@ def test_timer_variants_times_the_onnxruntime_backend_too(tmp_path):
     stdout = smoke("timer_variants.py", tmp_path, "--backend", "onnxruntime",
                    "--variants", "validation-pass")
     assert "onnxruntime, batch 1" in stdout and "| validation-pass |" in stdout
+
+
+def test_depthwise_small_maps_smoke(tmp_path):
+    stdout = smoke("depthwise_small_maps.py", tmp_path)
+    assert "mobilenet_v3_small" in stdout and "mobilenet_v3_large" in stdout
+    assert "wrote" not in stdout

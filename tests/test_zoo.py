@@ -251,3 +251,41 @@ def test_conv_skips_only_taps_that_meet_padding(kernel, stride, size):
     torch.testing.assert_close(cropped.weight.grad, plain.weight.grad)
     weight, padding = within_reach(plain.weight, plain.padding, (size, size))
     assert weight.shape[-1] == min(kernel, 2 * size - 1) and padding[0] == weight.shape[-1] // 2
+
+
+@pytest.mark.parametrize(("size", "kernel", "stride"),
+                         [(1, 5, 1), (2, 3, 1), (2, 5, 2), (3, 5, 1), (4, 5, 1), (4, 7, 2)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_depthwise_on_a_small_map_trains_by_its_own_path_with_the_same_gradients(
+        size, kernel, stride, channels_last, monkeypatch):
+    """Training a depthwise conv whose kernel exceeds its map takes depthwise_conv2d's own
+    path (oneDNN's backward is slow there), not F.conv2d, with nn.Conv2d's outputs and
+    gradients; without gradients (inference, latency, export) it is F.conv2d again."""
+    from nas import modules
+
+    torch.manual_seed(0)
+    plain = nn.Conv2d(6, 6, kernel, stride, kernel // 2, groups=6, bias=True)
+    mine = modules.Conv2d(6, 6, kernel, stride, kernel // 2, groups=6, bias=True)
+    mine.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 6, size, size)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = plain(x1)
+    calls = []
+    real = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d",
+                        lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    out2 = mine(x2)
+    cropped = min(kernel, 2 * size - 1)
+    assert calls == ([] if cropped > size else [x.shape])
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out2.backward(grad)
+    torch.testing.assert_close(out2, out)
+    torch.testing.assert_close(x2.grad, x1.grad)
+    torch.testing.assert_close(mine.weight.grad, plain.weight.grad)
+    torch.testing.assert_close(mine.bias.grad, plain.bias.grad)
+    with torch.no_grad():
+        torch.testing.assert_close(mine(x), out.detach())
+    assert len(calls) == (1 if cropped > size else 2)

@@ -11,7 +11,7 @@ from torch import nn
 
 from nas.build import build_model
 from nas.errors import EstimatorError
-from nas.modules import within_reach
+from nas.modules import depthwise_conv2d
 from nas.spec import ArchSpec, BlockSpec, HeadSpec, v3_squeeze_channels
 from search_spaces.mobilenetv3 import BlockwiseSpace, StageChoices
 
@@ -85,8 +85,8 @@ class ElasticDepthwise(nn.Module):
     def forward(self, x: torch.Tensor, size: int) -> torch.Tensor:
         c = x.shape[1]
         # a small input's last stages are 1x1 or 2x2: only the taps that meet them are used
-        weight, padding = within_reach(self.kernel(c, size), (size // 2, size // 2), x.shape[-2:])
-        y = F.conv2d(x, weight, stride=self.stride, padding=padding, groups=c)
+        y = depthwise_conv2d(x, self.kernel(c, size), None, (self.stride, self.stride),
+                             (size // 2, size // 2))
         return self.bn(y)
 
 
