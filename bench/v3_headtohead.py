@@ -227,7 +227,9 @@ def find(target: str, budget_ms: float, args, data_name: str, **options) -> Arch
 
     settings = PipelineSettings(
         model=TARGETS[target], strategy=args.strategy, trials=args.trials, data=data_name,
-        supernet_steps=args.supernet_steps,
+        supernet_steps=args.supernet_steps, estimator=getattr(args, "search_estimator",
+                                                              "supernet"),
+        epochs=getattr(args, "search_epochs", 1),
         resolution=args.final.resolution, init_epochs=args.init_epochs,
         short_steps=args.short_steps, long_epochs=args.long_epochs, delta=args.delta,
         rounds=args.rounds, population=getattr(args, "population", None),
@@ -378,6 +380,11 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=None,
                         help="evolution's population (default: a third of the trials, so that "
                              "the search selects; see nas.pipeline.PipelineSettings)")
+    parser.add_argument("--search-estimator", default="supernet",
+                        help="the search's accuracy estimator, as nas-search's --estimator "
+                             "(supernet, or train: each candidate trained from scratch)")
+    parser.add_argument("--search-epochs", type=int, default=1,
+                        help="with --search-estimator train: epochs per candidate")
     parser.add_argument("--supernet-steps", type=int, default=400,
                         help="the search's estimator: a supernet trained on the recipe's data")
     parser.add_argument("--init-epochs", type=int, default=2)
@@ -421,6 +428,16 @@ def main() -> None:
     except EstimatorError as error:
         raise SystemExit(f"error: {error}") from None
     args.final, args.run_dir = final, args.cache.parent
+    if args.found:  # the search's settings, checked before the family trains
+        from nas.errors import NasError
+        from nas.pipeline import PipelineSettings
+        try:
+            for target in args.targets:
+                PipelineSettings(model=TARGETS[target], strategy=args.strategy,
+                                 trials=args.trials, estimator=args.search_estimator,
+                                 epochs=args.search_epochs, population=args.population)
+        except NasError as error:
+            raise SystemExit(f"error: {error}") from None
     try:  # checked before any training
         netadapt = netadapt_rows(args.netadapt, final) if args.netadapt else []
     except (OSError, ValueError, KeyError) as error:

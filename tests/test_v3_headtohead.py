@@ -123,9 +123,11 @@ def test_final_recipes_are_named_and_unknown_ones_fail():
         final_recipe("mnist")
 
 
-def test_found_runs_search_then_netadapt_at_the_v3_budget(tmp_path, monkeypatch):
+@pytest.mark.parametrize("estimator", ["supernet", "train"])
+def test_found_runs_search_then_netadapt_at_the_v3_budget(tmp_path, monkeypatch, estimator):
     """The --found stage on a synthetic device: the network it returns is NetAdapt's, within
-    the V3 network's budget on NetAdapt's scale, named for its target."""
+    the V3 network's budget on NetAdapt's scale, named for its target; the search scores its
+    candidates with --search-estimator."""
     import argparse
     import dataclasses
 
@@ -146,7 +148,8 @@ def test_found_runs_search_then_netadapt_at_the_v3_budget(tmp_path, monkeypatch)
     args = argparse.Namespace(strategy="random", trials=2, supernet_steps=3, final=final,
                               init_epochs=1,
                               short_steps=2, long_epochs=0, delta=0.1, rounds=1,
-                              run_dir=tmp_path / "runs")
+                              run_dir=tmp_path / "runs", search_estimator=estimator,
+                              search_epochs=1)
     budget = 0.9 * latency(zoo.get("v3-small"))
     found = bench.find("v3-small", budget, args, "fashion-mnist",
                        predictor=synthetic_predictor(), netadapt_latency=latency,
@@ -154,8 +157,8 @@ def test_found_runs_search_then_netadapt_at_the_v3_budget(tmp_path, monkeypatch)
     summary = json.loads((tmp_path / "runs" / "found-v3-small" / "summary.json").read_text())
     assert summary["target_ms"] == pytest.approx(budget)  # the budget measured by the bench
     assert summary["settings"]["data"] == "fashion-mnist"
-    # the search scored its candidates with a supernet trained on that data
-    assert summary["settings"]["estimator"] == "supernet"
+    # the search scored its candidates with a supernet trained on that data, or by training
+    assert summary["settings"]["estimator"] == estimator
     assert summary["settings"]["supernet_steps"] == 3
     assert summary["netadapt"]["stop_reason"] == "target reached"
     # what NetAdapt returned, renamed for the result file, at the deploy resolution
@@ -228,3 +231,15 @@ def test_found_budgets_are_measured_once_and_kept_for_a_resumed_run(tmp_path, mo
     assert bench.found_budgets(family, args, 64) == {"v3-small": 2.0, "v3-large": 5.0}
     args.resume = False  # measured again
     assert bench.found_budgets(family, args, 64) == {"v3-small": 2.2, "v3-large": 5.5}
+
+
+def test_a_bad_search_setting_fails_before_any_training(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "v3_headtohead.py"), "--found",
+                             "--search-estimator", "bogus", "--cache",
+                             str(tmp_path / "trainings.jsonl")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown estimator 'bogus'; choose supernet, supernet:PATH, train or "
+        "zero-cost:params|synflow|naswot"]
+    assert not (tmp_path / "trainings.jsonl").exists()
