@@ -233,6 +233,7 @@ def find(target: str, budget_ms: float, args, data_name: str, **options) -> Arch
         resolution=args.final.resolution, init_epochs=args.init_epochs,
         short_steps=args.short_steps, long_epochs=args.long_epochs, delta=args.delta,
         rounds=args.rounds, population=getattr(args, "population", None),
+        stage_moves=getattr(args, "stage_moves", 0.0),
         seed_arch=TARGETS[target] if getattr(args, "search_from", "v3") == "v3" else None)
     with progress() as bar:  # as `nas reproduce --search` shows it: a terminal or a log
         task = bar.add_task(f"{target}: measuring", total=None)
@@ -380,6 +381,10 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=None,
                         help="evolution's population (default: a third of the trials, so that "
                              "the search selects; see nas.pipeline.PipelineSettings)")
+    parser.add_argument("--stage-moves", type=float, default=0.0, metavar="P",
+                        help="evolution: each stage of a mutant, with probability P, gets one "
+                             "value of one block option in all its blocks (default 0: "
+                             "Once-for-All's per-decision mutation)")
     parser.add_argument("--search-estimator", default="supernet",
                         help="the search's accuracy estimator, as nas-search's --estimator "
                              "(supernet, or train: each candidate trained from scratch)")
@@ -435,7 +440,8 @@ def main() -> None:
             for target in args.targets:
                 PipelineSettings(model=TARGETS[target], strategy=args.strategy,
                                  trials=args.trials, estimator=args.search_estimator,
-                                 epochs=args.search_epochs, population=args.population)
+                                 epochs=args.search_epochs, population=args.population,
+                                 stage_moves=args.stage_moves)
         except NasError as error:
             raise SystemExit(f"error: {error}") from None
     try:  # checked before any training

@@ -75,6 +75,8 @@ class PipelineSettings:
     # 100), so that a short search selects at all: with fewer trials than the population every
     # candidate is a random mutation of the start, and none is a child of a good one
     population: int | None = None
+    # evolution's stage moves (BlockwiseSpace.mutate's stage_prob); 0: Once-for-All's mutation
+    stage_moves: float = 0.0
 
     def __post_init__(self) -> None:
         if self.model not in PRESETS:
@@ -86,6 +88,9 @@ class PipelineSettings:
                                             or self.population < 2):
             raise RunError(f"population is a setting of the evolution strategy, at least 2; "
                            f"got {self.population} with {self.strategy}")
+        if self.stage_moves and (self.strategy != "evolution" or not 0 < self.stage_moves <= 1):
+            raise RunError(f"stage moves are a setting of the evolution strategy, a probability "
+                           f"in (0, 1]; got {self.stage_moves} with {self.strategy}")
         # The stages' own checks, now: a bad setting fails before the target is measured and
         # written, not minutes later (the targets here are placeholders).
         self.search_settings(budget_ms=1.0)
@@ -114,7 +119,8 @@ class PipelineSettings:
         return SearchSettings(
             budget_ms=budget_ms, reward=PRESETS[self.model][0], strategy=self.strategy,
             trials=self.trials, seed=self.seed, seed_arch=self.start, budget_of=self.model,
-            strategy_options={"population": self.evolution_population}
+            strategy_options={"population": self.evolution_population,
+                              **({"stage_prob": self.stage_moves} if self.stage_moves else {})}
             if self.strategy == "evolution" else {},
             job=AccuracyJob(data=self.data, resolution=self.resolution, estimator=self.estimator,
                             epochs=self.epochs, supernet_steps=self.supernet_steps,

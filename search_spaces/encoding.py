@@ -137,9 +137,15 @@ class DecisionEncoding:
                                  for d in self.decisions}, name=name)
 
     def mutate(self, spec: ArchSpec, rng: np.random.Generator, prob: float = 0.1,
-               name: str = "mutant") -> ArchSpec:
+               name: str = "mutant", stage_prob: float = 0.0) -> ArchSpec:
         """Resample each active decision with probability ``prob`` (Once-for-All's mutation);
-        the result always differs from ``spec`` (one decision is forced if none changed)."""
+        the result always differs from ``spec`` (one decision is forced if none changed).
+
+        ``stage_prob`` > 0 adds stage moves: each stage, with that probability, gets one drawn
+        value of one block option (kernel, ratio, se or act) in all its block slots. Squeeze-
+        excite off in a whole stage is then one move, where per-decision mutation needs every
+        block's flag drawn at once (and one flag's latency is below an estimator's noise).
+        With ``stage_prob`` 0 the draws are exactly Once-for-All's."""
         vector = self.encode(spec)
         mask = self.active(vector)
         sizes = np.array([len(d.choices) for d in self.decisions])
@@ -150,6 +156,14 @@ class DecisionEncoding:
                 new = int(rng.integers(sizes[index]))
                 changed |= new != vector[index]
                 vector[index] = new
+        for i, stage in enumerate(self.stages if stage_prob > 0 else ()):
+            if rng.random() >= stage_prob:
+                continue
+            option = ("kernel", "ratio", "se", "act")[int(rng.integers(4))]
+            slots = [self._index[f"s{i}.b{j}.{option}"] for j in range(max(stage.depths))]
+            new = int(rng.integers(sizes[slots[0]]))
+            changed |= bool(np.any(mask[slots] & (vector[slots] != new)))
+            vector[slots] = new
         if not changed and len(changeable):
             index = int(changeable[rng.integers(len(changeable))])
             vector[index] = (vector[index] + 1 + rng.integers(sizes[index] - 1)) % sizes[index]

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from latency_models.predictor import Calibration
+from nas.errors import RunError
 from nas.netadapt import ProposalLatency
 from nas.pipeline import PipelineSettings, reproduce_search
 from nas.spec import ArchSpec
@@ -117,6 +118,19 @@ def test_a_short_evolution_selects_a_third_of_the_way_in():
     assert population(trials=1000) == 100 and population(trials=60, population=7) == 7
     ppo = PipelineSettings(model="mobilenet_v3_small").search_settings(budget_ms=5.0)
     assert ppo.strategy_options == {}
+
+
+def test_stage_moves_reach_evolution_and_nothing_else():
+    def options(**change):
+        return PipelineSettings(model="mobilenet_v3_small", strategy="evolution",
+                                trials=60, **change).search_settings(budget_ms=5.0)
+
+    assert options().strategy_options == {"population": 20}  # off: OFA's mutation, as before
+    assert options(stage_moves=0.2).strategy_options == {"population": 20, "stage_prob": 0.2}
+    with pytest.raises(RunError, match="stage moves are a setting of the evolution strategy"):
+        PipelineSettings(model="mobilenet_v3_small", strategy="ppo", stage_moves=0.2)
+    with pytest.raises(RunError, match="a probability in"):
+        options(stage_moves=1.5)
 
 
 def test_bad_data_fails_before_the_target_is_measured(tmp_path):

@@ -26,7 +26,7 @@ from nas.search.reward import Reward, RewardError
 from nas.search.run import RunError, SearchRun, SearchSettings
 from nas.search.runner import ProcessPool, ResumeMismatch, Runner
 from nas.search.storage import STUDY_NAME
-from nas.search.strategies import STRATEGIES, StrategyError, make_strategy, spec_key
+from nas.search.strategies import STRATEGIES, Evolution, StrategyError, make_strategy, spec_key
 from nas.search.trial import TrialResult
 from search_spaces import zoo
 from search_spaces.mobilenetv3 import default_space
@@ -651,3 +651,31 @@ def test_a_budget_of_a_network_is_its_measured_latency_when_the_finalists_are_ti
     assert winner.index == most_accurate.index
     assert timed[0][-2:] == [zoo.get("v3-large").name, zoo.get("v3-small").name]
     assert len(references) == 2 and len(measured) == len(ranked)
+
+
+def _se_off_stages(spec) -> int:
+    """Stages of two or more blocks whose blocks all go without squeeze-excite."""
+    stages = SPACE.stage_of_blocks(spec)
+    runs = {}
+    for block, stage in zip(spec.blocks, stages, strict=True):
+        runs.setdefault(stage, []).append(block.se)
+    return sum(len(flags) >= 2 and not any(flags) for flags in runs.values())
+
+
+def test_stage_moves_set_one_option_across_a_stage_and_are_off_by_default():
+    """stage_prob 0 draws exactly Once-for-All's mutants; stage moves turn squeeze-excite off
+    in whole stages of V3-Small far more often than per-decision mutation does."""
+    start = zoo.get("v3-small")
+    before = _se_off_stages(start)  # its 24-channel stage has none
+    plain, staged = np.random.default_rng(5), np.random.default_rng(5)
+    assert all(SPACE.mutate(start, plain) == SPACE.mutate(start, staged, stage_prob=0.0)
+               for _ in range(20))
+    counts = {}
+    for stage_prob in (0.0, 0.2):
+        rng = np.random.default_rng(7)
+        mutants = [SPACE.mutate(start, rng, stage_prob=stage_prob) for _ in range(300)]
+        assert all(SPACE.contains(m) and spec_key(m) != spec_key(start) for m in mutants)
+        counts[stage_prob] = sum(_se_off_stages(m) > before for m in mutants)
+    assert counts[0.0] == 0 and counts[0.2] >= 10, counts  # 3 stages x 0.2 x 1/4 x 1/2
+    with pytest.raises(StrategyError):
+        Evolution(SPACE, stage_prob=1.5)

@@ -49,6 +49,10 @@ def search_command(
         = None,
     population: Annotated[int | None, typer.Option(
         help="evolution: population size (default 100, as Once-for-All)")] = None,
+    stage_moves: Annotated[float, typer.Option(
+        help="evolution: probability that a mutant's stage gets one value of one block option "
+             "(kernel, ratio, se or act) in all its blocks (default 0: Once-for-All's "
+             "per-decision mutation)")] = 0.0,
     data: Data = "digits-hard",
     resolution: Annotated[int, typer.Option(
         help="resolution of the proxy task (the ranking benchmark's: 32)")] = 32,
@@ -91,6 +95,12 @@ def search_command(
         fail("--population is an option of --strategy evolution")
     if population is not None and population < 2:
         fail(f"--population must be at least 2, got {population}")
+    if stage_moves and strategy != "evolution":
+        fail("--stage-moves is an option of --strategy evolution")
+    if not 0 <= stage_moves <= 1:
+        fail(f"--stage-moves is a probability in [0, 1], got {stage_moves}")
+    if stage_moves:
+        options["stage_prob"] = stage_moves
     if executor not in ("local", "ray"):
         fail(f"--executor must be local or ray, got {executor!r}")
     # Imported after the checks above, which thus answer a mistyped flag without paying for

@@ -121,25 +121,29 @@ class Evolution(Strategy):
 
     def __init__(self, space: BlockwiseSpace, *, population: int = 100,
                  parent_ratio: float = 0.25, mutation_ratio: float = 0.5,
-                 mutate_prob: float = 0.1, **kwargs: Any):
+                 mutate_prob: float = 0.1, stage_prob: float = 0.0, **kwargs: Any):
         super().__init__(space, **kwargs)
-        if population < 2 or not 0 < parent_ratio <= 1 or not 0 <= mutation_ratio <= 1:
+        if population < 2 or not 0 < parent_ratio <= 1 or not 0 <= mutation_ratio <= 1 \
+                or not 0 <= stage_prob <= 1:
             raise StrategyError("evolution needs population >= 2, parent_ratio in (0, 1] and "
-                                "mutation_ratio in [0, 1]")
+                                "mutation_ratio and stage_prob in [0, 1]")
         self.population_size, self.parent_ratio = population, parent_ratio
         self.mutation_ratio, self.mutate_prob = mutation_ratio, mutate_prob
+        self.stage_prob = stage_prob  # stage moves (BlockwiseSpace.mutate); 0: OFA's mutation
         self.population: deque[tuple[ArchSpec, float]] = deque()
 
     def _propose(self) -> ArchSpec:
         if self.asked < self.population_size or len(self.population) < 2:
             if self.seed_arch is not None:
-                return self.space.mutate(self.seed_arch, self.rng, self.mutate_prob)
+                return self.space.mutate(self.seed_arch, self.rng, self.mutate_prob,
+                                         stage_prob=self.stage_prob)
             return self.space.decode(self.space.sample_vector(self.rng))
         ranked = sorted(self.population, key=lambda member: -member[1])
         parents = ranked[:max(2, math.ceil(self.parent_ratio * len(ranked)))]
         if self.rng.random() < self.mutation_ratio:
             parent = parents[int(self.rng.integers(len(parents)))][0]
-            return self.space.mutate(parent, self.rng, self.mutate_prob)
+            return self.space.mutate(parent, self.rng, self.mutate_prob,
+                                     stage_prob=self.stage_prob)
         first, second = self.rng.choice(len(parents), size=2, replace=False)
         return self.space.crossover(parents[int(first)][0], parents[int(second)][0], self.rng)
 
