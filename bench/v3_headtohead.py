@@ -218,14 +218,12 @@ def verdict(found: dict, family: list[dict]) -> dict | None:
             "met": more_accurate or as_accurate_faster}
 
 
-def find(target: str, budget_ms: float, args, data_name: str, **options) -> ArchSpec:
-    """Block search, then NetAdapt (``nas reproduce --search``) on the recipe's data, with
-    ``budget_ms`` (the V3 network's latency measured in this run) as the target. ``options``
-    go to ``reproduce_search`` (tests: a synthetic device)."""
-    from nas.cli.progress import netadapt_events, pipeline_events, progress
-    from nas.pipeline import PipelineSettings, reproduce_search
+def search_settings(target: str, args, data_name: str):
+    """The pipeline's settings of --found's search at ``target``'s latency (checked as they
+    are built: a bad one is a ``NasError``)."""
+    from nas.pipeline import PipelineSettings
 
-    settings = PipelineSettings(
+    return PipelineSettings(
         model=TARGETS[target], strategy=args.strategy, trials=args.trials, data=data_name,
         supernet_steps=args.supernet_steps, estimator=getattr(args, "search_estimator",
                                                               "supernet"),
@@ -235,6 +233,16 @@ def find(target: str, budget_ms: float, args, data_name: str, **options) -> Arch
         rounds=args.rounds, population=getattr(args, "population", None),
         stage_moves=getattr(args, "stage_moves", 0.0),
         seed_arch=TARGETS[target] if getattr(args, "search_from", "v3") == "v3" else None)
+
+
+def find(target: str, budget_ms: float, args, data_name: str, **options) -> ArchSpec:
+    """Block search, then NetAdapt (``nas reproduce --search``) on the recipe's data, with
+    ``budget_ms`` (the V3 network's latency measured in this run) as the target. ``options``
+    go to ``reproduce_search`` (tests: a synthetic device)."""
+    from nas.cli.progress import netadapt_events, pipeline_events, progress
+    from nas.pipeline import reproduce_search
+
+    settings = search_settings(target, args, data_name)
     with progress() as bar:  # as `nas reproduce --search` shows it: a terminal or a log
         task = bar.add_task(f"{target}: measuring", total=None)
         summary = reproduce_search(
@@ -435,13 +443,9 @@ def main() -> None:
     args.final, args.run_dir = final, args.cache.parent
     if args.found:  # the search's settings, checked before the family trains
         from nas.errors import NasError
-        from nas.pipeline import PipelineSettings
         try:
             for target in args.targets:
-                PipelineSettings(model=TARGETS[target], strategy=args.strategy,
-                                 trials=args.trials, estimator=args.search_estimator,
-                                 epochs=args.search_epochs, population=args.population,
-                                 stage_moves=args.stage_moves)
+                search_settings(target, args, final.data)
         except NasError as error:
             raise SystemExit(f"error: {error}") from None
     try:  # checked before any training

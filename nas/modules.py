@@ -98,9 +98,10 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 
 @torch.jit.unused
 def _small_map_training(x, weight):  # no annotations: TorchScript reads this signature
-    return (x.device.type == "cpu" and torch.is_grad_enabled() and not
-            torch.onnx.is_in_onnx_export() and (weight.shape[-2] > x.shape[-2]
-                                                or weight.shape[-1] > x.shape[-1]))
+    # the shape first: every depthwise conv of every forward pass asks
+    return ((weight.shape[-2] > x.shape[-2] or weight.shape[-1] > x.shape[-1])
+            and x.device.type == "cpu" and torch.is_grad_enabled()
+            and not torch.onnx.is_in_onnx_export())
 
 
 @torch.jit.unused
