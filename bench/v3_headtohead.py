@@ -232,6 +232,9 @@ def search_settings(target: str, args, data_name: str):
         short_steps=args.short_steps, long_epochs=args.long_epochs, delta=args.delta,
         rounds=args.rounds, population=getattr(args, "population", None),
         stage_moves=getattr(args, "stage_moves", 0.0),
+        reward=getattr(args, "search_reward", None),
+        budget_fraction=getattr(args, "budget_fraction", 1.0),
+        seed=getattr(args, "search_seed", 0),
         seed_arch=TARGETS[target] if getattr(args, "search_from", "v3") == "v3" else None)
 
 
@@ -398,6 +401,16 @@ def main() -> None:
                              "(supernet, or train: each candidate trained from scratch)")
     parser.add_argument("--search-epochs", type=int, default=1,
                         help="with --search-estimator train: epochs per candidate")
+    parser.add_argument("--search-reward", default=None,
+                        help="the search's reward preset (default: the paper's: soft-small for "
+                             "V3-Small, soft for V3-Large); hard with --budget-fraction 0.85 "
+                             "asks for the goal's second route")
+    parser.add_argument("--budget-fraction", type=float, default=1.0,
+                        help="the search's budget and NetAdapt's target as this share of the "
+                             "V3 network's latency (default 1.0)")
+    parser.add_argument("--search-seed", type=int, default=0,
+                        help="the search's and NetAdapt's seed (a found network that wins is "
+                             "a claim only once other search seeds find one too)")
     parser.add_argument("--supernet-steps", type=int, default=400,
                         help="the search's estimator: a supernet trained on the recipe's data")
     parser.add_argument("--init-epochs", type=int, default=2)

@@ -71,6 +71,29 @@ def test_the_pipeline_finds_adapts_and_compares(tmp_path, monkeypatch):
     assert again["seconds"] < summary["seconds"]
 
 
+def test_a_budget_fraction_aims_the_search_and_netadapt_below_the_canonical_network(tmp_path):
+    """--reward hard --budget-fraction 0.85: the search's budget and NetAdapt's target are
+    0.85 x the canonical network's latency on their own scales."""
+    predictor = synthetic_predictor()
+    settings = PipelineSettings(model="mobilenet_v3_small", strategy="random", trials=3,
+                                supernet_steps=3, resolution=8, init_epochs=1, short_steps=2,
+                                long_epochs=0, delta=0.1, reward="hard", budget_fraction=0.85)
+    assert settings.search_settings(budget_ms=5.0).reward == "hard"
+    latency = ProposalLatency(synthetic_table(), Calibration(), tmp_path / "na-table.json",
+                              measure=SyntheticDevice())
+    canonical = zoo.get("v3-small")
+    v3_ms = latency(canonical)
+    summary = reproduce_search(settings, tmp_path, predictor=predictor, netadapt_latency=latency,
+                               measure=lambda specs: [latency(s) for s in specs],
+                               target_ms=v3_ms)
+    assert summary["search"]["budget_ms"] == pytest.approx(
+        0.85 * predictor.predict_one(canonical))
+    assert summary["netadapt_target_ms"] == pytest.approx(0.85 * v3_ms)
+    assert summary["found"]["predicted_ms"] <= summary["netadapt_target_ms"]
+    assert summary["reward"] == "hard" and summary["budget_fraction"] == 0.85
+    assert "0.85 x" in (tmp_path / "comparison.md").read_text()
+
+
 def test_only_the_two_v3_searches_are_presets():
     with pytest.raises(ValueError, match="mobilenet_v3_large or mobilenet_v3_small"):
         PipelineSettings(model="mobilenet_v2")
@@ -91,6 +114,8 @@ def test_only_the_two_v3_searches_are_presets():
         ({"strategy": "evolution", "population": 1}, "population is a setting of the evolution"),
         ({"population": 10}, "population is a setting of the evolution strategy, at least 2; "
                              "got 10 with ppo"),
+        ({"reward": "greedy"}, "unknown reward"),
+        ({"budget_fraction": 1.5}, "budget fraction must be in"),
     ],
 )
 def test_pipeline_settings_are_checked_before_anything_runs(change, words):

@@ -255,6 +255,21 @@ def test_a_budget_of_a_zoo_network_is_its_latency_as_the_search_predicts_it(tmp_
         SearchSettings(budget_ms=3.0, budget_of="resnet")
 
 
+def test_a_budget_fraction_is_that_share_of_the_networks_latency(tmp_path):
+    """"V3-Small's accuracy at <= 0.85x its latency": the budget is 0.85 x V3-Small as the
+    search predicts it; a fraction of a budget typed in ms means nothing, and is refused."""
+    whole = make_run(tmp_path, name="whole", budget_ms=3.0, budget_of="v3-small")
+    share = make_run(tmp_path, name="share", budget_ms=3.0, budget_of="v3-small",
+                     budget_fraction=0.85)
+    assert share.budget_ms == pytest.approx(0.85 * whole.budget_ms)
+    assert share.reward.target_ms == share.budget_ms == share.info["budget_ms"]
+    with pytest.raises(RunError, match="scales a budget given as a network"):
+        SearchSettings(budget_ms=3.0, budget_fraction=0.85)
+    for bad in (0.0, 1.2):
+        with pytest.raises(RunError, match="budget fraction must be in"):
+            SearchSettings(budget_ms=3.0, budget_of="v3-small", budget_fraction=bad)
+
+
 def test_failing_candidates_are_recorded_and_the_search_goes_on(tmp_path):
     run = make_run(tmp_path, trials=16, estimator=FailingEstimator())
     results = run.run()
@@ -651,6 +666,40 @@ def test_a_budget_of_a_network_is_its_measured_latency_when_the_finalists_are_ti
     assert winner.index == most_accurate.index
     assert timed[0][-2:] == [zoo.get("v3-large").name, zoo.get("v3-small").name]
     assert len(references) == 2 and len(measured) == len(ranked)
+
+
+def test_a_budget_fraction_holds_on_the_measured_scale_too(tmp_path, monkeypatch):
+    """The timer reads the candidates 1.1x the predictor and V3-Large as predicted, so some
+    finalists within 0.85 x V3-Large predicted are over it measured. Of two finalists, the
+    more accurate one (A) is over 0.85 x V3-Large measured, the other (B) within it, their
+    accuracies set so that B wins at 0.85x and A would win at 1x."""
+    from nas.search import report
+
+    run = make_run(tmp_path, trials=12, budget_of="v3-large", reward="hard", budget_ms=3.0,
+                   budget_fraction=0.85)
+    results = run.run()
+    references = {zoo.get(name).name for name in ("v3-large", "v3-small")}
+
+    def predicted(spec):
+        return run.predictor.predict([dataclasses.replace(
+            spec, se_style="v3", input_size=run.space.input_size,
+            num_classes=run.space.num_classes)])[0]
+
+    def fake_measure(specs, rounds):
+        return [predicted(s) * (1.0 if s.name in references else 1.1) for s in specs]
+
+    v3_large = predicted(zoo.get("v3-large"))
+    ms = {r.index: 1.1 * r.latency_ms for r in results}
+    over = [i for i in ms if 0.85 * v3_large < ms[i] <= v3_large]
+    within = [i for i in ms if ms[i] <= 0.85 * v3_large]
+    assert over and within
+    a, b = max(over, key=ms.get), within[0]
+    penalised = 0.85 * v3_large / ms[a]  # A's hard reward at 0.85x, per unit of accuracy
+    accuracy = {a: 1.0, b: (1.0 + penalised) / 2}
+    results = [dataclasses.replace(r, accuracy=accuracy.get(r.index, 0.1)) for r in results]
+    monkeypatch.setattr(run, "measure_ms", fake_measure)
+    winner, measured, _ = report.measured_choice(run, results, finalists=12)
+    assert measured[a] == pytest.approx(ms[a]) and winner.index == b
 
 
 def _se_off_stages(spec) -> int:

@@ -61,6 +61,13 @@ def register(app: typer.Typer) -> None:
         delta: Annotated[float, typer.Option(help="--search: NetAdapt's cut per iteration, × "
                                              "latency")] = 0.01,
         workers: Annotated[int | None, typer.Option(help="--search: search workers")] = None,
+        reward: Annotated[str | None, typer.Option(
+            help="--search: the reward preset (soft, soft-small, hard; default: the paper's, "
+                 "soft for v3-large, soft-small for v3-small)")] = None,
+        budget_fraction: Annotated[float, typer.Option(
+            help="--search: budget and NetAdapt target as this share of the canonical "
+                 "network's latency (0.85 with --reward hard: its accuracy at 0.85x its "
+                 "latency)")] = 1.0,
         device: Device = "cpu",
     ) -> None:
         """Emit a paper network (table, params, MAdds; spec.json, table.md, arch.txt, model.pt), or
@@ -80,7 +87,8 @@ def register(app: typer.Typer) -> None:
                                         estimator=estimator, supernet_steps=supernet_steps,
                                         data=data, resolution=resolution, init_epochs=init_epochs,
                                         short_steps=short_steps, long_epochs=long_epochs,
-                                        delta=delta, seed=seed, device=device)
+                                        delta=delta, seed=seed, device=device, reward=reward,
+                                        budget_fraction=budget_fraction)
             _reproduce_with_search(settings, out_dir or Path("runs") / f"{name}-search", workers)
             return
         from nas.build import build_model, count_params

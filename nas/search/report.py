@@ -116,10 +116,10 @@ def measured_choice(run, results: Sequence[TrialResult], *, finalists: int = 5,
     of the *measured* latency wins. Per-architecture errors of the predictor (a few percent
     here, see docs/latency.md) then cannot decide the winner among close candidates.
 
-    A budget given as a network (``budget_of``) is that network's latency on each scale: its
-    prediction for the search, its measurement in this same session here (a budget on the
-    predicted scale would let every finalist look faster or slower than it is, wherever the
-    predictor and the timer disagree).
+    A budget given as a network (``budget_of``) is that network's latency on each scale (times
+    ``budget_fraction``): its prediction for the search, its measurement in this same session
+    here (a budget on the predicted scale would let every finalist look faster or slower than
+    it is, wherever the predictor and the timer disagree).
 
     Returns (winner, measured ms by trial index, measured ms of V3-Large and V3-Small).
     """
@@ -135,7 +135,8 @@ def measured_choice(run, results: Sequence[TrialResult], *, finalists: int = 5,
     by_index = {r.index: ms for r, ms in zip(chosen, measured, strict=False)}
     reward = run.reward
     if budget_of is not None:
-        budget = measured[len(chosen) + names.index(zoo.get(budget_of).name)]
+        budget = getattr(run.settings, "budget_fraction", 1.0) * measured[
+            len(chosen) + names.index(zoo.get(budget_of).name)]
         reward = dataclasses.replace(run.reward, target_ms=budget)
     winner = max(chosen, key=lambda r: (reward(r.accuracy, by_index[r.index]), -r.index))
     return winner, by_index, measured[len(chosen):len(chosen) + 2]

@@ -72,6 +72,9 @@ class SearchSettings:
     # the record): "as fast as V3-Small" on the scale the candidates are predicted on, so that
     # the predictor's drift and its error on that network do not move the budget
     budget_of: str | None = None
+    # with budget_of: the budget is this share of that network's latency (on each scale), e.g.
+    # 0.85 for "as accurate as V3-Small at no more than 0.85x its latency" with the hard reward
+    budget_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -83,6 +86,11 @@ class SearchSettings:
         if self.budget_of is not None and self.budget_of not in zoo.names() \
                 and self.budget_of not in zoo.ALIASES:
             raise RunError(f"budget_of {self.budget_of!r} is not a zoo model")
+        if not 0 < self.budget_fraction <= 1:
+            raise RunError(f"the budget fraction must be in (0, 1], got {self.budget_fraction}")
+        if self.budget_fraction != 1 and self.budget_of is None:
+            raise RunError("a budget fraction scales a budget given as a network (budget_of); "
+                           "a budget in ms is set directly")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,7 +146,8 @@ class SearchRun(LockedRunDir):
                 reference = dataclasses.replace(
                     zoo.get(settings.budget_of), se_style="v3", input_size=self.space.input_size,
                     num_classes=self.space.num_classes)
-                self.budget_ms = float(self.predictor.predict([reference])[0])
+                self.budget_ms = settings.budget_fraction * float(
+                    self.predictor.predict([reference])[0])
                 self.reward = Reward.from_preset(settings.reward, self.budget_ms)
             self.info["budget_ms"] = self.budget_ms
             self._check_budget()
