@@ -702,6 +702,22 @@ def test_a_budget_fraction_holds_on_the_measured_scale_too(tmp_path, monkeypatch
     assert measured[a] == pytest.approx(ms[a]) and winner.index == b
 
 
+def test_evolution_under_a_budget_below_its_seed_proposes_feasible_children():
+    """A hard budget at 0.85x the seed's latency: one mutation of the seed almost never meets
+    it, so the first population was mostly candidates above the budget (trained, then
+    penalised); each child is now a feasible descendant of the seed, many decisions away."""
+    predictor = synthetic_predictor()
+    seed_arch = dataclasses.replace(zoo.get("v3-small"), se_style="v3",
+                                    input_size=SPACE.input_size, num_classes=SPACE.num_classes)
+    budget = 0.85 * predictor.predict_one(seed_arch)
+    evolution = Evolution(SPACE, population=12, seed=3, seed_arch=seed_arch, stage_prob=0.2,
+                          constraint=lambda spec: predictor.predict_one(spec) - budget)
+    children = [evolution.ask() for _ in range(13)][1:]  # the seed itself comes first
+    assert all(predictor.predict_one(child) <= budget for child in children)
+    assert len({spec_key(child) for child in children}) == 12
+    assert all(SPACE.contains(child) for child in children)
+
+
 def _se_off_stages(spec) -> int:
     """Stages of two or more blocks whose blocks all go without squeeze-excite."""
     stages = SPACE.stage_of_blocks(spec)

@@ -135,17 +135,34 @@ class Evolution(Strategy):
     def _propose(self) -> ArchSpec:
         if self.asked < self.population_size or len(self.population) < 2:
             if self.seed_arch is not None:
-                return self.space.mutate(self.seed_arch, self.rng, self.mutate_prob,
-                                         stage_prob=self.stage_prob)
+                return self._mutant(self.seed_arch)
             return self.space.decode(self.space.sample_vector(self.rng))
         ranked = sorted(self.population, key=lambda member: -member[1])
         parents = ranked[:max(2, math.ceil(self.parent_ratio * len(ranked)))]
         if self.rng.random() < self.mutation_ratio:
-            parent = parents[int(self.rng.integers(len(parents)))][0]
-            return self.space.mutate(parent, self.rng, self.mutate_prob,
-                                     stage_prob=self.stage_prob)
+            return self._mutant(parents[int(self.rng.integers(len(parents)))][0])
         first, second = self.rng.choice(len(parents), size=2, replace=False)
         return self.space.crossover(parents[int(first)][0], parents[int(second)][0], self.rng)
+
+    def _mutant(self, parent: ArchSpec) -> ArchSpec:
+        """A mutation of ``parent``; under a constraint that the mutation breaks, a feasible
+        descendant: mutations of it are taken one after another, each kept if it is nearer
+        the constraint, until one meets it (or MAX_TRIES steps). A parent far above a hard
+        budget (the seed architecture, when the budget is a share of its latency) then still
+        has feasible children that differ from it in many decisions at once: one mutation of
+        V3-Small lands within 0.85x its latency about once in 700 draws."""
+        spec = self.space.mutate(parent, self.rng, self.mutate_prob, stage_prob=self.stage_prob)
+        if self.constraint is None:
+            return spec
+        violation = self.constraint(spec)
+        for _ in range(MAX_TRIES):
+            if violation <= 0:
+                break
+            step = self.space.mutate(spec, self.rng, self.mutate_prob,
+                                     stage_prob=self.stage_prob)
+            if (closer := self.constraint(step)) < violation:
+                spec, violation = step, closer
+        return spec
 
     def tell(self, spec: ArchSpec, result: TrialResult) -> None:
         if not result.ok:
