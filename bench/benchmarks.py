@@ -34,10 +34,13 @@ def _torchvision_venv() -> str:
 
 # Accuracy-bound benchmarks first, the pure timing ones last (the quietest stretch of a session).
 BENCHMARKS = (
-    # Issue 28's head-to-head: the chain the task must separate, both searches (a from-scratch
-    # run not yet timed in one piece: about 100 min from its parts' runs of 2026-12-07)
-    Benchmark("v3_headtohead", 180, args=("--found", "--family", "v3-small:0.5", "v3-small:0.75",
-                                          "v3-small:1.0", "v3-large:1.0")),
+    # Issue 28's head-to-head: the chain the task must separate, both searches (each candidate
+    # trained an epoch; the hard reward at 0.85x the V3's latency; stage moves). From a cold
+    # cache on 2 cores, 2026-12-07: family 23 min, searches + NetAdapt + found + timing 65 min.
+    Benchmark("v3_headtohead", 180, args=(
+        "--found", "--family", "v3-small:0.5", "v3-small:0.75", "v3-small:1.0", "v3-large:1.0",
+        "--search-estimator", "train", "--search-reward", "hard", "--budget-fraction", "0.85",
+        "--stage-moves", "0.2", "--trials", "40")),
     Benchmark("estimator_ranking", 90),
     Benchmark("reference_lr", 150),  # retrains only when estimator_ranking's sample changed
     Benchmark("search_quality", 80),

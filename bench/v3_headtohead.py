@@ -10,10 +10,10 @@ side by side in one session at the end of the run.
 2. The discrimination check: is each step of V3-Small ×0.5 < ×0.75 < ×1.0 < V3-Large ×1.0
    larger than twice the larger of the two seed standard deviations? Without it the task
    cannot tell the family apart, let alone a found network from it.
-3. ``--found`` (optional): ``nas reproduce --search`` (block search scored by a supernet
-   trained on the same data, then NetAdapt) with V3-Small's and V3-Large's latency as
-   budgets; each network found is trained with the same recipe and seeds and timed with the
-   family.
+3. ``--found`` (optional): ``nas reproduce --search`` (block search, scored by a supernet
+   trained on the same data or with ``--search-estimator train`` by training each candidate,
+   then NetAdapt) with V3-Small's and V3-Large's latency (× ``--budget-fraction``) as budgets;
+   each network found is trained with the same recipe and seeds and timed with the family.
 
 Trainings are kept in ``--cache`` (one JSON line each, keyed by the network, the recipe and
 the seed) as they finish; ``--resume`` reuses them, so the trainings can be run in chunks
