@@ -744,3 +744,30 @@ def test_stage_moves_set_one_option_across_a_stage_and_are_off_by_default():
     assert counts[0.0] == 0 and counts[0.2] >= 10, counts  # 3 stages x 0.2 x 1/4 x 1/2
     with pytest.raises(StrategyError):
         Evolution(SPACE, stage_prob=1.5)
+
+
+def test_a_run_resumes_on_a_table_that_grew_and_refuses_one_that_moved_its_trials(tmp_path):
+    """Another benchmark profiling new layers into the shared table must not orphan a
+    finished search; a table that predicts its stored trials differently must."""
+    from latency_models.layers import layers_of
+    from latency_models.lut import Entry, LatencyTable
+
+    table_path = save_synthetic_table(tmp_path / "table.json")
+    settings = SearchSettings(budget_ms=20.0, strategy="random", trials=3, job=FAST_JOB,
+                              table=str(table_path), recalibrate=False)
+    with SearchRun(settings, tmp_path / "run") as run:
+        first = run.run()
+    table = LatencyTable.load(table_path)
+    table.entries["a-layer-of-another-network"] = Entry(1.0, 1.05, 15)
+    table.save(table_path)
+    with SearchRun(settings, tmp_path / "run", resume=True) as run:
+        again = run.run()
+    assert [r.latency_ms for r in again] == [r.latency_ms for r in first]
+    assert run.info["table"]["checksum"] == table.checksum()
+    assert len(run.info["table_changes"]) == 1  # the run says its table changed, and when
+    used = layers_of(first[0].spec)[0].key
+    entry = table.entries[used]
+    table.entries[used] = Entry(2 * entry.min_ms, 2 * entry.median_ms, entry.samples)
+    table.save(table_path)
+    with pytest.raises(RunError, match="predicts its stored trials differently"):
+        SearchRun(settings, tmp_path / "run", resume=True)

@@ -26,7 +26,7 @@ from latency_models.store import (
     measure_ms,
     rescaled,
 )
-from nas.errors import RunError
+from nas.errors import MissingLayers, RunError
 from nas.export import load_spec, write_text
 from nas.runlock import LockedRunDir, timestamp
 from nas.search.budget import BudgetError
@@ -185,9 +185,9 @@ class SearchRun(LockedRunDir):
                  "fingerprint": predictor.table.fingerprint.describe()}
         stored = self.info.get("table")
         if stored and stored["checksum"] != table["checksum"]:
-            raise RunError(f"the latency table changed since {self.dir} started ({stored['path']}"
-                           f" then, {table_path} now); the stored trials were scored with the "
-                           f"old one: use --name for a new run or --overwrite")
+            self._check_table_kept_predictions(predictor.table, stored["path"], table_path)
+            self.info.setdefault("table_changes", []).append(
+                {"from": stored["checksum"], "to": table["checksum"], "seen": timestamp()})
         self.info["table"] = table
         if "calibration" in self.info:  # resuming: the calibration the run started with
             return LUTPredictor(predictor.table, Calibration(**self.info["calibration"]))
@@ -200,6 +200,28 @@ class SearchRun(LockedRunDir):
                 predictor, self.latency_setup, specs, progress=self.progress)
         self.info["calibration"] = predictor.calibration.to_dict()
         return predictor
+
+    def _check_table_kept_predictions(self, table, then: str, now: Path) -> None:
+        """A table that changed since the run started is refused unless every stored trial,
+        with the run's calibration, is predicted exactly as it was scored (a table that only
+        grew, profiling other networks' layers, keeps them): otherwise the stored trials were
+        scored on another scale than the new ones would be."""
+        refused = RunError(f"the latency table changed since {self.dir} started ({then} then, "
+                           f"{now} now) and predicts its stored trials differently: use --name "
+                           f"for a new run or --overwrite")
+        db = self.dir / "study.db"
+        if "calibration" not in self.info or not db.exists():
+            raise refused
+        predictor = LUTPredictor(table, Calibration(**self.info["calibration"]))
+        stored = [r for r in RunStore(db, self.space, self.reward).history().values()
+                  if not r.failed]
+        try:
+            again = predictor.predict([r.spec for r in stored]) if stored else []
+        except MissingLayers:  # a layer the table no longer has
+            raise refused from None
+        if any(abs(float(ms) - r.latency_ms) > 1e-9 * max(1.0, r.latency_ms)
+               for ms, r in zip(again, stored, strict=True)):
+            raise refused
 
     @functools.cached_property
     def latency_setup(self):
