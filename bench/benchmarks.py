@@ -35,12 +35,16 @@ def _torchvision_venv() -> str:
 # Accuracy-bound benchmarks first, the pure timing ones last (the quietest stretch of a session).
 BENCHMARKS = (
     # Issue 28's head-to-head: the chain the task must separate, both searches (each candidate
-    # trained an epoch; the hard reward at 0.85x the V3's latency; stage moves). From a cold
-    # cache on 2 cores, 2026-12-07: family 23 min, searches + NetAdapt + found + timing 65 min.
+    # trained an epoch; the hard reward at 0.85x the V3's latency; stage moves; the best four
+    # finalists trained again with the final recipe), V3-Small's with a second search seed.
+    # From a cold cache on 2 cores, 2026-12-07: family 23 min, one search seed of each target +
+    # NetAdapt + found + timing 65 min; 2026-12-08: rescoring ~10 min per V3-Small search and
+    # ~15 per V3-Large, V3-Small's second seed ~35 min with its trainings (~125 min in all).
     Benchmark("v3_headtohead", 180, args=(
         "--found", "--family", "v3-small:0.5", "v3-small:0.75", "v3-small:1.0", "v3-large:1.0",
         "--search-estimator", "train", "--search-reward", "hard", "--budget-fraction", "0.85",
-        "--stage-moves", "0.2", "--trials", "40")),
+        "--stage-moves", "0.2", "--trials", "40", "--rescore", "4",
+        "--search-seeds", "0", "v3-small:1")),
     Benchmark("estimator_ranking", 90),
     Benchmark("reference_lr", 150),  # retrains only when estimator_ranking's sample changed
     Benchmark("search_quality", 80),

@@ -210,4 +210,9 @@ def render_v3_headtohead(results: Results) -> list[str]:
                       f"{2 * g['larger_std']:.2f}), ahead on {g['wins_by_seed']} of "
                       f"{row['seeds']} seeds. Goal (≥ +2 sd at ≤ its latency, or as accurate "
                       f"at ≤ 0.85 × its latency): {'met' if g['met'] else 'not met'}."]
+    for target, record in (d.get("reproduction") or {}).items():
+        seeds = record["search_seeds"]
+        lines += ["", f"Budget {target}: the goal met by {record['met']} of {len(seeds)} "
+                      f"search seed{'s' if len(seeds) > 1 else ''} "
+                      f"({', '.join(map(str, seeds))})."]
     return with_source(results, "v3_headtohead", lines)

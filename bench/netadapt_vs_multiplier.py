@@ -37,13 +37,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import Provenance, save_latency_plot, write_result  # noqa: E402
 
 from latency_models.store import LatencySetup, load_predictor, measure_ms  # noqa: E402
-from nas.accuracy.final import FINAL_RECIPES, FinalRecipe, train_final  # noqa: E402
+from nas.accuracy.final import (  # noqa: E402
+    FINAL_RECIPES,
+    FinalRecipe,
+    Trainings,
+    train_all,
+    train_final,
+    training_key,
+)
 from nas.accuracy.train import Recipe, TrainEstimator  # noqa: E402
 from nas.build import count_params  # noqa: E402
 from nas.data import load_data  # noqa: E402
 from nas.flops import count_madds  # noqa: E402
 from nas.netadapt import NetAdapt, NetAdaptSettings, device_latency  # noqa: E402
 from nas.spec import ArchSpec  # noqa: E402
+from nas.threads import usable_cores  # noqa: E402
 from search_spaces import zoo  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -66,6 +74,9 @@ class ProxyScoring:
     def load(self, data: str, resolution: int):
         return load_data(data, resolution)
 
+    def prepare(self, specs: list[ArchSpec], data) -> None:
+        """Nothing ahead: ``train`` trains each network when asked."""
+
     def train(self, spec: ArchSpec, data) -> list[float]:
         scores = []
         for seed in self.seeds:
@@ -87,9 +98,12 @@ class ProxyScoring:
 @dataclass(frozen=True)
 class FinalScoring:
     """Every network trained with a data set's final recipe, once per recipe seed, and scored
-    by its test top-1 (issue 28's form)."""
+    by its test top-1 (issue 28's form). ``prepare`` trains them all on ``workers`` processes,
+    each training kept in ``trainings`` as it finishes (a rerun with --resume reuses them)."""
 
     final: FinalRecipe
+    trainings: Trainings
+    workers: int = 1
     score = "test top-1"
 
     @property
@@ -99,8 +113,18 @@ class FinalScoring:
     def load(self, data: str, resolution: int):
         return self.final.load()
 
+    def prepare(self, specs: list[ArchSpec], data) -> None:
+        """Train every network and seed not yet kept; ``workers`` 0: none ahead (``train``
+        then trains in this process, on the data it is given: the smoke's subset)."""
+        if self.workers > 0:
+            train_all(specs, self.final, self.trainings, None, self.workers)
+
     def train(self, spec: ArchSpec, data) -> list[float]:
-        return [train_final(spec, self.final, seed, data=data).test_top1 for seed in self.seeds]
+        rows = [self.trainings.get(training_key(spec, self.final, seed)) for seed in self.seeds]
+        if any(row is None for row in rows):  # not prepared: train here
+            return [train_final(spec, self.final, seed, data=data).test_top1
+                    for seed in self.seeds]
+        return [row["test_top1"] for row in rows]
 
     @property
     def recipe_name(self) -> str:
@@ -148,6 +172,8 @@ def main() -> None:
     parser.add_argument("--recipe", choices=sorted(FINAL_RECIPES),
                         help="train and score with this data set's final recipe (test top-1)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=usable_cores(),
+                        help="with --recipe: trainings side by side, one thread each")
     parser.add_argument("--rounds", type=int, default=30, help="end-to-end timing rounds")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/bench-netadapt"))
     parser.add_argument("--resume", action="store_true")
@@ -173,7 +199,8 @@ def main() -> None:
         scratch = Path(tempfile.mkdtemp(prefix="netadapt-bench-"))
         args.out, args.run_dir = scratch / "netadapt_vs_multiplier.json", scratch / "run"
     provenance = Provenance.start(vars(args))
-    scoring = FinalScoring(final) if final is not None \
+    scoring = FinalScoring(final, Trainings(args.run_dir / "trainings.jsonl", reuse=args.resume),
+                           0 if args.smoke else args.workers) if final is not None \
         else ProxyScoring(args.epochs, tuple(range(100, 100 + args.seeds)))
 
     started = time.perf_counter()
@@ -234,6 +261,7 @@ def main() -> None:
     if len(family) - 1 not in train_family:
         train_family.append(len(family) - 1)  # ×1.00, the start network itself
 
+    scoring.prepare([family[i] for i in train_family] + nets, data)
     family_rows = []
     for i in train_family:
         scores = scoring.train(family[i], data)

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -46,7 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from provenance import Provenance, portable, save_latency_plot, write_result  # noqa: E402
 
 from latency_models.store import LatencySetup, measure_ms  # noqa: E402
-from nas.accuracy.final import FINAL_RECIPES, FinalRecipe, recipe_setting, train_final  # noqa: E402
+from nas.accuracy.final import (  # noqa: E402
+    FINAL_RECIPES,
+    FinalRecipe,
+    Trainings,
+    recipe_setting,
+    train_all,
+    training_key,
+)
 from nas.build import count_params  # noqa: E402
 from nas.errors import EstimatorError  # noqa: E402
 from nas.flops import count_madds  # noqa: E402
@@ -75,98 +80,6 @@ def family_name(entry: str) -> str:
     """``v3-small:0.75`` -> ``v3-small_x0.75``, the network's name in the result file."""
     model, _, width = entry.partition(":")
     return f"{model}_x{float(width or 1.0):.2f}"
-
-
-def training_key(spec: ArchSpec, final: FinalRecipe, seed: int) -> str:
-    """What decides a training's result: the architecture and the recipe's settings (not
-    their names), and the seed; not how many seeds the recipe has (a run with more seeds
-    reuses the first ones)."""
-    arch = {k: v for k, v in spec.to_dict().items() if k not in ("name", "input_size")}
-    recipe = {k: v for k, v in final.to_dict().items() if k not in ("name", "seeds")}
-    text = json.dumps([arch, recipe, seed], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-class Trainings:
-    """Finished trainings, one JSON line each in ``path``, appended as they finish."""
-
-    def __init__(self, path: Path, reuse: bool):
-        self.path = path
-        self.rows: dict[str, dict] = {}
-        if reuse and path.exists():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    self.rows[row["key"]] = row
-        elif path.exists():
-            path.unlink()
-
-    def get(self, key: str) -> dict | None:
-        return self.rows.get(key)
-
-    def add(self, row: dict) -> None:
-        self.rows[row["key"]] = row
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as sink:
-            sink.write(json.dumps(row) + "\n")
-
-
-_DATA: dict = {}  # per worker process: the recipe's data, loaded once
-
-
-def train_one(spec: ArchSpec, final: FinalRecipe, seed: int) -> dict:
-    """One training (in a worker process: one torch thread)."""
-    if final.name not in _DATA:
-        _DATA[final.name] = final.load()
-    return train_final(spec, final, seed, data=_DATA[final.name], threads=1).to_dict()
-
-
-def train_all(networks: list[ArchSpec], final: FinalRecipe, trainings: Trainings,
-              deadline: float | None, workers: int = 1, heartbeat: float = 60.0) -> bool:
-    """Train every network with every seed not yet in ``trainings`` on ``workers`` processes
-    (one thread each), seed by seed (a partial run then has every network at the first
-    seeds), largest first within a seed. False if ``deadline`` stopped it. Every
-    ``heartbeat`` seconds without a finished training, one line says what is training."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    from nas.search.runner import _exit_with_parent
-
-    todo = [(spec, seed) for seed in final.seeds
-            for spec in sorted(networks, key=lambda s: -count_madds(s))
-            if not trainings.get(training_key(spec, final, seed))]
-    if not todo:
-        return True
-    total, done, started = len(todo), 0, time.monotonic()
-    with ProcessPoolExecutor(min(workers, len(todo)),
-                             mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-        running: dict = {}
-        while todo or running:
-            while todo and len(running) < workers:
-                if deadline is not None and time.monotonic() > deadline:
-                    todo = []
-                    break
-                spec, seed = todo.pop(0)
-                running[pool.submit(train_one, spec, final, seed)] = (spec, seed)
-            if not running:
-                break
-            finished, _ = wait(running, timeout=heartbeat, return_when=FIRST_COMPLETED)
-            if not finished:  # a training takes minutes: say the run is alive
-                now = ", ".join(f"{spec.name} seed {seed}" for spec, seed in running.values())
-                print(f"  training {now}; {done} of {total} done, "
-                      f"{(time.monotonic() - started) / 60:.1f} min", flush=True)
-            for future in finished:
-                spec, seed = running.pop(future)
-                score = future.result()
-                done += 1
-                trainings.add({"key": training_key(spec, final, seed), "name": spec.name,
-                               "recipe": final.name, **score,
-                               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-                print(f"  {spec.name:<28} seed {seed}: test {score['test_top1']:.2f}%, val "
-                      f"{score['val_top1']:.2f}% ({score['seconds']:.0f} s)", flush=True)
-    return all(trainings.get(training_key(spec, final, seed))
-               for seed in final.seeds for spec in networks)
 
 
 def entry(spec: ArchSpec, final: FinalRecipe, trainings: Trainings, latency_ms: float) -> dict:
@@ -218,9 +131,9 @@ def verdict(found: dict, family: list[dict]) -> dict | None:
             "met": more_accurate or as_accurate_faster}
 
 
-def search_settings(target: str, args, data_name: str):
-    """The pipeline's settings of --found's search at ``target``'s latency (checked as they
-    are built: a bad one is a ``NasError``)."""
+def search_settings(target: str, args, data_name: str, seed: int = 0):
+    """The pipeline's settings of --found's search at ``target``'s latency with search seed
+    ``seed`` (checked as they are built: a bad one is a ``NasError``)."""
     from nas.pipeline import PipelineSettings
 
     return PipelineSettings(
@@ -234,28 +147,46 @@ def search_settings(target: str, args, data_name: str):
         stage_moves=getattr(args, "stage_moves", 0.0),
         reward=getattr(args, "search_reward", None),
         budget_fraction=getattr(args, "budget_fraction", 1.0),
-        seed=getattr(args, "search_seed", 0),
+        seed=seed, rescore=getattr(args, "rescore", 0),
         seed_arch=TARGETS[target] if getattr(args, "search_from", "v3") == "v3" else None)
 
 
-def find(target: str, budget_ms: float, args, data_name: str, **options) -> ArchSpec:
-    """Block search, then NetAdapt (``nas reproduce --search``) on the recipe's data, with
-    ``budget_ms`` (the V3 network's latency measured in this run) as the target. ``options``
-    go to ``reproduce_search`` (tests: a synthetic device)."""
+def found_name(target: str, seed: int) -> str:
+    """The found network of ``target``'s search with ``seed`` (seed 0: as before seeds)."""
+    return f"found_{target}" if seed == 0 else f"found_{target}_seed{seed}"
+
+
+def found_dir(args, target: str, seed: int) -> Path:
+    """That search's run directory: ``found-{target}``, ``found-{target}-seed{seed}``."""
+    return args.run_dir / (f"found-{target}" if seed == 0 else f"found-{target}-seed{seed}")
+
+
+def find(target: str, budget_ms: float, args, data_name: str, seed: int = 0,
+         **options) -> ArchSpec:
+    """Block search (seed ``seed``), then NetAdapt (``nas reproduce --search``) on the
+    recipe's data, with ``budget_ms`` (the V3 network's latency measured in this run) as the
+    target. ``options`` go to ``reproduce_search`` (tests: a synthetic device)."""
     from nas.cli.progress import netadapt_events, pipeline_events, progress
     from nas.pipeline import reproduce_search
 
-    settings = search_settings(target, args, data_name)
+    settings = search_settings(target, args, data_name, seed)
     with progress() as bar:  # as `nas reproduce --search` shows it: a terminal or a log
         task = bar.add_task(f"{target}: measuring", total=None)
         summary = reproduce_search(
-            settings, args.run_dir / f"found-{target}", target_ms=budget_ms,
+            settings, found_dir(args, target, seed), target_ms=budget_ms,
             workers=getattr(args, "workers", 1),
             on_event=pipeline_events(bar, task, TARGETS[target]),
             on_search_result=lambda _result, done, _total: bar.update(task, completed=done),
             on_netadapt_event=netadapt_events(bar, task), **options)
     spec = ArchSpec.from_dict(summary["found"]["spec"])
-    return dataclasses.replace(spec, name=f"found_{target}", input_size=224)
+    return dataclasses.replace(spec, name=found_name(target, seed), input_size=224)
+
+
+def search_record(run_dir: Path) -> dict:
+    """How the pipeline in ``run_dir`` chose its network: the search's winning trial, its
+    search-time score and predicted latency, and the rescored finalists (if any)."""
+    search = json.loads((run_dir / "summary.json").read_text())["search"]
+    return {k: search.get(k) for k in ("trial", "predicted_ms", "proxy_accuracy", "rescored")}
 
 
 def found_budgets(family: list[ArchSpec], args, input_size: int) -> dict[str, float]:
@@ -268,8 +199,9 @@ def found_budgets(family: list[ArchSpec], args, input_size: int) -> dict[str, fl
         budgets = json.loads(path.read_text())["budgets_ms"]
         print(f"budgets as measured when these searches started: {budgets}", flush=True)
         return budgets
-    for target in TARGETS:
-        shutil.rmtree(args.run_dir / f"found-{target}", ignore_errors=True)
+    for target in TARGETS:  # every search seed's
+        for old in args.run_dir.glob(f"found-{target}*"):
+            shutil.rmtree(old, ignore_errors=True)
     measured = dict(zip((s.name for s in family), (float(m) for m in measure_ms(
         LatencySetup(threads=1, resolution=input_size), family, rounds=args.rounds)),
         strict=True))
@@ -303,11 +235,44 @@ def netadapt_rows(path: Path, final: FinalRecipe) -> list[dict]:
     return rows
 
 
+def seeds_by_target(entries: list[str], targets: list[str]) -> dict[str, list[int]]:
+    """``--search-seeds``: each entry a seed for every target (``1``) or for one
+    (``v3-small:1``); per target, its seeds in order, each once. A bad entry: ValueError."""
+    seeds: dict[str, list[int]] = {target: [] for target in targets}
+    for text in entries:
+        target, _, number = text.rpartition(":")
+        if target and target not in TARGETS:
+            raise ValueError(f"--search-seeds {text}: no target {target!r} (known: "
+                             f"{', '.join(TARGETS)})")
+        try:
+            seed = int(number)
+        except ValueError:
+            raise ValueError(f"--search-seeds takes SEED or TARGET:SEED, got {text!r}") from None
+        for name in ([target] if target else targets):
+            if name in seeds and seed not in seeds[name]:
+                seeds[name].append(seed)
+    return seeds
+
+
+def reproduction(found: list[dict]) -> dict[str, dict]:
+    """Per target: the search seeds run and how many of their found networks met the goal
+    (a win is a claim once other search seeds find one too)."""
+    out: dict[str, dict] = {}
+    for row in found:
+        if row.get("goal") is None:
+            continue
+        record = out.setdefault(row["target"], {"search_seeds": [], "met": 0})
+        record["search_seeds"].append(row.get("search_seed", 0))
+        record["met"] += bool(row["goal"]["met"])
+    return out
+
+
 def _sd(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def print_table(family: list[dict], found: list[dict], disc: dict | None) -> None:
+def print_table(family: list[dict], found: list[dict], disc: dict | None,
+                reproduced: dict[str, dict] | None = None) -> None:
     print(f"\n{'network':<28} {'latency ms':>10} {'test top-1 (mean ± sd)':>24} "
           f"{'seeds':>5} {'params':>7} {'MAdds':>6}")
     for r in [*family, *found]:
@@ -326,6 +291,9 @@ def print_table(family: list[dict], found: list[dict], disc: dict | None) -> Non
                   f"{g['acc_gap']:+.2f} points (2 sd = {2 * g['larger_std']:.2f}), ahead on "
                   f"{g['wins_by_seed']} of {r['seeds']} seeds: goal "
                   f"{'met' if g['met'] else 'NOT met'}")
+    for target, record in (reproduced or {}).items():
+        print(f"\n{target}: the goal met by {record['met']} of {len(record['search_seeds'])} "
+              f"search seeds ({', '.join(map(str, record['search_seeds']))})")
 
 
 def plot(family: list[dict], found: list[dict], path: Path, title: str) -> None:
@@ -408,9 +376,15 @@ def main() -> None:
     parser.add_argument("--budget-fraction", type=float, default=1.0,
                         help="the search's budget and NetAdapt's target as this share of the "
                              "V3 network's latency (default 1.0)")
-    parser.add_argument("--search-seed", type=int, default=0,
-                        help="the search's and NetAdapt's seed (a found network that wins is "
-                             "a claim only once other search seeds find one too)")
+    parser.add_argument("--search-seeds", nargs="+", default=["0"], metavar="SEED",
+                        help="one search (and NetAdapt) per seed and target, each found network "
+                             "trained and timed (a win is a claim once other search seeds "
+                             "find one too; default: 0); TARGET:SEED for one target only")
+    parser.add_argument("--rescore", type=int, default=0, metavar="N",
+                        help="the search's N best finalists (measured within the budget) "
+                             "trained once more with the recipe (another seed than the "
+                             "report's), the best validation top-1 winning (default 0: the "
+                             "search's estimator decides)")
     parser.add_argument("--supernet-steps", type=int, default=400,
                         help="the search's estimator: a supernet trained on the recipe's data")
     parser.add_argument("--init-epochs", type=int, default=2)
@@ -436,6 +410,10 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="seconds-long check that everything runs (numbers meaningless)")
     args = parser.parse_args()
+    try:
+        args.search_seeds = seeds_by_target(args.search_seeds, args.targets)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     final = FINAL_RECIPES[args.recipe]
     input_size = 224
     if args.smoke:
@@ -458,7 +436,8 @@ def main() -> None:
         from nas.errors import NasError
         try:
             for target in args.targets:
-                search_settings(target, args, final.data)
+                for seed in args.search_seeds[target]:
+                    search_settings(target, args, final.data, seed)
         except NasError as error:
             raise SystemExit(f"error: {error}") from None
     try:  # checked before any training
@@ -480,27 +459,31 @@ def main() -> None:
               f"{len(trainings.rows)} in {args.cache}")
         return
 
-    found_specs: list[tuple[str, ArchSpec]] = []
+    found_specs: list[tuple[str, int, ArchSpec]] = []
     if args.found:
         for target, budget in found_budgets(family, args, input_size).items():
             if target in args.targets:
-                found_specs.append((target, find(target, budget, args, final.data)))
-        train_all([spec for _, spec in found_specs], final, trainings, None, args.workers)
+                for seed in args.search_seeds[target]:
+                    found_specs.append((target, seed, find(target, budget, args, final.data,
+                                                           seed)))
+        train_all([spec for _, _, spec in found_specs], final, trainings, None, args.workers)
 
     # Every network timed side by side, in one session.
-    everything = [*family, *(spec for _, spec in found_specs)]
+    everything = [*family, *(spec for _, _, spec in found_specs)]
     latencies = [float(m) for m in measure_ms(LatencySetup(threads=1, resolution=input_size),
                                               everything, rounds=args.rounds)]
     family_rows = [entry(s, final, trainings, ms)
                    for s, ms in zip(family, latencies, strict=False)]
-    found_rows = [{**entry(spec, final, trainings, ms), "target": target,
+    found_rows = [{**entry(spec, final, trainings, ms), "target": target, "search_seed": seed,
+                   "search": search_record(found_dir(args, target, seed)),
                    "spec": spec.to_dict()}
-                  for (target, spec), ms in zip(found_specs, latencies[len(family):],
-                                                strict=True)]
+                  for (target, seed, spec), ms in zip(found_specs, latencies[len(family):],
+                                                      strict=True)]
     for row in found_rows:
         row["goal"] = verdict(row, family_rows)
     disc = discrimination(family_rows)
-    print_table(family_rows, found_rows, disc)
+    reproduced = reproduction(found_rows)
+    print_table(family_rows, found_rows, disc, reproduced)
     data = final.load()
     summary = {
         "benchmark": "v3_headtohead", "smoke": args.smoke,
@@ -509,6 +492,7 @@ def main() -> None:
                             "rounds": args.rounds, "statistic": "min over interleaved rounds"},
         "std": "sample standard deviation over the seeds (n - 1)",
         "family": family_rows, "found": found_rows, "discrimination": disc,
+        "reproduction": reproduced,
         "netadapt_vs_multiplier": netadapt,
         "seconds": round(time.perf_counter() - started),
     }

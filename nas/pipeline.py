@@ -6,6 +6,10 @@ the found network against the canonical one (``nas reproduce v3-large --search``
 2. Platform-aware block search with that model's reward (V3-Large: w = -0.07, seeded from
    MnasNet-A1, as the paper did; V3-Small: w = -0.15, from scratch), budget = the target; the
    winner is chosen among the best five on measured latency.
+   With ``rescore`` N, the N best of those (by the reward of their measured latency) are each
+   trained once more with the data set's final recipe, and the best by its validation top-1
+   (under the same reward) wins: the search's short estimator ranks close candidates within
+   its noise, and favours what learns fastest in one epoch.
 3. NetAdapt from the winner (trained first) down to the target, then the long fine-tune.
 4. The canonical network trained with the same recipe (first training, then the long
    fine-tune), both timed side by side, and the two tables row by row.
@@ -26,16 +30,17 @@ from typing import Any
 
 from latency_models.store import LatencySetup, measure_ms
 from nas.accuracy.base import adapt_spec
+from nas.accuracy.final import Trainings, final_recipe, train_all, training_key
 from nas.accuracy.train import Recipe, check_device
 from nas.build import build_model, count_params
 from nas.data import load_data
-from nas.errors import RunError
+from nas.errors import NasError, RunError
 from nas.export import save, write_text
 from nas.flops import count_madds
 from nas.netadapt import FineTuner, NetAdapt, NetAdaptSettings, device_latency
 from nas.runlock import RunLock, timestamp
 from nas.search.objective import AccuracyJob
-from nas.search.report import best_result, measured_choice
+from nas.search.report import best_result, measured_ranking
 from nas.search.run import SearchRun, SearchSettings, resolve_seed_arch
 from nas.spec import ArchSpec
 from nas.spec.tables import table_diff
@@ -43,6 +48,13 @@ from search_spaces import zoo
 from search_spaces.mobilenetv3 import default_space
 
 __all__ = ["PRESETS", "PipelineSettings", "reproduce_search"]
+
+# The rescoring training's seed is this plus the pipeline's seed: none of a final recipe's
+# reporting seeds (0, 1, ...), so that a network chosen for one training's validation score is
+# not then reported with that same training's test score.
+RESCORE_SEED = 1000
+# How many of the search's best are timed end to end (at least ``rescore``).
+FINALISTS = 5
 
 # The paper's two searches: reward preset and the architecture the search starts from.
 PRESETS = {"mobilenet_v3_large": ("soft", "mnasnet-a1"), "mobilenet_v3_small": ("soft-small",
@@ -82,6 +94,10 @@ class PipelineSettings:
     # the search's budget and NetAdapt's target as a share of the canonical network's latency:
     # 0.85 with reward "hard" asks for the canonical network's accuracy at <= 0.85x its latency
     budget_fraction: float = 1.0
+    # the best N finalists by measured reward trained again with the final recipe of ``data``
+    # (nas.accuracy.final; seed RESCORE_SEED + seed), the best validation top-1 winning; 0: the
+    # search's own score decides
+    rescore: int = 0
 
     def __post_init__(self) -> None:
         if self.model not in PRESETS:
@@ -96,6 +112,14 @@ class PipelineSettings:
         if self.stage_moves and (self.strategy != "evolution" or not 0 < self.stage_moves <= 1):
             raise RunError(f"stage moves are a setting of the evolution strategy, a probability "
                            f"in (0, 1]; got {self.stage_moves} with {self.strategy}")
+        if self.rescore < 0:
+            raise RunError(f"rescore is a number of finalists, at least 0; got {self.rescore}")
+        if self.rescore:
+            try:
+                self.rescore_recipe()
+            except NasError as error:
+                raise RunError(f"rescore trains the finalists with the data set's final "
+                               f"recipe: {error}") from None
         # The stages' own checks, now: a bad setting fails before the target is measured and
         # written, not minutes later (the targets here are placeholders).
         self.search_settings(budget_ms=1.0)
@@ -117,6 +141,10 @@ class PipelineSettings:
     def reward_preset(self) -> str:
         """The search's reward: ``reward``, else the paper's for this model."""
         return self.reward or PRESETS[self.model][0]
+
+    def rescore_recipe(self):
+        """The final recipe that rescores the finalists: ``data``'s, at ``resolution``."""
+        return final_recipe(self.data).trial(resolution=self.resolution)
 
     @property
     def evolution_population(self) -> int:
@@ -201,13 +229,13 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
             chosen = json.loads(choice_path.read_text())["trial"]
             winner = next((r for r in results if r.index == chosen and r.ok), None)
         if winner is None:
-            if predictor is None:
-                winner, _, _ = measured_choice(search, results, rounds=settings.rounds)
-            else:
-                winner = best_result(results)
+            winner, rescored = _choose(settings, search, results, out_dir, predictor is None,
+                                       workers, event)
             if winner is not None:
                 write_text(choice_path, json.dumps({"trial": winner.index,
-                                                    "chosen": timestamp()}, indent=2) + "\n")
+                                                    "chosen": timestamp(),
+                                                    **({"rescored": rescored} if rescored
+                                                       else {})}, indent=2) + "\n")
     if winner is None:
         raise RuntimeError(f"no search candidate finished; see {search.dir / 'study.db'}")
     found = dataclasses.replace(winner.spec, name=f"{canonical.name}_found")
@@ -271,6 +299,7 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
         "seed_arch": seed_arch, "settings": dataclasses.asdict(settings),
         "search": {"trial": winner.index, "predicted_ms": winner.latency_ms,
                    "budget_ms": search.budget_ms,
+                   "rescored": json.loads(choice_path.read_text()).get("rescored", []),
                    "proxy_accuracy": winner.accuracy, "dir": str(search.dir)},
         "netadapt": {"iterations": len(adapted.iterations) - 1,
                      "stop_reason": adapted.stop_reason, "dir": str(na_dir)},
@@ -288,6 +317,41 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
     write_text(out_dir / "comparison.md", _comparison_markdown(summary, diff))
     write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _choose(settings: PipelineSettings, search: SearchRun, results, out_dir: Path,
+            measured: bool, workers: int, event: Event):
+    """The search's winner: the best by the reward of measured latency (``measured``; else
+    of the predicted) among the best ``FINALISTS``; with ``settings.rescore``, the best of
+    that many of them after one more training each with the final recipe (validation top-1,
+    the same reward). Returns (winner or None, the rescored finalists' records)."""
+    if not any(r.ok for r in results):
+        return None, []
+    if measured:
+        ranked, latency_ms, _, reward = measured_ranking(
+            search, results, finalists=max(FINALISTS, settings.rescore), rounds=settings.rounds)
+    else:  # a synthetic device: the prediction is the latency
+        ranked = sorted((r for r in results if r.ok), key=lambda r: (-r.reward, r.index))
+        latency_ms, reward = {r.index: r.latency_ms for r in ranked}, search.reward
+    if not settings.rescore:
+        return (ranked[0] if measured else best_result(results)), []
+    finalists = ranked[:settings.rescore]
+    final, seed = settings.rescore_recipe(), RESCORE_SEED + settings.seed
+    specs = [dataclasses.replace(r.spec, name=f"trial-{r.index}") for r in finalists]
+    event("rescore", {"finalists": len(specs), "recipe": final.name, "seed": seed})
+    # one JSON line per finished training: an interrupted rescoring continues where it stopped
+    trainings = Trainings(out_dir / "rescored.jsonl", reuse=True)
+    train_all(specs, final, trainings, None, workers, seeds=(seed,),
+              log=lambda line: event("rescore_log", {"line": line}))
+    records = []
+    for r, spec in zip(finalists, specs, strict=True):
+        row = trainings.get(training_key(spec, final, seed))
+        records.append({"trial": r.index, "search_accuracy": r.accuracy,
+                        "latency_ms": latency_ms[r.index], "val_top1": row["val_top1"],
+                        "reward": reward(row["val_top1"], latency_ms[r.index])})
+    best = max(records, key=lambda rec: (rec["reward"], -rec["trial"]))
+    return next(r for r in finalists if r.index == best["trial"]), \
+        [{**rec, "recipe": final.name, "seed": seed} for rec in records]
 
 
 def _kept(path: Path, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """``torch_threads(n)``: run a block with ``n`` torch threads, restoring the previous count;
-``training_threads()``: how many threads training uses unless told."""
+``training_threads()``: how many threads training uses unless told; ``exit_with_parent``: a
+worker process's watch on the process that started it."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 from collections.abc import Iterator
 
 import torch
@@ -34,3 +37,15 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def exit_with_parent(parent: int) -> None:
+    """In a worker (a process pool's initializer): leave when the process ``parent`` is gone
+    (killed with SIGKILL, say), rather than linger as an orphan holding a core's worth of
+    memory."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -94,6 +95,62 @@ def test_a_budget_fraction_aims_the_search_and_netadapt_below_the_canonical_netw
     assert "0.85 x" in (tmp_path / "comparison.md").read_text()
 
 
+def test_rescoring_lets_the_final_recipe_choose_among_the_finalists(tmp_path, monkeypatch):
+    """--rescore 4: the four best by reward are trained again (another seed than a report's),
+    and the best by the reward of the new validation top-1 wins, against the search's own
+    order; a finalist over the budget stays penalised however well it trains."""
+    from types import SimpleNamespace
+
+    import nas.pipeline
+    from nas.accuracy.final import training_key
+    from nas.search.reward import Reward
+    from nas.search.trial import TrialResult
+
+    reward = Reward.from_preset("hard", 10.0)
+    rows = [(80, 9.0, 60), (79, 8.0, 62), (90, 12.0, 70), (78, 9.5, 61), (70, 5.0, 99)]
+    results = [TrialResult(zoo.get("v3-small", width_mult=0.5 + 0.1 * i).scaled(), i, ms, acc,
+                           reward(acc, ms)) for i, (acc, ms, _) in enumerate(rows)]
+    trained = []
+
+    def train_all(specs, final, trainings, deadline, workers, *, seeds, log):
+        for spec in specs:  # as train_all does: what the file holds is not trained again
+            if trainings.get(training_key(spec, final, seeds[0])):
+                continue
+            trained.append((spec.name, seeds))
+            val = rows[int(spec.name.removeprefix("trial-"))][2]
+            trainings.add({"key": training_key(spec, final, seeds[0]), "name": spec.name,
+                           "val_top1": float(val), "test_top1": 0.0})
+        return True
+
+    monkeypatch.setattr(nas.pipeline, "train_all", train_all)
+    settings = PipelineSettings(model="mobilenet_v3_small", data="fashion-mnist", resolution=8,
+                                reward="hard", rescore=4, seed=2)
+    search = SimpleNamespace(reward=reward)
+    winner, rescored = nas.pipeline._choose(settings, search, results, tmp_path, False, 1,
+                                            lambda kind, payload: None)
+    # the search's order 0, 1, 3, 2 (trial 2 is over the budget); trial 4 is not a finalist
+    assert [r["trial"] for r in rescored] == [0, 1, 3, 2]
+    assert sorted(name for name, _ in trained) == ["trial-0", "trial-1", "trial-2", "trial-3"]
+    assert {seeds for _, seeds in trained} == {(1002,)}  # RESCORE_SEED + the pipeline's seed
+    assert winner.index == 1  # 62: the best rescore within the budget
+    assert rescored[3]["reward"] == pytest.approx(70 * 10 / 12)  # 70, penalised: 58.3
+    assert all(r["recipe"] == "fashion-mnist (8 px)" for r in rescored)
+    # trained once: a second choice reads the stored trainings
+    assert nas.pipeline._choose(settings, search, results, tmp_path, False, 1,
+                                lambda kind, payload: None)[0].index == 1
+    assert len(trained) == 4
+    # without rescoring, the search's score decides
+    plain = dataclasses.replace(settings, rescore=0)
+    assert nas.pipeline._choose(plain, search, results, tmp_path, False, 1,
+                                lambda kind, payload: None) == (results[0], [])
+
+
+def test_rescoring_needs_a_final_recipe_for_the_data():
+    with pytest.raises(RunError, match="rescore trains the finalists with the data set's final "
+                                       "recipe: no final recipe for 'digits'"):
+        PipelineSettings(model="mobilenet_v3_small", rescore=2)
+
+
 def test_only_the_two_v3_searches_are_presets():
     with pytest.raises(ValueError, match="mobilenet_v3_large or mobilenet_v3_small"):
         PipelineSettings(model="mobilenet_v2")
@@ -116,6 +173,7 @@ def test_only_the_two_v3_searches_are_presets():
                              "got 10 with ppo"),
         ({"reward": "greedy"}, "unknown reward"),
         ({"budget_fraction": 1.5}, "budget fraction must be in"),
+        ({"rescore": -1}, "rescore is a number of finalists, at least 0"),
     ],
 )
 def test_pipeline_settings_are_checked_before_anything_runs(change, words):

@@ -3,6 +3,7 @@ issue 28, the discrimination check and the training cache."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -92,6 +93,32 @@ def test_the_goal_is_above_the_family_curve_at_the_v3_latency_or_as_accurate_and
     assert bench.verdict(found(8.5, [87.0] * 3, 0.1), []) is None  # no V3 in the family
 
 
+def test_each_search_seed_has_its_network_and_the_result_counts_the_seeds_that_met():
+    bench = load_bench("v3_headtohead")
+    assert bench.found_name("v3-large", 0) == "found_v3-large"  # as results before had it
+    assert bench.found_name("v3-large", 2) == "found_v3-large_seed2"
+    args = argparse.Namespace(run_dir=Path("runs"))
+    assert bench.found_dir(args, "v3-large", 0) == Path("runs/found-v3-large")
+    assert bench.found_dir(args, "v3-large", 2) == Path("runs/found-v3-large-seed2")
+
+    def row(target, seed, met):
+        return {"target": target, "search_seed": seed, "goal": {"met": met}}
+
+    both = ["v3-small", "v3-large"]
+    assert bench.seeds_by_target(["0", "v3-small:1", "0"], both) == {"v3-small": [0, 1],
+                                                                     "v3-large": [0]}
+    assert bench.seeds_by_target(["v3-large:2"], ["v3-small"]) == {"v3-small": []}
+    with pytest.raises(ValueError, match="no target 'v4'"):
+        bench.seeds_by_target(["v4:1"], both)
+    with pytest.raises(ValueError, match="SEED or TARGET:SEED, got 'one'"):
+        bench.seeds_by_target(["one"], both)
+    rows = [row("v3-small", 0, True), row("v3-small", 1, False), row("v3-small", 2, True),
+            row("v3-large", 0, False), {"target": "v3-large", "search_seed": 1, "goal": None}]
+    assert bench.reproduction(rows) == {
+        "v3-small": {"search_seeds": [0, 1, 2], "met": 2},
+        "v3-large": {"search_seeds": [0], "met": 0}}  # no V3 to judge by: not counted
+
+
 def test_the_cache_key_is_the_architecture_recipe_and_seed(tmp_path):
     import dataclasses
 
@@ -149,7 +176,7 @@ def test_found_runs_search_then_netadapt_at_the_v3_budget(tmp_path, monkeypatch,
                               init_epochs=1,
                               short_steps=2, long_epochs=0, delta=0.1, rounds=1,
                               run_dir=tmp_path / "runs", search_estimator=estimator,
-                              search_epochs=1)
+                              search_epochs=1, rescore=2 if estimator == "train" else 0)
     budget = 0.9 * latency(zoo.get("v3-small"))
     found = bench.find("v3-small", budget, args, "fashion-mnist",
                        predictor=synthetic_predictor(), netadapt_latency=latency,
@@ -161,6 +188,12 @@ def test_found_runs_search_then_netadapt_at_the_v3_budget(tmp_path, monkeypatch,
     assert summary["settings"]["estimator"] == estimator
     assert summary["settings"]["supernet_steps"] == 3
     assert summary["netadapt"]["stop_reason"] == "target reached"
+    rescored = summary["search"]["rescored"]  # --rescore 2: trained again, by the recipe
+    assert len(rescored) == (2 if estimator == "train" else 0)
+    assert all(0 <= r["val_top1"] <= 100 and r["seed"] == 1000 for r in rescored)
+    assert summary["search"]["trial"] in {r["trial"] for r in rescored} | (
+        set() if rescored else {summary["search"]["trial"]})
+    assert bench.search_record(tmp_path / "runs" / "found-v3-small")["rescored"] == rescored
     # what NetAdapt returned, renamed for the result file, at the deploy resolution
     assert found == dataclasses.replace(ArchSpec.from_dict(summary["found"]["spec"]),
                                         name="found_v3-small", input_size=224)
@@ -188,7 +221,9 @@ def test_train_all_stops_at_the_deadline_and_resumes_from_the_cache(tmp_path, mo
     assert row["name"] == "v3-small_x0.50" and row["seed"] == 0 and 0 <= row["test_top1"] <= 100
     assert row["recipe"] == final.name  # the file says which recipe trained it
     # everything cached: nothing trains (no worker pool is even started)
-    monkeypatch.setattr(bench, "train_one", None)
+    import nas.accuracy.final
+
+    monkeypatch.setattr(nas.accuracy.final, "_train_one", None)
     assert bench.train_all(nets, final, trainings, deadline=None)
 
 
@@ -224,9 +259,11 @@ def test_found_budgets_are_measured_once_and_kept_for_a_resumed_run(tmp_path, mo
     timings = iter([[1.0, 2.0, 5.0], [1.1, 2.2, 5.5]])
     monkeypatch.setattr(bench, "measure_ms", lambda setup, specs, rounds: next(timings))
     args = argparse.Namespace(run_dir=tmp_path / "runs", rounds=1, resume=False)
-    (tmp_path / "runs" / "found-v3-small").mkdir(parents=True)
+    for seed in (0, 3):  # every search seed's run goes
+        bench.found_dir(args, "v3-small", seed).mkdir(parents=True)
     assert bench.found_budgets(family, args, 64) == {"v3-small": 2.0, "v3-large": 5.0}
     assert not (tmp_path / "runs" / "found-v3-small").exists()
+    assert not (tmp_path / "runs" / "found-v3-small-seed3").exists()
     args.resume = True  # not measured again
     assert bench.found_budgets(family, args, 64) == {"v3-small": 2.0, "v3-large": 5.0}
     args.resume = False  # measured again

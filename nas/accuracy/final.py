@@ -9,8 +9,13 @@ networks (``bench/v3_headtohead.py``) train every network with it and several se
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,11 +25,12 @@ from nas.accuracy.train import Recipe, evaluate, recalibrate_bn, train_model
 from nas.build import build_model
 from nas.data import ImageData, load_data
 from nas.errors import EstimatorError
+from nas.flops import count_madds
 from nas.spec import ArchSpec
-from nas.threads import torch_threads, training_threads
+from nas.threads import exit_with_parent, torch_threads, training_threads
 
-__all__ = ["FINAL_RECIPES", "FinalRecipe", "FinalScore", "final_recipe", "recipe_setting",
-           "train_final"]
+__all__ = ["FINAL_RECIPES", "FinalRecipe", "FinalScore", "Trainings", "final_recipe",
+           "recipe_setting", "train_all", "train_final", "training_key"]
 
 
 @dataclass(frozen=True)
@@ -195,3 +201,98 @@ def train_final(spec: ArchSpec, final: FinalRecipe, seed: int, *, data: ImageDat
     return FinalScore(seed=seed, test_top1=test, val_top1=val,
                       seconds=round(time.perf_counter() - start, 1), steps=summary["steps"])
 
+
+
+def training_key(spec: ArchSpec, final: FinalRecipe, seed: int) -> str:
+    """What decides a training's result: the architecture and the recipe's settings (not
+    their names), and the seed; not how many seeds the recipe has (a run with more seeds
+    reuses the first ones)."""
+    arch = {k: v for k, v in spec.to_dict().items() if k not in ("name", "input_size")}
+    recipe = {k: v for k, v in final.to_dict().items() if k not in ("name", "seeds")}
+    text = json.dumps([arch, recipe, seed], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Trainings:
+    """Finished final trainings, one JSON line each in ``path``, appended as they finish
+    (``reuse``: those already there count; otherwise the file starts empty)."""
+
+    def __init__(self, path: Path, reuse: bool):
+        self.path = Path(path)
+        self.rows: dict[str, dict] = {}
+        if reuse and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self.rows[row["key"]] = row
+        elif self.path.exists():
+            self.path.unlink()
+
+    def get(self, key: str) -> dict | None:
+        return self.rows.get(key)
+
+    def add(self, row: dict) -> None:
+        self.rows[row["key"]] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as sink:
+            sink.write(json.dumps(row) + "\n")
+
+
+_DATA: dict = {}  # per worker process: the recipe's data, loaded once
+
+
+def _train_one(spec: ArchSpec, final: FinalRecipe, seed: int) -> dict:
+    """One training (in a worker process: one torch thread)."""
+    if final.name not in _DATA:
+        _DATA[final.name] = final.load()
+    return train_final(spec, final, seed, data=_DATA[final.name], threads=1).to_dict()
+
+
+def train_all(networks: list[ArchSpec], final: FinalRecipe, trainings: Trainings,
+              deadline: float | None, workers: int = 1, heartbeat: float = 60.0, *,
+              seeds: tuple[int, ...] | None = None,
+              log: Callable[[str], None] = lambda line: print(line, flush=True)) -> bool:
+    """Train every network with every seed (``seeds``, else the recipe's) not yet in
+    ``trainings`` on ``workers`` processes (one thread each), seed by seed (a partial run then
+    has every network at the first seeds), largest first within a seed. False if
+    ``deadline`` (``time.monotonic()``) stopped it. Every ``heartbeat`` seconds without a
+    finished training, one ``log`` line says what is training."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    seeds = final.seeds if seeds is None else seeds
+    todo = [(spec, seed) for seed in seeds
+            for spec in sorted(networks, key=lambda s: -count_madds(s))
+            if not trainings.get(training_key(spec, final, seed))]
+    if not todo:
+        return True
+    total, done, started = len(todo), 0, time.monotonic()
+    with ProcessPoolExecutor(min(workers, len(todo)),
+                             mp_context=multiprocessing.get_context("spawn"),
+                             initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
+        running: dict = {}
+        while todo or running:
+            while todo and len(running) < workers:
+                if deadline is not None and time.monotonic() > deadline:
+                    todo = []
+                    break
+                spec, seed = todo.pop(0)
+                running[pool.submit(_train_one, spec, final, seed)] = (spec, seed)
+            if not running:
+                break
+            finished, _ = wait(running, timeout=heartbeat, return_when=FIRST_COMPLETED)
+            if not finished:  # a training takes minutes: say the run is alive
+                now = ", ".join(f"{spec.name} seed {seed}" for spec, seed in running.values())
+                log(f"  training {now}; {done} of {total} done, "
+                    f"{(time.monotonic() - started) / 60:.1f} min")
+            for future in finished:
+                spec, seed = running.pop(future)
+                score = future.result()
+                done += 1
+                trainings.add({"key": training_key(spec, final, seed), "name": spec.name,
+                               "recipe": final.name, **score,
+                               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                log(f"  {spec.name:<28} seed {seed}: test {score['test_top1']:.2f}%, val "
+                    f"{score['val_top1']:.2f}% ({score['seconds']:.0f} s)")
+    return all(trainings.get(training_key(spec, final, seed))
+               for seed in seeds for spec in networks)

@@ -228,6 +228,11 @@ def pipeline_events(bar: Progress, task: Any, name: str) -> Callable[[str, dict[
             bar.update(task, total=p["trials"], completed=0,
                        description=f"block search ({p['strategy']}, {p['reward']}, from "
                                    f"{p['seed_arch'] or 'scratch'})")
+        elif kind == "rescore":
+            bar.update(task, total=None, description=f"training the {p['finalists']} best "
+                                                     f"finalists with the {p['recipe']} recipe")
+        elif kind == "rescore_log":
+            out.print(p["line"])
         elif kind == "searched":
             out.print(f"search winner: trial {p['trial']}, {p['latency_ms']:.2f} ms "
                       f"predicted, proxy top-1 {p['accuracy']:.2f}%")

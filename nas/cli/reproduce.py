@@ -68,6 +68,9 @@ def register(app: typer.Typer) -> None:
             help="--search: budget and NetAdapt target as this share of the canonical "
                  "network's latency (0.85 with --reward hard: its accuracy at 0.85x its "
                  "latency)")] = 1.0,
+        rescore: Annotated[int, typer.Option(
+            help="--search: train the N best finalists again with the data set's final recipe "
+                 "and let its validation top-1 choose (0: the search's score decides)")] = 0,
         device: Device = "cpu",
     ) -> None:
         """Emit a paper network (table, params, MAdds; spec.json, table.md, arch.txt, model.pt), or
@@ -88,7 +91,7 @@ def register(app: typer.Typer) -> None:
                                         data=data, resolution=resolution, init_epochs=init_epochs,
                                         short_steps=short_steps, long_epochs=long_epochs,
                                         delta=delta, seed=seed, device=device, reward=reward,
-                                        budget_fraction=budget_fraction)
+                                        budget_fraction=budget_fraction, rescore=rescore)
             _reproduce_with_search(settings, out_dir or Path("runs") / f"{name}-search", workers)
             return
         from nas.build import build_model, count_params

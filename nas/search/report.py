@@ -113,15 +113,29 @@ def measured_choice(run, results: Sequence[TrialResult], *, finalists: int = 5,
                     rounds: int = 60) -> tuple[TrialResult, dict[int, float], list[float]]:
     """MnasNet's last step, on this machine: the ``finalists`` best trials by predicted reward
     are timed end to end, interleaved with V3-Large and V3-Small, and the best by the reward
-    of the *measured* latency wins. Per-architecture errors of the predictor (a few percent
-    here, see docs/latency.md) then cannot decide the winner among close candidates.
+    of the *measured* latency wins (``measured_ranking``'s first).
+
+    Returns (winner, measured ms by trial index, measured ms of V3-Large and V3-Small).
+    """
+    ranked, by_index, references, _reward = measured_ranking(run, results, finalists=finalists,
+                                                             rounds=rounds)
+    return ranked[0], by_index, references
+
+
+def measured_ranking(run, results: Sequence[TrialResult], *, finalists: int = 5,
+                     rounds: int = 60):
+    """The ``finalists`` best trials by predicted reward, timed end to end interleaved with
+    V3-Large and V3-Small, ranked by the reward of their *measured* latency (ties: the earlier
+    trial). Per-architecture errors of the predictor (a few percent here, see docs/latency.md)
+    then cannot decide the order of close candidates.
 
     A budget given as a network (``budget_of``) is that network's latency on each scale (times
     ``budget_fraction``): its prediction for the search, its measurement in this same session
     here (a budget on the predicted scale would let every finalist look faster or slower than
     it is, wherever the predictor and the timer disagree).
 
-    Returns (winner, measured ms by trial index, measured ms of V3-Large and V3-Small).
+    Returns (ranked finalists, measured ms by trial index, measured ms of V3-Large and
+    V3-Small, the reward on the measured scale).
     """
     ranked = sorted((r for r in results if r.ok), key=lambda r: (-r.reward, r.index))
     chosen = ranked[:finalists]
@@ -138,8 +152,8 @@ def measured_choice(run, results: Sequence[TrialResult], *, finalists: int = 5,
         budget = getattr(run.settings, "budget_fraction", 1.0) * measured[
             len(chosen) + names.index(zoo.get(budget_of).name)]
         reward = dataclasses.replace(run.reward, target_ms=budget)
-    winner = max(chosen, key=lambda r: (reward(r.accuracy, by_index[r.index]), -r.index))
-    return winner, by_index, measured[len(chosen):len(chosen) + 2]
+    order = sorted(chosen, key=lambda r: (-reward(r.accuracy, by_index[r.index]), r.index))
+    return order, by_index, measured[len(chosen):len(chosen) + 2], reward
 
 
 def write_outputs(run, results: Sequence[TrialResult], *, measure_rounds: int = 60,

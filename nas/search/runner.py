@@ -16,8 +16,6 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -29,6 +27,7 @@ from nas.search.storage import RunStore
 from nas.search.strategies import Strategy, spec_key
 from nas.search.trial import TrialResult
 from nas.spec import ArchSpec
+from nas.threads import exit_with_parent
 
 __all__ = ["Evaluator", "ProcessPool", "ResumeMismatch", "Runner", "failed_outcome"]
 
@@ -144,7 +143,7 @@ class ProcessPool:
     def _start(self) -> None:
         self.executor = ProcessPoolExecutor(self.workers,
                                             mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_exit_with_parent,
+                                            initializer=exit_with_parent,
                                             initargs=(os.getpid(),))
 
     def evaluate(self, todo: list[tuple[int, ArchSpec]]) -> Iterator[TrialResult]:
@@ -183,17 +182,6 @@ class ProcessPool:
 
     def close(self) -> None:
         self.executor.shutdown(cancel_futures=True)
-
-
-def _exit_with_parent(parent: int) -> None:
-    """In a worker: leave when the search process is gone (killed with SIGKILL, say), rather
-    than linger as an orphan holding a core's worth of memory."""
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def failed_outcome(reason: str) -> dict:
