@@ -40,11 +40,20 @@ BENCHMARKS = (
     # From a cold cache on 2 cores, 2026-12-07: family 23 min, one search seed of each target +
     # NetAdapt + found + timing 65 min; 2026-12-08: rescoring ~10 min per V3-Small search and
     # ~15 per V3-Large, V3-Small's second seed ~35 min with its trainings (~125 min in all).
+    # Issue 28's item 5, before the head-to-head that carries its rows: NetAdapt from V3-Small
+    # against its width multiplier with the Fashion-MNIST final recipe, three seeds.
+    Benchmark("netadapt_vs_multiplier-fashion-mnist", 90, args=(
+        "--start", "v3-small", "--recipe", "fashion-mnist", "--seeds", "3", "--init-epochs", "3",
+        "--long-epochs", "0", "--targets", "0.95", "0.9", "0.8",
+        "--run-dir", "runs/bench-netadapt-fashion-mnist",
+        "--out", "bench/results/netadapt_vs_multiplier-fashion-mnist.json"),
+        path=ROOT / "bench" / "netadapt_vs_multiplier.py"),
     Benchmark("v3_headtohead", 180, args=(
         "--found", "--family", "v3-small:0.5", "v3-small:0.75", "v3-small:1.0", "v3-large:1.0",
         "--search-estimator", "train", "--search-reward", "hard", "--budget-fraction", "0.85",
         "--stage-moves", "0.2", "--trials", "40", "--rescore", "4",
-        "--search-seeds", "0", "v3-small:1")),
+        "--search-seeds", "0", "v3-small:1",
+        "--netadapt", "bench/results/netadapt_vs_multiplier-fashion-mnist.json")),
     Benchmark("estimator_ranking", 90),
     Benchmark("reference_lr", 150),  # retrains only when estimator_ranking's sample changed
     Benchmark("search_quality", 80),

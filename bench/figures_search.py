@@ -99,15 +99,21 @@ def render_search_final(results: Results) -> list[str]:
     return with_source(results, "search_quality", search_final_lines(d))
 
 
-def render_netadapt_vs_multiplier(results: Results) -> list[str]:
-    """NetAdapt's networks against the width-multiplier family at the same measured latency."""
-    d = results.get("netadapt_vs_multiplier")
+def render_netadapt_vs_multiplier(results: Results,
+                                  name: str = "netadapt_vs_multiplier") -> list[str]:
+    """NetAdapt's networks against the width-multiplier family at the same measured latency
+    (``name``: the result file; with a final recipe, its test top-1)."""
+    d = results.get(name)
     if d is None:
-        return missing("netadapt_vs_multiplier")
+        return missing(name)
     n = d["netadapt"]
+    recipe = d["recipe"]
+    trained = (f"the {recipe['name']} final recipe ({recipe['recipe']['epochs']} epochs at "
+               f"{recipe['resolution']} px), {d.get('score', 'test top-1')}"
+               if "recipe" in recipe else f"{recipe['epochs']} epochs")
     lines = [f"{d['start']} on {d['data']}; NetAdapt δ {n['delta']:g}, {n['short_steps']} "
              f"short steps, {n['iterations']} iterations ({n['stop_reason']}); top-1 from "
-             f"scratch, {d['recipe']['epochs']} epochs, seeds "
+             f"scratch, {trained}, seeds "
              f"{', '.join(str(s) for s in d['seeds'])} (mean ± sd). Start network: "
              f"{d['start_predicted_ms']:.2f} ms predicted, {d['start_measured_ms']:.2f} ms "
              "measured.", "",
@@ -148,7 +154,7 @@ def render_netadapt_vs_multiplier(results: Results) -> list[str]:
     for r in sorted(d["family"], key=lambda r: r["width_mult"]):
         lines.append(f"| ×{r['width_mult']:.2f} | {r['measured_ms']:.2f} | "
                      f"{r['top1_mean']:.2f} ± {r['top1_sd']:.2f} |")
-    return with_source(results, "netadapt_vs_multiplier", lines)
+    return with_source(results, name, lines)
 
 
 def render_ray_throughput(results: Results) -> list[str]:

@@ -95,6 +95,9 @@ RENDERERS: dict[str, Renderer] = {
     "search_quality": Renderer(render_search_quality),
     "search_final": Renderer(render_search_final),
     "netadapt_vs_multiplier": Renderer(render_netadapt_vs_multiplier),
+    "netadapt_fashion_mnist": Renderer(
+        lambda results: render_netadapt_vs_multiplier(results,
+                                                      "netadapt_vs_multiplier-fashion-mnist")),
     "torchvision_equivalence": Renderer(render_torchvision_equivalence),
     "ray_throughput": Renderer(render_ray_throughput),
     "timer_variants": Renderer(render_timer_variants),

@@ -217,9 +217,14 @@ def found_budgets(family: list[ArchSpec], args, input_size: int) -> dict[str, fl
 def netadapt_rows(path: Path, final: FinalRecipe) -> list[dict]:
     """Issue 28's ``netadapt_vs_multiplier`` rows from a ``bench/netadapt_vs_multiplier.py
     --recipe`` result trained with ``final``: each target's NetAdapt network against the
-    width multiplier nearest to it in measured latency (same recipe, seeds, test images)."""
+    width multiplier nearest to it in measured latency (same recipe and test images; its
+    own seeds, each row saying how many)."""
     result = json.loads(path.read_text())
-    if result.get("recipe") != final.to_dict():
+
+    def settings(recipe: dict | None) -> dict | None:
+        return recipe and {k: v for k, v in recipe.items() if k != "seeds"}
+
+    if settings(result.get("recipe")) != settings(final.to_dict()):
         raise SystemExit(f"{path} was not trained with this recipe ({final.name}): run "
                          f"bench/netadapt_vs_multiplier.py --recipe with the same settings")
     family = {r["width_mult"]: r for r in result["family"]}

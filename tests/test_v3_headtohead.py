@@ -242,6 +242,7 @@ def test_netadapt_rows_pair_each_target_with_its_nearest_multiplier(tmp_path):
     assert row["netadapt_acc_mean"] == 86.0 and row["netadapt_acc_std"] == pytest.approx(1.0)
     assert row["multiplier"] == 0.9 and row["multiplier_acc_mean"] == 85.0
     assert row["multiplier_acc_std"] == pytest.approx(3 ** 0.5)
+    assert bench.netadapt_rows(path, final.trial(seeds=4)) == [row]  # the seeds are its own
     # trained with another recipe: refused, not mixed in
     with pytest.raises(SystemExit, match="not trained with this recipe"):
         bench.netadapt_rows(path, final.trial(epochs=final.recipe.epochs + 1))
