@@ -428,8 +428,10 @@ def main() -> None:
         scratch = Path(tempfile.mkdtemp(prefix="v3-headtohead-"))
         args.out, args.cache, args.resume = scratch / "v3_headtohead.json", \
             scratch / "trainings.jsonl", False
-        if args.found:
-            raise SystemExit("--smoke does not run --found (a search needs minutes)")
+        if args.found or args.netadapt:  # make bench --smoke passes make bench's arguments
+            print("smoke: --found and --netadapt skipped (a search needs minutes; a result "
+                  "of another recipe)", flush=True)
+            args.found, args.netadapt = False, None
     try:
         settings = dict(recipe_setting(text) for text in args.settings)
         final = final.trial(epochs=args.epochs, resolution=args.resolution, seeds=args.seeds,

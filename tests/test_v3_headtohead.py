@@ -34,9 +34,12 @@ def test_smoke_writes_the_issue_schema_and_a_plot(tmp_path):
     _fashion_like(tmp_path / "fm")
     env = {**os.environ, "NAS_CACHE_DIR": str(tmp_path / "cache"),
            "NAS_FASHION_MNIST_DIR": str(tmp_path / "fm"), "OMP_NUM_THREADS": "1"}
+    # as make bench --smoke runs it: with make bench's --found and --netadapt, both skipped
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "v3_headtohead.py"),
-                             "--smoke"], capture_output=True, text=True, env=env, timeout=120)
+                             "--smoke", "--found", "--netadapt", str(tmp_path / "absent.json")],
+                            capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "smoke: --found and --netadapt skipped" in result.stdout
     assert "test top-1 (mean ± sd)" in result.stdout
     out = Path(result.stdout.split("wrote ")[-1].split(" and its")[0])
     assert out.parent != ROOT / "bench" / "results"  # a smoke run writes no figures
