@@ -40,7 +40,7 @@ from nas.flops import count_madds
 from nas.netadapt import FineTuner, NetAdapt, NetAdaptSettings, device_latency
 from nas.runlock import RunLock, timestamp
 from nas.search.objective import AccuracyJob
-from nas.search.report import best_result, measured_ranking
+from nas.search.report import measured_ranking
 from nas.search.run import SearchRun, SearchSettings, resolve_seed_arch
 from nas.spec import ArchSpec
 from nas.spec.tables import table_diff
@@ -224,18 +224,15 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
         # could change places within the timer's noise, and NetAdapt (started from the first
         # choice) could no longer resume.
         choice_path = out_dir / "searched.json"
-        winner = None
-        if choice_path.exists():
-            chosen = json.loads(choice_path.read_text())["trial"]
-            winner = next((r for r in results if r.index == chosen and r.ok), None)
+        choice = json.loads(choice_path.read_text()) if choice_path.exists() else {}
+        winner = next((r for r in results if r.index == choice.get("trial") and r.ok), None)
         if winner is None:
             winner, rescored = _choose(settings, search, results, out_dir, predictor is None,
                                        workers, event)
             if winner is not None:
-                write_text(choice_path, json.dumps({"trial": winner.index,
-                                                    "chosen": timestamp(),
-                                                    **({"rescored": rescored} if rescored
-                                                       else {})}, indent=2) + "\n")
+                choice = {"trial": winner.index, "chosen": timestamp(),
+                          **({"rescored": rescored} if rescored else {})}
+                write_text(choice_path, json.dumps(choice, indent=2) + "\n")
     if winner is None:
         raise RuntimeError(f"no search candidate finished; see {search.dir / 'study.db'}")
     found = dataclasses.replace(winner.spec, name=f"{canonical.name}_found")
@@ -299,7 +296,7 @@ def _reproduce_search(settings: PipelineSettings, out_dir: Path, *, workers: int
         "seed_arch": seed_arch, "settings": dataclasses.asdict(settings),
         "search": {"trial": winner.index, "predicted_ms": winner.latency_ms,
                    "budget_ms": search.budget_ms,
-                   "rescored": json.loads(choice_path.read_text()).get("rescored", []),
+                   "rescored": choice.get("rescored", []),
                    "proxy_accuracy": winner.accuracy, "dir": str(search.dir)},
         "netadapt": {"iterations": len(adapted.iterations) - 1,
                      "stop_reason": adapted.stop_reason, "dir": str(na_dir)},
@@ -334,7 +331,7 @@ def _choose(settings: PipelineSettings, search: SearchRun, results, out_dir: Pat
         ranked = sorted((r for r in results if r.ok), key=lambda r: (-r.reward, r.index))
         latency_ms, reward = {r.index: r.latency_ms for r in ranked}, search.reward
     if not settings.rescore:
-        return (ranked[0] if measured else best_result(results)), []
+        return ranked[0], []
     finalists = ranked[:settings.rescore]
     final, seed = settings.rescore_recipe(), RESCORE_SEED + settings.seed
     specs = [dataclasses.replace(r.spec, name=f"trial-{r.index}") for r in finalists]
